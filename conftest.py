@@ -1,0 +1,80 @@
+"""Project-wide pytest setup: the ``--impl`` option and the ``gpu`` marker.
+
+``--impl`` lets a learner run a phase's checkpoint tests against their own code:
+
+    pytest phases/phase0_tokenizer --impl=my_tokenizer.py        # the phase's main module
+    pytest phases/phase0_tokenizer --impl chat=my_chat.py        # one named module
+
+Each phase's ``conftest.py`` asks ``impl_loader`` for the modules it tests; the loader
+returns the learner's file when one was given, else the reference module.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--impl", action="append", default=[], metavar="[NAME=]PATH",
+        help="run a phase's checkpoint tests against your own module: PATH replaces the "
+             "phase's main module, NAME=PATH replaces the module NAME (e.g. chat=my_chat.py)")
+
+
+def _parse_impls(config) -> dict[str | None, Path]:
+    impls: dict[str | None, Path] = {}
+    for spec in config.getoption("--impl"):
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = None, spec
+        p = Path(path).expanduser()
+        if not p.is_file() or p.suffix != ".py":
+            raise pytest.UsageError(f"--impl {spec}: {p} is not a .py file")
+        impls[name] = p.resolve()
+    return impls
+
+
+def pytest_configure(config):
+    config._mini_impls = _parse_impls(config)
+
+
+def pytest_report_header(config):
+    impls = getattr(config, "_mini_impls", {})
+    if impls:
+        return ["implementation under test: " + ", ".join(
+            f"{name or 'main'}={path}" for name, path in impls.items())]
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def impl_loader(request):
+    """``impl_loader(name, reference, main=False)`` -> the module under test."""
+    impls = request.config._mini_impls
+    loaded: dict[str, object] = {}
+
+    def load(name: str, reference: str, main: bool = False):
+        path = impls.get(name) or (impls.get(None) if main else None)
+        if path is None:
+            return importlib.import_module(reference)
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(f"learner_impl_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load

@@ -1,0 +1,199 @@
+"""Small utilities every phase uses: where files live, atomic writes, progress, colour, user errors.
+
+Phase 0 is the first phase, and a phase may import only from earlier phases, so the
+plumbing shared by the whole project lives here, in one place:
+
+- ``base_dir()``: the working directory for data, tokenizers and runs
+  (``$MINI_NANOCHAT_BASE_DIR``, default ``~/.cache/mini-nanochat``).
+- ``atomic_write_bytes`` / ``atomic_write_text`` / ``atomic_path``: write to a temporary
+  file in the same folder, fsync, then rename over the target, so a crash mid-write
+  never leaves a half-written file where a good one was.
+- ``progress``: a dependency-free progress bar on stderr (redrawn in place on a
+  terminal, a few plain lines when piped, silent when disabled).
+- ``use_color`` / ``paint``: ANSI colour that respects ``NO_COLOR`` and pipes.
+- ``UserError``: raised for mistakes a user can fix (bad flag, missing file); the CLI
+  prints its message without a traceback.
+
+What it leaves out: logging frameworks, tqdm (one more dependency for ~60 lines).
+Run nothing here directly; it is imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO, TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; shown as ``error: <message>`` without a traceback."""
+
+
+# ---------------------------------------------------------------------------
+# Where things live
+
+
+def base_dir() -> Path:
+    """The project's working directory (created on first use)."""
+    root = os.environ.get("MINI_NANOCHAT_BASE_DIR") or os.path.join("~", ".cache", "mini-nanochat")
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success fsync it and rename it over ``target``.
+
+    If the body raises, the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:  # make the bytes durable before the rename
+            os.fsync(f.fileno())
+        os.replace(tmp_path, target)  # atomic on POSIX and Windows
+        _fsync_dir(target.parent)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename itself is durable only once the directory entry is flushed (POSIX).
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# Colour
+
+
+def use_color(stream: TextIO | None = None, force: bool | None = None) -> bool:
+    """Colour only on a terminal, never when ``NO_COLOR`` is set (https://no-color.org)."""
+    if force is not None:
+        return force
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = stream if stream is not None else sys.stdout
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def paint(text: str, code: str, enabled: bool) -> str:
+    """Wrap ``text`` in the ANSI SGR ``code`` (e.g. ``"1;32"``) when ``enabled``."""
+    return f"\x1b[{code}m{text}\x1b[0m" if enabled else text
+
+
+# ---------------------------------------------------------------------------
+# Progress
+
+
+class progress:
+    """Iterate with a progress bar on stderr: ``for x in progress(items, total=n, desc="docs")``.
+
+    Also usable by hand: ``bar = progress(total=n); bar.update(k); bar.close()``.
+    On a terminal the bar is redrawn in place; otherwise at most ~10 plain lines are
+    printed, so logs and CI output stay readable. ``enabled=False`` silences it.
+    """
+
+    def __init__(self, iterable: Iterable[T] | None = None, total: float | None = None,
+                 desc: str = "", unit: str = "it", enabled: bool = True,
+                 stream: TextIO | None = None):
+        self.iterable = iterable
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.n = 0.0
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._last_decile = -1
+        self._closed = False
+
+    def __iter__(self) -> Iterator[T]:
+        assert self.iterable is not None, "progress() needs an iterable to iterate"
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self) -> "progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, k: float = 1) -> None:
+        self.n += k
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.tty:
+            if now - self._last_draw >= 0.1:
+                self._draw(now, end="\r")
+        elif self.total:
+            decile = int(10 * self.n / self.total)
+            if decile > self._last_decile and decile < 10:
+                self._last_decile = decile
+                self._draw(now, end="\n")
+
+    def _draw(self, now: float, end: str) -> None:
+        self._last_draw = now
+        elapsed = now - self.start
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            frac = min(1.0, self.n / self.total)
+            width = 24
+            filled = int(frac * width)
+            bar = "#" * filled + "-" * (width - filled)
+            eta = (self.total - self.n) / rate if rate > 0 else 0.0
+            msg = (f"{self.desc}: {frac * 100:5.1f}% |{bar}| {_fmt(self.n)}/{_fmt(self.total)} {self.unit}"
+                   f" [{elapsed:.1f}s, eta {eta:.1f}s, {_fmt(rate)} {self.unit}/s]")
+        else:
+            msg = f"{self.desc}: {_fmt(self.n)} {self.unit} [{elapsed:.1f}s, {_fmt(rate)} {self.unit}/s]"
+        self.stream.write(("\x1b[2K" if self.tty else "") + msg + end)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.enabled:
+            self._draw(time.perf_counter(), end="\n")
+
+
+def _fmt(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
