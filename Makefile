@@ -1,0 +1,56 @@
+# mini-nanochat: the two commands in the README, plus a few helpers.
+#   make demo   - create .venv, install, run the pipeline on the embedded corpus (CPU)
+#   make test   - create .venv, install, run the test suite, build the docs strictly
+# Needs only Python >= 3.10 and make. torch is pinned: an unpinned torch pulls GBs of CUDA
+# wheels. To install torch from elsewhere: make demo TORCH_SPEC="torch==2.13.0 --index-url URL"
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS     ?= dev,docs,bench
+STAMP      := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast docs serve-docs bench install clean help
+
+help:
+	@echo "make demo       run the pipeline end to end on CPU (corpus -> tokenizer -> eval)"
+	@echo "make test       run the test suite and build the docs site strictly"
+	@echo "make test-fast  the test suite without tests marked slow"
+	@echo "make docs       build the docs site into site/"
+	@echo "make serve-docs serve the docs site on http://127.0.0.1:8000"
+	@echo "make bench      run the tokenizer benchmark (tests/benchmarks/bench_tokenizer.py)"
+	@echo "make clean      remove .venv, site/ and caches (your data in ~/.cache/mini-nanochat stays)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mini-nanochat needs Python >= 3.10"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mini-nanochat demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+serve-docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
+
+bench: $(STAMP)
+	$(PY) tests/benchmarks/bench_tokenizer.py
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

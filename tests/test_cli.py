@@ -1,0 +1,97 @@
+"""The mini-nanochat command line: help, clear errors, and the Phase 0 commands end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mini_nanochat.cli import main
+
+
+def run_cli(*args, env=None, input=None):
+    return subprocess.run([sys.executable, "-m", "mini_nanochat", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, timeout=600)
+
+
+@pytest.mark.parametrize("argv", [[], ["demo"], ["data"], ["data", "embedded"], ["tokenizer"],
+                                  ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "eval"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    assert "usage: mini-nanochat" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tokenizer", "train", "--vocab-size", "-5"], "expected a positive number"),
+    (["tokenizer", "train", "--vocab-size", "lots"], "expected a whole number"),
+    (["tokenizer", "frobnicate"], "invalid choice"),
+    ([], "required"),
+])
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_user_mistakes_never_show_a_traceback(tmp_path):
+    r = run_cli("tokenizer", "encode", "hi", "--tokenizer", str(tmp_path / "nowhere"))
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: no tokenizer at") and "Traceback" not in r.stderr
+    r = run_cli("tokenizer", "train", "--data", str(tmp_path), "--vocab-size", "300")
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("tokenizer", "train", "--data", str(tmp_path), "--vocab-size", "100")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_phase0_commands_end_to_end(tiny_corpus, tmp_path):
+    tok_dir = tmp_path / "tok"
+    r = run_cli("--no-progress", "tokenizer", "train", "--data", str(tiny_corpus.out_dir),
+                "--vocab-size", "400", "--out", str(tok_dir))
+    assert r.returncode == 0, r.stderr
+    assert "trained 135 merges (vocab 400)" in r.stdout
+    info = json.loads((tok_dir / "train_info.json").read_text())
+    assert info["vocab_size"] == 400 and info["data_dir"] == str(tiny_corpus.out_dir.resolve())
+
+    r = run_cli("tokenizer", "encode", "Hello world", "--tokenizer", str(tok_dir), "--ids-only")
+    assert r.returncode == 0
+    ids = [int(x) for x in r.stdout.split()]
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    assert BPETokenizer.load(tok_dir).decode(ids) == "Hello world"
+
+    r = run_cli("tokenizer", "encode", "Hello world", "--tokenizer", str(tok_dir), env={"NO_COLOR": "1"})
+    assert r.returncode == 0 and "\x1b[" not in r.stdout and "11 bytes" in r.stdout
+
+    r = run_cli("tokenizer", "eval", "--tokenizer", str(tok_dir))
+    assert r.returncode == 0, r.stderr
+    for genre in ("prose", "code", "math", "non-English", "validation shard"):
+        assert genre in r.stdout
+    if _has("rustbpe"):  # same rule, same data: identical token counts
+        assert "rustbpe trained on the same texts" in r.stdout
+        assert r.stdout.count("+0.00% tokens") == 5
+
+
+def test_data_embedded_reports_shards(tiny_corpus, tmp_path, capsys):
+    # Reusing an up-to-date corpus is a no-op that still prints the report.
+    from phases.phase0_tokenizer.corpus import format_report
+    assert "shard_00000.parquet" in format_report(tiny_corpus)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    """What `make demo` runs: the full embedded corpus, a vocab-8192 tokenizer, eval, colours."""
+    env = {"MINI_NANOCHAT_BASE_DIR": os.environ.get("MINI_NANOCHAT_BASE_DIR") or str(tmp_path)}
+    r = run_cli("--no-progress", "demo", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for step in ("1/4", "2/4", "3/4", "4/4", "validation shard", "demo finished"):
+        assert step in r.stdout
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None

@@ -1,0 +1,93 @@
+"""The project's own rules, checked: phase layout, import direction, dependencies vs ADR-0001."""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PHASES = sorted(p for p in (REPO / "phases").iterdir() if p.is_dir() and p.name.startswith("phase"))
+EXPECTED = ["phase0_tokenizer", "phase1_transformer", "phase2_training", "phase3_optimizers", "phase4_ddp",
+            "phase5_data", "phase6_inference", "phase7_eval", "phase8_sft", "phase9_serving"]
+
+
+def _built(phase: Path) -> bool:
+    return "not built yet" not in (phase / "README.md").read_text().lower()
+
+
+def test_ten_phase_packages_exist():
+    assert [p.name for p in PHASES] == EXPECTED
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=lambda p: p.name)
+def test_phase_layout(phase):
+    assert (phase / "README.md").is_file()
+    files = {f.name for f in phase.iterdir() if f.is_file()}
+    if not _built(phase):  # a phase not started holds its scope and nothing that pretends
+        assert files == {"README.md"}, f"{phase.name} is 'not built yet' but has {sorted(files)}"
+        return
+    for name in ("ADR.md", "COMPARISON.md", "exercise.md", "__init__.py"):
+        assert name in files, f"{phase.name} has no {name}"
+    assert any(f.startswith("test_") and f.endswith(".py") for f in files), "no checkpoint tests"
+    modules = [f for f in files if f.endswith(".py") and not f.startswith(("test_", "conftest", "__init__"))]
+    assert modules, "no module of its own"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=lambda p: p.name)
+def test_import_rules(phase):
+    """A phase imports only earlier phases (or itself); nothing in phases/ imports mini_nanochat."""
+    number = int(re.match(r"phase(\d+)_", phase.name).group(1))
+    for path in phase.rglob("*.py"):
+        for name in _imports(path):
+            assert not name.startswith("mini_nanochat"), f"{path} imports {name}"
+            m = re.match(r"phases\.phase(\d+)_", name)
+            if m:
+                assert int(m.group(1)) <= number, f"{path} imports a later phase: {name}"
+
+
+def test_modules_have_a_top_docstring_and_stay_readable():
+    for path in list((REPO / "phases").rglob("*.py")) + list((REPO / "mini_nanochat").glob("*.py")) \
+            + list((REPO / "tools").glob("*.py")):
+        if path.name == "__init__.py" and path.parent.name.startswith("phase"):
+            continue
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{path} has no top docstring"
+        if not path.name.startswith("test_"):
+            lines = len(path.read_text().splitlines())
+            assert lines <= 520, f"{path} has {lines} lines; split it (budget: 100-400, hard cap 520)"
+
+
+def test_dependencies_match_adr():
+    """ADR-0001 names every dependency pyproject.toml declares (core and extras)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        pytest.skip("tomllib needs Python 3.11")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    adr = (REPO / "docs" / "adrs" / "0001-dependency-policy.md").read_text().lower()
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    for spec in declared:
+        name = re.match(r"[A-Za-z0-9_.\-]+", spec).group(0).lower()
+        assert name in adr or name.replace("_", "-") in adr, f"{name} is not recorded in ADR-0001"
+
+
+def test_readme_phase_table_matches_the_phases():
+    readme = (REPO / "README.md").read_text()
+    for phase in PHASES:
+        row = next(line for line in readme.splitlines() if f"phases/{phase.name}/README.md" in line)
+        assert ("not built yet" in row) == (not _built(phase)), f"README status of {phase.name} is stale"
