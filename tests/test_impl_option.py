@@ -10,7 +10,7 @@ REFERENCE = REPO / "phases" / "phase0_tokenizer" / "bpe.py"
 
 
 def _pytest(*args):
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -33,7 +33,7 @@ def test_reference_copy_passes_through_impl(tmp_path):
 def test_broken_training_fails_the_checkpoint(tmp_path):
     # A plausible slip: 2-byte chunks are dropped from training, so some merges change.
     path = _broken_copy(tmp_path, "if len(ids) >= 2:", "if len(ids) >= 3:")
-    r = _pytest("phases/phase0_tokenizer", f"--impl={path}", "-x")
+    r = _pytest("phases/phase0_tokenizer", f"--impl={path}", "-x", "-q")
     assert r.returncode == 1, r.stdout[-3000:]
     assert "failed" in r.stdout
 
@@ -41,7 +41,7 @@ def test_broken_training_fails_the_checkpoint(tmp_path):
 def test_broken_decode_fails_the_checkpoint(tmp_path):
     path = _broken_copy(tmp_path, 'return data.decode("utf-8", "mini_nanochat.surrogates")',
                         'return data.decode("utf-8", "replace")')
-    r = _pytest("phases/phase0_tokenizer/test_tokenizer.py", f"--impl={path}")
+    r = _pytest("phases/phase0_tokenizer/test_tokenizer.py", f"--impl={path}", "-q")
     assert r.returncode == 1
     assert "test_roundtrip_edge_cases" in r.stdout and "surrogate" in r.stdout
 
