@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from phases.phase0_tokenizer.common import UserError
+from phases.phase0_tokenizer.common import run_command
 
 EPILOG = "Files live under $MINI_NANOCHAT_BASE_DIR (default ~/.cache/mini-nanochat)."
 
@@ -140,20 +140,8 @@ def cmd_tok_eval(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `mini-nanochat … | head`
-        sys.stderr.close()
-        return 0
-    return 0
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

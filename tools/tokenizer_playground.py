@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from mini_nanochat.pipeline import (DEMO_TEXT, TrainSettings, default_data_dir, 
                                     train_tokenizer)
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer, text_to_bytes
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, use_color
+from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
 from phases.phase0_tokenizer.visualize import (colorize_tokens, display_width, merge_history, render_mask,
                                                split_characters, token_pieces, token_table)
@@ -384,18 +383,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `… | head`: stop quietly, and keep Python from complaining at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -25,13 +25,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO, TypeVar
+from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
 T = TypeVar("T")
 
 
 class UserError(Exception):
     """A mistake the user can fix; shown as ``error: <message>`` without a traceback."""
+
+
+def run_command(fn: Callable[[], object]) -> int:
+    """Run a command-line entry point; turn user mistakes and Ctrl-C into exit codes.
+
+    ``UserError`` -> ``error: …`` on stderr, status 2; Ctrl-C -> status 130; a closed pipe
+    (``… | head``) -> status 0, quietly. Anything else is a bug and keeps its traceback.
+    """
+    try:
+        fn()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Point stdout at /dev/null so Python's final flush at exit does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
 
 
 # ---------------------------------------------------------------------------
