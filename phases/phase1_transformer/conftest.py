@@ -1,0 +1,17 @@
+"""Fixtures for Phase 1's checkpoint: the model module under test (swappable with ``--impl``)."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gpt(impl_loader):
+    """The model module: must define ``GPTConfig`` and ``GPT`` (``--impl PATH`` replaces it)."""
+    return impl_loader("model", "phases.phase1_transformer.model", main=True)
+
+
+@pytest.fixture
+def tiny_config(gpt):
+    """Small enough for CPU tests, big enough to have every feature: 4 layers, GQA, windows."""
+    return gpt.GPTConfig.from_depth(4, vocab_size=256, sequence_len=64, head_dim=16,
+                                    n_kv_head=2, window_pattern="SSSL")

@@ -1,0 +1,160 @@
+"""The pieces of a transformer block: RMSNorm, rotary embeddings, attention, MLP.
+
+Shapes use B = batch, T = new tokens in this call, Tk = keys attended to (T, or more
+with a KV cache), H = query heads, Hkv = key/value heads, D = head_dim, C = n_embd.
+Activations keep nanochat's (B, T, H, D) layout until attention itself.
+
+- ``rms_norm``: RMSNorm *without* a learnable scale (nanochat's choice).
+- ``Rotary``: precomputed cos/sin tables; ``apply_rotary`` rotates channel pairs
+  (i, i + D/2) by a position-dependent angle, so q.k depends on relative position only.
+- ``CausalSelfAttention``: q/k/v projections, optional value-embedding gate, RoPE,
+  QK-norm, grouped-query attention, sliding windows; runs through
+  ``F.scaled_dot_product_attention`` (SDPA) or, for teaching and for attention maps,
+  through ``explicit_attention`` (softmax(q k^T / sqrt(D)) with the mask written out).
+- ``MLP``: Linear -> ReLU^2 -> Linear at 4x width. ``Block``: pre-norm residual block.
+- ``Linear``: fp32 master weights, cast to the activations' dtype in forward.
+
+What it leaves out: FlashAttention-3 kernels (nanochat loads them on Hopper; SDPA picks
+a fused kernel by itself here), dropout (none in nanochat), biases (none).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from phases.phase1_transformer.config import GPTConfig
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    # x / sqrt(mean(x^2) + eps) over the last dim; no learnable gain
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class Linear(nn.Linear):
+    """A bias-free Linear whose fp32 weight is cast to the input dtype (bf16 on GPUs)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype))
+
+
+# --8<-- [start:rotary]
+def rotary_tables(head_dim: int, max_len: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (max_len, head_dim // 2): angle = position * base^(-2i/D)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)  # (D/2,)
+    positions = torch.arange(max_len, dtype=torch.float32, device=device)                           # (max_len,)
+    angles = torch.outer(positions, inv_freq)                                                       # (max_len, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[..., i], x[..., i + D/2]) of x (B, T, H, D) by the angles in cos/sin (T, D/2)."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]                        # (B, T, H, D/2) each
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # (1, T, 1, D/2): broadcast over B and H
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+# --8<-- [end:rotary]
+
+
+# --8<-- [start:mask]
+def attention_mask(t_q: int, t_k: int, window: int, device=None) -> torch.Tensor:
+    """Boolean (t_q, t_k) mask, True = may attend. Queries are the *last* t_q of t_k positions.
+
+    Query at absolute position p may see key position j iff j <= p (causal) and
+    p - j <= window (the sliding window: ``window`` previous tokens plus itself).
+    """
+    q_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # (t_q, 1)
+    k_pos = torch.arange(t_k, device=device)[None, :]             # (1, t_k)
+    return (k_pos <= q_pos) & (q_pos - k_pos <= window)
+# --8<-- [end:mask]
+
+
+# --8<-- [start:explicit]
+def explicit_attention(q, k, v, mask):
+    """Attention written out. q (B, H, T, D), k and v (B, Hkv, Tk, D), mask (T, Tk) bool.
+
+    Returns the output (B, H, T, D) and the attention weights (B, H, T, Tk).
+    """
+    groups = q.size(1) // k.size(1)
+    if groups > 1:  # grouped-query attention: each k/v head serves `groups` query heads
+        k = k.repeat_interleave(groups, dim=1)               # (B, H, Tk, D)
+        v = v.repeat_interleave(groups, dim=1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, Tk)
+    scores = scores.masked_fill(~mask, float("-inf"))         # no peeking at the future / beyond the window
+    weights = scores.softmax(dim=-1)                          # each row sums to 1
+    return weights @ v, weights                               # (B, H, T, D), (B, H, T, Tk)
+# --8<-- [end:explicit]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.qk_norm, self.qk_scale = config.qk_norm, config.qk_scale
+        C = config.n_embd
+        self.c_q = Linear(C, self.n_head * self.head_dim)
+        self.c_k = Linear(C, self.n_kv_head * self.head_dim)
+        self.c_v = Linear(C, self.n_kv_head * self.head_dim)
+        self.c_proj = Linear(C, C)
+        # The value-embedding gate reads the first 12 channels: 3 * sigmoid(.) in (0, 3) per kv head.
+        self.ve_gate = Linear(12, self.n_kv_head) if config.has_value_embed(layer_idx) else None
+        self.explicit = False      # True: use explicit_attention and keep the weights
+        self.last_weights = None   # (B, H, T, Tk) after an explicit forward
+
+    # --8<-- [start:attention_forward]
+    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None):
+        B, T, C = x.shape
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)      # (B, T, H, D)
+        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
+        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
+        if ve is not None:  # value embedding, gated per kv head
+            gate = 3 * torch.sigmoid(self.ve_gate(x[..., :12]))     # (B, T, Hkv)
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.qk_norm:  # unit-RMS q and k keep attention logits bounded; 1.2 sharpens them
+            q, k = rms_norm(q) * self.qk_scale, rms_norm(k) * self.qk_scale
+        if kv_cache is not None:  # append this call's k, v; get every key so far
+            k, v = kv_cache.update(self.layer_idx, k, v)            # (B, Tk, Hkv, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, time, D)
+        Tk = k.size(2)
+        if self.explicit:
+            y, self.last_weights = explicit_attention(q, k, v, attention_mask(T, Tk, window, x.device))
+        elif Tk == T and window >= T:  # plain causal: SDPA's fused kernel, no mask tensor
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        elif T == 1 and window >= Tk - 1:  # one new token that may see everything
+            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        else:  # sliding window or chunk against a cache: an explicit boolean mask
+            mask = attention_mask(T, Tk, window, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        y = y.transpose(1, 2).reshape(B, T, C)                        # (B, T, C)
+        return self.c_proj(y)
+    # --8<-- [end:attention_forward]
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        hidden = config.mlp_ratio * config.n_embd
+        self.c_fc = Linear(config.n_embd, hidden)
+        self.c_proj = Linear(hidden, config.n_embd)
+
+    def forward(self, x):
+        return self.c_proj(F.relu(self.c_fc(x)).square())  # ReLU^2: sparse like ReLU, smoother above 0
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None):
+        x = x + self.attn(rms_norm(x), cos, sin, window, ve, kv_cache)  # pre-norm: the residual stays clean
+        x = x + self.mlp(rms_norm(x))
+        return x
