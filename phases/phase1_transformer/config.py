@@ -146,6 +146,27 @@ class GPTConfig:
         ])
 
 
+# Named configurations (keyword arguments of ``GPTConfig.from_depth``). nanochat's
+# speedrun-era sizes, its CPU script's d6, and our CPU demo. The CPU demo size is
+# provisional: Phase 2 measures it against the demo's 10-minute budget.
+PRESETS: dict[str, dict] = {
+    "d12": dict(depth=12, vocab_size=32768, sequence_len=2048),
+    "d20": dict(depth=20, vocab_size=32768, sequence_len=2048),
+    "d24": dict(depth=24, vocab_size=32768, sequence_len=2048),
+    "d26": dict(depth=26, vocab_size=32768, sequence_len=2048),
+    "runcpu-d6": dict(depth=6, vocab_size=32768, sequence_len=512, head_dim=64, window_pattern="L"),
+    "cpu-demo": dict(depth=4, vocab_size=8192, sequence_len=256, head_dim=64, window_pattern="L"),
+}
+
+
+def preset(name: str, **overrides) -> GPTConfig:
+    """``GPTConfig`` of a named preset; keyword arguments override any field."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    kw = {**PRESETS[name], **overrides}
+    return GPTConfig.from_depth(kw.pop("depth"), **kw)
+
+
 # --8<-- [start:dtype]
 def compute_dtype(device: torch.device | str | None = None) -> torch.dtype:
     """bf16 on CUDA with compute capability >= 8.0, else fp32; MINI_NANOCHAT_DTYPE overrides."""
