@@ -39,6 +39,12 @@ def _parse_impls(config) -> dict[str | None, Path]:
 
 def pytest_configure(config):
     config._mini_impls = _parse_impls(config)
+    # Test models are tiny: one intra-op thread is as fast, and it avoids OpenMP threads
+    # spinning against each other when the machine is busy (10x slowdowns seen on 2 cores).
+    import os
+
+    import torch
+    torch.set_num_threads(int(os.environ.get("MINI_NANOCHAT_TEST_THREADS", "1")))
 
 
 def pytest_report_header(config):

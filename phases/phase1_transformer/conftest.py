@@ -13,5 +13,5 @@ def gpt(impl_loader):
 @pytest.fixture
 def tiny_config(gpt):
     """Small enough for CPU tests, big enough to have every feature: 4 layers, GQA, windows."""
-    return gpt.GPTConfig.from_depth(4, vocab_size=256, sequence_len=64, head_dim=16,
+    return gpt.GPTConfig.from_depth(4, vocab_size=256, sequence_len=64, aspect_ratio=16, head_dim=16,
                                     n_kv_head=2, window_pattern="SSSL")
