@@ -243,11 +243,39 @@ class GPT(nn.Module):
     # --8<-- [end:generate]
 
 
+def trace_shapes(model: GPT, idx: torch.Tensor) -> list[str]:
+    """Run one forward pass and report each module's output shape, in call order."""
+    lines: list[str] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if name and (name.count(".") <= 3 or name.endswith(("c_q", "c_k", "c_v"))) and not name.startswith("value_embeds."):
+            def hook(mod, inputs, output, name=name):
+                if isinstance(output, torch.Tensor):
+                    lines.append(f"{name:<28} {type(mod).__name__:<20} -> {tuple(output.shape)}")
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        logits = model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+    lines.append(f"{'logits':<28} {'':<20} -> {tuple(logits.shape)}")
+    return lines
+
+
 if __name__ == "__main__":
-    cfg = GPTConfig.from_depth(2, vocab_size=512, sequence_len=64, head_dim=32)
+    from phases.phase1_transformer.config import preset
+
+    cfg = preset("cpu-demo")
     model = GPT.build(cfg, seed=0)
     print(cfg.describe())
-    print("params:", model.param_counts())
-    print(f"training FLOPs/token: {model.estimate_flops():,.0f}; KV bytes/token: {model.kv_bytes_per_token()}")
-    idx = torch.randint(0, cfg.vocab_size, (2, 16))
-    print("logits:", tuple(model(idx).shape), "loss:", float(model(idx, targets=idx)))
+    print("\nparameters:", {k: f"{v:,}" for k, v in model.param_counts().items()})
+    print(f"training FLOPs/token: {model.estimate_flops():,.0f}; KV-cache bytes/token "
+          f"(fp32): {model.kv_bytes_per_token():,}")
+    idx = torch.randint(0, cfg.vocab_size, (2, 8))
+    print("\nshapes for ids of shape (B=2, T=8), first block only:")
+    for line in trace_shapes(model, idx):
+        if not line.startswith("blocks.") or line.startswith("blocks.0"):
+            print("  " + line)
+    with torch.no_grad():
+        print(f"\nloss at initialisation: {model(idx, targets=idx).item():.4f} "
+              f"(ln V = {torch.log(torch.tensor(float(cfg.vocab_size))).item():.4f})")
