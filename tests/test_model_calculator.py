@@ -1,0 +1,204 @@
+"""Tests of tools/model_calculator.py: exact counts, measured activations, optimizer state, fit, CLI.
+
+The tool is a script (``tools`` is not a package), so it is loaded by path. Models are
+built on the meta device, so even d26 costs no memory; the one real forward pass uses a
+tiny config on the CPU.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from phases.phase1_transformer.config import GPTConfig, preset
+from phases.phase1_transformer.model import GPT
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "model_calculator.py"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("model_calculator", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mc = _load_tool()
+
+# nanochat's totals (reference spec, section 2.1)
+NANOCHAT_TOTALS = {"d12": 286_261_730, "d20": 896_533_746, "d24": 1_384_122_122, "d26": 1_681_786_938,
+                   "runcpu-d6": 73_531_646}
+
+
+def tiny(**kw) -> GPTConfig:
+    """Every feature on: GQA, short windows (S = 128 < T = 256), value embeddings, smear, backout."""
+    args = dict(vocab_size=320, sequence_len=256, aspect_ratio=16, head_dim=16, n_kv_head=2, window_pattern="SSSL")
+    args.update(kw)
+    return GPTConfig.from_depth(4, **args)
+
+
+@pytest.mark.parametrize("name", list(NANOCHAT_TOTALS))
+def test_preset_totals_match_nanochat(name):
+    counts = mc.param_report(mc.meta_model(preset(name)))["counts"]
+    assert counts["total"] == NANOCHAT_TOTALS[name]
+
+
+def test_breakdown_sums_to_total_and_to_every_parameter():
+    model = mc.meta_model(preset("d12"))
+    report = mc.param_report(model)
+    c = report["counts"]
+    parts = sum(v for k, v in c.items() if k != "total")
+    assert parts == c["total"] == sum(p.numel() for p in model.parameters())
+    assert report["scaling_params"] == 110_100_912  # nanochat: transformer matrices + lm_head
+    assert report["largest"]["numel"] == max(p.numel() for p in model.parameters())
+
+
+def test_switches_change_the_counts():
+    cfg, _ = mc.make_config("d12", value_embeds=False)
+    assert mc.param_report(mc.meta_model(cfg))["counts"]["value_embeds"] == 0
+    with pytest.raises(mc.UserError):
+        mc.make_config("d12", depth=12)
+    with pytest.raises(mc.UserError):
+        mc.make_config("nope")
+
+
+def test_activation_bytes_scale_linearly_with_batch():
+    cfg = tiny()
+    model = mc.meta_model(cfg)
+    a1, a2, a3 = (mc.activation_bytes(cfg, b, model=model) for b in (1, 2, 3))
+    assert a1 > 0 and a3 - a2 == a2 - a1  # exactly affine: fixed + b * per_sequence
+    m = mc.activation_model(cfg, torch.bfloat16, model, batch=4)
+    assert m["fixed"] + 4 * m["per_sequence"] == mc.activation_bytes(cfg, 4, model=model)
+    assert 0 <= m["fixed"] < m["per_sequence"]
+
+
+def test_activations_are_plausible():
+    cfg = tiny()
+    B, T, C, V = 2, cfg.sequence_len, cfg.n_embd, cfg.vocab_size
+    s = mc.measure_saved(cfg, B, dtype=torch.float32)
+    assert s["logits"] == 2 * B * T * V * 4         # softcap tanh output + log-softmax output, fp32
+    assert s["weight_copies"] == 0                   # fp32 compute: the parameters themselves are saved
+    assert s["other"] > cfg.n_layer * B * T * C * 4  # at least each block's input
+    bf16 = mc.measure_saved(cfg, B, dtype=torch.bfloat16)
+    model = mc.meta_model(cfg)
+    matmul_bytes = 2 * model.num_matmul_params()     # one bf16 copy of every Linear weight ...
+    assert matmul_bytes <= bf16["weight_copies"] <= matmul_bytes + 2 * model.param_counts()["scalars"]  # ... + scalars
+
+
+@pytest.mark.parametrize("kw", [{}, dict(n_kv_head=4, window_pattern="L", softcap=0.0)])
+def test_meta_measurement_equals_a_real_cpu_run(kw):
+    """The meta-device figure equals the bytes a real fp32 forward on the CPU saves, exactly."""
+    cfg = tiny(**kw)
+    meta = mc.measure_saved(cfg, 2, dtype=torch.float32, device="meta")
+    cpu = mc.measure_saved(cfg, 2, dtype=torch.float32, device="cpu", gpu_kernels=False)
+    assert meta == cpu
+
+
+def test_gpu_kernel_routing_keeps_the_math():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 24, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 5, 24, dtype=torch.float64)
+    ref = torch.autograd.grad((F.rms_norm(x, (24,)) * y).sum(), x)[0]
+    got = torch.autograd.grad((mc._FusedRMSNorm.apply(x, torch.finfo(x.dtype).eps) * y).sum(), x)[0]
+    assert torch.allclose(ref, got)
+    cfg = tiny()
+    model = GPT.build(cfg, seed=0, dtype=torch.float32)
+    idx = torch.randint(0, cfg.vocab_size, (2, cfg.sequence_len))
+    with mc.GPUKernels():
+        routed = model(idx, targets=idx)
+    assert torch.allclose(routed, model(idx, targets=idx), atol=1e-5)
+
+
+def test_kv_cache_bytes():
+    cfg = tiny()
+    model = mc.meta_model(cfg)
+    per_token = cfg.n_layer * 2 * cfg.n_kv_head * cfg.head_dim * 2
+    assert model.kv_bytes_per_token(torch.bfloat16) == per_token
+    assert mc.kv_cache_bytes(model, 1000, 3, torch.bfloat16) == 3 * 1000 * per_token
+    assert mc.meta_model(preset("d24")).kv_bytes_per_token(torch.bfloat16) == 147_456  # nanochat's figure
+
+
+def test_optimizer_state():
+    model = mc.meta_model(preset("d12"))
+    n = sum(p.numel() for p in model.parameters())
+    assert mc.optimizer_state_bytes(model, "adamw")["total"] == 2 * 4 * n
+    muon = mc.optimizer_state_bytes(model, "muon")
+    matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
+    assert muon["muon_momentum"] == 4 * sum(p.numel() for p in matrices)
+    assert muon["normuon_second_moment"] == 4 * sum(max(p.shape) for p in matrices)
+    assert muon["adamw_moments"] == 8 * (n - sum(p.numel() for p in matrices))
+    sharded = mc.optimizer_state_bytes(model, "muon", world=8)
+    assert muon["total"] / 8 <= sharded["total"] < muon["total"] / 4
+    with pytest.raises(mc.UserError):
+        mc.optimizer_state_bytes(model, "sgd")
+
+
+def test_training_plan_reproduces_nanochat():
+    n12 = 110_100_912
+    d20 = mc.training_plan(435_160_240, n12, 2.886e9, ratio=12)
+    assert (d20["total_batch"], d20["iterations"]) == (1_048_576, 4_980)
+    d24 = mc.training_plan(729_810_624, n12, 4.775e9, ratio=8)  # the speedrun
+    assert (d24["total_batch"], d24["iterations"]) == (1_048_576, 5_568)
+    d12 = mc.training_plan(n12, n12, 7.597e8)
+    assert d12["total_batch"] == 2 ** 19 and d12["total_flops"] == pytest.approx(1.0e18, rel=0.01)
+
+
+def test_fit_is_monotone():
+    static, fixed, per_seq = 10 * mc.GiB, mc.GiB, 3 * mc.GiB
+    answers = [mc.fits(static, fixed, per_seq, gb * mc.GiB) for gb in (1, 11, 14, 20, 40, 80, 200, 10_000)]
+    assert answers == sorted(answers) and answers[0] == answers[1] == 0 and answers[2] == 1
+    assert answers[-1] == 1024  # capped
+    assert mc.fits(static, fixed, per_seq, 80 * mc.GiB, max_batch=8) == 8
+
+
+def run_main(capsys, *argv):
+    code = mc.run_command(lambda: mc.main(list(argv)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_report_and_fit(capsys):
+    code, out, _ = run_main(capsys, "--preset", "cpu-demo", "--batch", "8", "--gpu", "H100", "--gpus", "8",
+                            "--dollars-per-gpu-hour", "3", "--no-color")
+    assert code == 0
+    for text in ("11,534,466", "optimizer Muon+AdamW", "KV cache", "suggested --device-batch-size", "cost"):
+        assert text in out
+    code, out, _ = run_main(capsys, "--preset", "cpu-demo", "--gpu-mem", "0.001")
+    assert code == 0 and "does not fit even at batch 1" in out
+
+
+def test_cli_json_and_compare(capsys):
+    code, out, _ = run_main(capsys, "--preset", "cpu-demo", "--gpu-mem", "24", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["params"]["counts"]["total"] == 11_534_466 and data["fit"]["best_batch"] >= 1
+    code, out, _ = run_main(capsys, "--compare", "cpu-demo", "runcpu-d6", "--json")
+    assert code == 0 and [r["preset"] for r in json.loads(out)] == ["cpu-demo", "runcpu-d6"]
+
+
+@pytest.mark.parametrize("argv,message", [(["--preset", "d99"], "unknown preset"), (["--batch", "0"], "--batch"),
+                                          (["--gpu", "X100"], "unknown GPU"), (["--depth", "6", "--n-kv-head", "4"],
+                                                                              "n_kv_head")])
+def test_cli_user_errors(capsys, argv, message):
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2 and err.startswith("error:") and message in err
+
+
+def test_cli_help_and_bad_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        mc.main(["--help"])
+    assert exit_.value.code == 0 and "examples:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        mc.main(["--bogus"])
+    assert exit_.value.code == 2 and "error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_cli_subprocess_user_error_has_no_traceback():
+    bad = subprocess.run([sys.executable, str(TOOL), "--preset", "d99"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown preset") and "Traceback" not in bad.stderr
