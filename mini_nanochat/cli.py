@@ -5,6 +5,7 @@
     mini-nanochat tokenizer train --vocab-size 8192  # train the BPE tokenizer
     mini-nanochat tokenizer encode "Hello world"     # show ids and a colourised view
     mini-nanochat tokenizer eval                     # bytes/token per genre vs rustbpe
+    mini-nanochat pretrain --config examples/cpu_demo.toml   # train a GPT (Phase 2)
 
 Mistakes a user can fix (a missing tokenizer, a bad number) print ``error: …`` and
 exit with status 2; they never show a traceback. Later phases add their subcommands
@@ -86,6 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, default=None, help="data folder (default: the one it was trained on)")
     ev.add_argument("--no-compare", action="store_true", help="skip training the rustbpe reference")
     ev.set_defaults(func=cmd_tok_eval)
+
+    pre = sub.add_parser(
+        "pretrain", help="pretrain a GPT (Phase 2)", epilog=EPILOG + " Example: mini-nanochat pretrain "
+        "--config examples/cpu_demo.toml --depth 6 --set matrix_lr=0.004",
+        description="Train a GPT on the tokenized corpus. Prints everything the depth dial and the config "
+                    "derive before training; checkpoints atomically; --resume continues a run exactly.")
+    pre.add_argument("--config", type=Path, default=None, help="a TOML file (see examples/)")
+    pre.add_argument("--depth", type=positive_int, help="the dial: model depth (width and heads follow)")
+    pre.add_argument("--num-iterations", type=positive_int, help="optimizer steps")
+    pre.add_argument("--device-batch-size", type=positive_int, help="rows per forward/backward")
+    pre.add_argument("--total-batch-size", type=positive_int, help="tokens per optimizer step")
+    pre.add_argument("--run-name", help="run folder name under <base>/runs")
+    pre.add_argument("--run-dir", type=Path, help="run folder (overrides --run-name)")
+    pre.add_argument("--save-every", type=int, help="checkpoint every N steps (0 = only at the end)")
+    pre.add_argument("--eval-every", type=int, help="validation bpb every N steps (0 = only at the end)")
+    pre.add_argument("--seed", type=int, help="random seed")
+    pre.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    pre.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    pre.add_argument("--resume", action="store_true", help="continue from the run's latest good checkpoint")
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any config key, e.g. --set matrix_lr=0.004 (repeatable)")
+    pre.set_defaults(func=cmd_pretrain)
     return parser
 
 
@@ -137,6 +160,27 @@ def cmd_tok_encode(args) -> None:
 def cmd_tok_eval(args) -> None:
     from mini_nanochat.pipeline import default_tokenizer_dir, evaluate_tokenizer
     print(evaluate_tokenizer(args.tokenizer or default_tokenizer_dir(), args.data, compare=not args.no_compare))
+
+
+def cmd_pretrain(args) -> None:
+    from phases.phase0_tokenizer.common import UserError
+    from phases.phase2_training.config import load_config
+    from phases.phase2_training.train import train
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip().replace("-", "_")] = value
+    for flag in ("depth", "num_iterations", "device_batch_size", "total_batch_size", "run_name", "run_dir",
+                 "save_every", "eval_every", "seed", "device", "compile"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[flag] = str(value) if isinstance(value, Path) else value
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, resume=args.resume, show_progress=not args.no_progress)
+    print(f"done: step {result.step}, val bpb {result.val_bpb:.4f} (best {result.min_val_bpb:.4f}), "
+          f"{result.train_time:.0f}s of training -> {result.run_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,171 @@
+"""Checkpoints that survive crashes: atomic, checksummed, never unpickled.
+
+A run directory looks like::
+
+    runs/cpu_demo/
+      metrics.jsonl                      one JSON record per step / evaluation / sample
+      checkpoints/step_000200/
+        model.safetensors                the weights (safetensors: a header + raw tensors)
+        optim.pt                         optimizer state and RNG states (loaded weights_only)
+        meta.json                        step, configs, val bpb, loop and data state, sha256 of the files
+
+A checkpoint is first written into ``step_000200.tmp-<random>/``, every file fsynced, and
+only then renamed to ``step_000200/`` (a directory rename is atomic), so a crash at any
+moment leaves either the complete new checkpoint or none of it. ``meta.json`` records a
+sha256 of the other files; ``latest_checkpoint`` skips (and names) any checkpoint whose
+files are missing or do not match, so resuming always starts from the latest *good* one.
+
+What it leaves out: sharded optimizer state for several ranks (Phase 4), cloud storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from phases.phase0_tokenizer.common import UserError
+
+FORMAT_VERSION = 1
+STEP_PREFIX = "step_"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safetensors():
+    try:
+        import safetensors.torch as st
+    except ImportError:
+        raise UserError("checkpoints need the safetensors package: pip install safetensors") from None
+    return st
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    meta: dict
+
+
+# --8<-- [start:save]
+def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, meta: dict, keep_last: int = 2) -> Path:
+    """Write checkpoint ``step`` atomically; then delete all but the newest ``keep_last``."""
+    st = _safetensors()
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"{STEP_PREFIX}{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=ckpt_dir))
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        st.save_file(weights, tmp / "model.safetensors")
+        state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        torch.save(state, tmp / "optim.pt")
+        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optim.pt")}
+        full_meta = {"format_version": FORMAT_VERSION, "step": step, "files": files, **meta}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2))
+        for name in ("model.safetensors", "optim.pt", "meta.json"):
+            _fsync(tmp / name)
+        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # atomic: the checkpoint appears complete or not at all
+        _fsync(ckpt_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+# --8<-- [end:save]
+
+
+def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint directories (no ``.tmp-``), oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir()
+             if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+
+
+def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Check files and checksums without loading tensors; raise UserError naming the bad file."""
+    path = Path(path)
+    meta_file = path / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} is incomplete: {meta_file} is missing") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"checkpoint file {meta_file} is corrupt: {e}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{meta_file}: unsupported checkpoint format {meta.get('format_version')!r}")
+    for name, digest in meta.get("files", {}).items():
+        f = path / name
+        if not f.exists():
+            raise UserError(f"checkpoint file {f} is missing")
+        if _sha256(f) != digest:
+            raise UserError(f"checkpoint file {f} is corrupt or truncated (sha256 mismatch)")
+    return Checkpoint(path, int(meta["step"]), meta)
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Checkpoint | None:
+    """The newest checkpoint that verifies; bad ones are skipped with a warning naming them."""
+    for path in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            return verify_checkpoint(path)
+        except UserError as e:
+            warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
+    return None
+
+
+def load_weights(path: str | os.PathLike, device="cpu") -> dict[str, torch.Tensor]:
+    st = _safetensors()
+    f = Path(path) / "model.safetensors"
+    try:
+        weights = st.load_file(str(f), device=str(device))
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise UserError(f"checkpoint file {f} cannot be read: {e}") from None
+    return {k.removeprefix("_orig_mod."): v for k, v in weights.items()}
+
+
+def load_checkpoint(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    device="cpu") -> None:
+    """Restore weights (strict), optimizer state and RNG states from a verified checkpoint."""
+    missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device), strict=False)
+    if missing or unexpected:
+        raise UserError(f"checkpoint {ckpt.path} does not match the model: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]} (was it made with another configuration?)")
+    f = ckpt.path / "optim.pt"
+    try:
+        state = torch.load(f, map_location=device, weights_only=True)  # never unpickles code
+    except Exception as e:
+        raise UserError(f"checkpoint file {f} cannot be read: {e}") from None
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

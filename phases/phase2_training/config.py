@@ -1,0 +1,214 @@
+"""Training configuration: a TOML file, command-line overrides, and what they derive.
+
+``TrainConfig`` is every knob of a pretraining run. A TOML file may group keys under any
+section headers (``[model]``, ``[optim]``…; sections are only for reading, keys are
+unique); ``--set key=value`` or dedicated flags override them. ``derive`` turns the
+config into a ``Plan``: the model configuration from the depth dial, the batch arithmetic
+(tokens per step, gradient accumulation), the horizon and the cost, and ``Plan.describe``
+prints all of it before training starts.
+
+What it leaves out: the automatic batch size, horizon and LR scaling from depth (Phase 3).
+
+Run: ``python -m phases.phase2_training.config examples/cpu_demo.toml``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from phases.phase0_tokenizer.common import UserError
+from phases.phase1_transformer.config import GPTConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+# --8<-- [start:train_config]
+@dataclass
+class TrainConfig:
+    # model: the depth dial and Phase 1's switches
+    depth: int = 4
+    aspect_ratio: int = 64
+    head_dim: int = 64
+    sequence_len: int = 256
+    window_pattern: str = "L"
+    n_kv_head: int = 0               # 0 = as many as query heads
+    value_embeds: bool = True
+    resid_scalars: bool = True
+    smear: bool = True
+    backout: bool = True
+    qk_norm: bool = True
+    softcap: float = 15.0
+    # data and tokenizer ("" = the defaults under $MINI_NANOCHAT_BASE_DIR)
+    data_dir: str = ""
+    tokenizer_dir: str = ""
+    # batch and horizon
+    device_batch_size: int = 16      # rows per forward/backward
+    total_batch_size: int = -1       # tokens per optimizer step; -1 = one micro-batch per rank
+    num_iterations: int = 500
+    max_seconds: float = 0.0         # > 0: stop training after this much time (a wall-clock budget)
+    # optimizer: AdamW with one LR per parameter kind (Phase 3 adds Muon)
+    optimizer: str = "adamw"
+    matrix_lr: float = 0.003
+    embedding_lr: float = 0.01
+    unembedding_lr: float = 0.003
+    scalar_lr: float = 0.01
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    warmup_steps: int = 20
+    warmdown_ratio: float = 0.5
+    final_lr_frac: float = 0.05
+    # evaluation and logging
+    eval_every: int = 100            # 0 = only at the end
+    eval_tokens: int = 131_072
+    sample_every: int = 0            # 0 = only at the end
+    sample_tokens: int = 24
+    log_every: int = 10              # console lines when not on a terminal
+    # the run
+    run_name: str = "run"
+    run_dir: str = ""                # "" = <base>/runs/<run_name>
+    save_every: int = 100            # 0 = only at the end
+    keep_last: int = 2
+    seed: int = 42
+    device: str = ""                 # "" = cuda if available, else cpu
+    dtype: str = ""                  # "" = Phase 1's policy (bf16 on capable CUDA, else fp32)
+    compile: bool = False
+    peak_flops: float = 0.0          # for MFU; 0 = known GPU table or a measured CPU matmul peak
+    tensorboard: bool = False
+    wandb: bool = False
+# --8<-- [end:train_config]
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        head_dim = self.head_dim
+        base = GPTConfig.from_depth(self.depth, vocab_size=vocab_size, sequence_len=self.sequence_len,
+                                    aspect_ratio=self.aspect_ratio, head_dim=head_dim)
+        return base.replace(n_kv_head=self.n_kv_head or base.n_head, window_pattern=self.window_pattern,
+                            value_embeds=self.value_embeds, resid_scalars=self.resid_scalars,
+                            smear=self.smear, backout=self.backout, qk_norm=self.qk_norm,
+                            softcap=self.softcap)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value, source: str):
+    kind = type(FIELDS[name].default)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            if kind is bool:
+                if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError
+                return text in ("true", "1", "yes", "on")
+            return kind(float(text.replace("_", ""))) if kind is int and "e" in text else kind(text.replace("_", ""))
+        except ValueError:
+            raise UserError(f"{source}: {name} must be a {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UserError(f"{source}: {name} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {path} is not valid TOML: {e}") from None
+        flat: dict = {}
+        for key, value in raw.items():
+            items = value.items() if isinstance(value, dict) else [(key, value)]
+            for k, v in items:
+                if k in flat:
+                    raise UserError(f"{path}: key {k!r} appears twice")
+                flat[k] = v
+        for k, v in flat.items():
+            if k not in FIELDS:
+                raise UserError(f"{path}: unknown key {k!r}; valid keys: {', '.join(FIELDS)}")
+            values[k] = _coerce(k, v, str(path))
+    for k, v in (overrides or {}).items():
+        if k not in FIELDS:
+            raise UserError(f"unknown setting {k!r}; valid keys: {', '.join(FIELDS)}")
+        values[k] = _coerce(k, v, "override")
+    return TrainConfig(**values)
+
+
+@dataclass
+class Plan:
+    """Everything derived from a TrainConfig before training starts."""
+    config: TrainConfig
+    model: GPTConfig
+    world_size: int
+    tokens_per_micro: int        # one rank's forward: device_batch_size * sequence_len
+    total_batch_size: int        # tokens per optimizer step, all ranks
+    grad_accum: int
+    num_params: int = 0
+    flops_per_token: float = 0.0
+
+    def describe(self) -> str:
+        c, m = self.config, self.model
+        tokens = self.total_batch_size * c.num_iterations
+        lines = [
+            "model (from the depth dial):",
+            *("  " + line for line in m.describe().splitlines()),
+            f"  parameters          {self.num_params:,}",
+            f"  FLOPs/token (train) {self.flops_per_token:.4g}",
+            "batch:",
+            f"  device batch        {c.device_batch_size} x {c.sequence_len} = {self.tokens_per_micro:,} tokens",
+            f"  world size          {self.world_size}",
+            f"  total batch         {self.total_batch_size:,} tokens/step"
+            f" = {self.tokens_per_micro:,} x {self.world_size} ranks x {self.grad_accum} accumulation",
+            "horizon:",
+            f"  iterations          {c.num_iterations:,}" + (f" (or {c.max_seconds:g}s, whichever first)"
+                                                            if c.max_seconds else ""),
+            f"  tokens              {tokens:,} ({tokens / max(1, self.num_params):.2f} per parameter)",
+            f"  training FLOPs      {tokens * self.flops_per_token:.3g}",
+            "optimizer:",
+            f"  {c.optimizer}: matrix lr {c.matrix_lr:g}, embedding lr {c.embedding_lr:g}, unembedding lr "
+            f"{c.unembedding_lr:g}, scalar lr {c.scalar_lr:g}, weight decay {c.weight_decay:g}, "
+            f"betas ({c.adam_beta1:g}, {c.adam_beta2:g})",
+            f"  schedule: warmup {c.warmup_steps} steps, warmdown last {c.warmdown_ratio:.0%} to "
+            f"{c.final_lr_frac:g} x lr",
+        ]
+        return "\n".join(lines)
+
+
+# --8<-- [start:derive]
+def derive(cfg: TrainConfig, vocab_size: int, world_size: int = 1) -> Plan:
+    """Check the config for consistency and work out the batch arithmetic."""
+    for name in ("depth", "device_batch_size", "sequence_len", "num_iterations"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.optimizer != "adamw":
+        raise UserError(f"optimizer {cfg.optimizer!r} is not available yet (Phase 3 adds 'muon'); use 'adamw'")
+    if not 0 <= cfg.warmdown_ratio <= 1 or not 0 <= cfg.final_lr_frac <= 1:
+        raise UserError("warmdown_ratio and final_lr_frac must be between 0 and 1")
+    model = cfg.model_config(vocab_size)
+    per_micro = cfg.device_batch_size * cfg.sequence_len
+    per_round = per_micro * world_size                  # tokens of one micro-step on all ranks
+    total = cfg.total_batch_size if cfg.total_batch_size > 0 else per_round
+    if total % per_round:
+        raise UserError(f"total_batch_size {total:,} is not a multiple of device_batch_size x sequence_len x "
+                        f"world_size = {cfg.device_batch_size} x {cfg.sequence_len} x {world_size} = {per_round:,}")
+    return Plan(cfg, model, world_size, per_micro, total, total // per_round)
+# --8<-- [end:derive]
+
+
+if __name__ == "__main__":
+    cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
+    plan = derive(cfg, vocab_size=8192)
+    print(plan.describe())
