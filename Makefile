@@ -8,7 +8,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= dev,docs,bench
+EXTRAS     ?= dev,docs,bench,tools
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	# Phase 1's benchmark peer; --no-deps: its metadata pulls TensorFlow (ADR 0001)
+	$(PY) -m pip install --quiet --no-deps llms-from-scratch==1.0.19
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,9 +1,10 @@
 """The end-to-end pipeline, one stage per function; ``mini-nanochat demo`` runs them in order.
 
-Today (Phase 0) the pipeline is: build the embedded corpus -> train a tokenizer ->
-evaluate it -> show a colourised tokenization. Each later phase appends its stage
-(after Phase 2: train and sample a tiny GPT). Every stage reuses what an earlier run
-already produced when its inputs are unchanged, so a second ``make demo`` is quick.
+Today the pipeline is: build the embedded corpus -> train a tokenizer -> evaluate it ->
+show a colourised tokenization -> pretrain a tiny GPT (``examples/cpu_demo.toml``) and
+print its validation bpb and samples. Each later phase appends its stage. Every stage
+reuses what an earlier run already produced when its inputs are unchanged, and an
+interrupted pretraining run is resumed from its last checkpoint, so nothing is lost.
 
 What it leaves out: the stages of phases not built yet.
 """
@@ -91,17 +92,48 @@ def evaluate_tokenizer(tokenizer_dir: Path, data_dir: Path | None = None, compar
     return format_eval(report, color=use_color() if color is None else color)
 
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cpu_demo.toml"
+
+
+def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_progress: bool = True):
+    """Train the demo GPT, resuming an interrupted run and reusing a finished one."""
+    import shutil
+
+    from phases.phase2_training.checkpoint import latest_checkpoint
+    from phases.phase2_training.config import load_config
+    from phases.phase2_training.train import run_dir_of, train
+
+    if not config_path.exists():
+        raise UserError(f"{config_path} is missing (the demo runs from a checkout of the repository)")
+    cfg = load_config(config_path)
+    run_dir = run_dir_of(cfg)
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    if latest is not None and latest.meta.get("train_config") != asdict(cfg):
+        print(f"{run_dir} was trained with other settings; starting over")
+        shutil.rmtree(run_dir)
+        latest = None
+    if latest is not None and latest.step >= cfg.num_iterations:
+        print(f"reusing the finished run in {run_dir} (step {latest.step}; --fresh retrains)")
+        return latest.meta.get("val_bpb"), None
+    if latest is not None:
+        print(f"resuming the interrupted demo run from step {latest.step}")
+    result = train(cfg, resume=latest is not None, show_progress=show_progress)
+    return result.val_bpb, result
+
+
 def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = True) -> None:
-    """Phase 0 of the demo: corpus -> tokenizer -> evaluation -> colourised tokenization."""
+    """The pipeline so far: corpus -> tokenizer -> evaluation -> tokenization -> pretraining."""
     from phases.phase0_tokenizer.visualize import colorize_tokens
 
     color = use_color()
     t_start = time.perf_counter()
-    print("== 1/4 embedded corpus (docstrings of the standard library and installed packages)")
+    print("== 1/5 embedded corpus (docstrings of the standard library and installed packages)")
     info = build_embedded_corpus(default_data_dir(), force=fresh, show_progress=show_progress)
     print(format_report(info))
 
-    print(f"\n== 2/4 tokenizer: byte-level BPE, vocab {vocab_size}")
+    print(f"\n== 2/5 tokenizer: byte-level BPE, vocab {vocab_size}")
     tok_dir = default_tokenizer_dir()
     settings = TrainSettings(vocab_size, str(info.out_dir), max_chars=2_000_000_000, doc_cap=10_000)
     previous = load_train_settings(tok_dir) if (tok_dir / FILENAME).exists() else None
@@ -112,12 +144,15 @@ def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = 
         tok, seconds = train_tokenizer(settings, tok_dir, show_progress=show_progress)
         print(f"trained {len(tok.merges)} merges in {seconds:.1f}s -> {tok_dir / FILENAME}")
 
-    print("\n== 3/4 evaluation")
+    print("\n== 3/5 tokenizer evaluation")
     print(evaluate_tokenizer(tok_dir, Path(info.out_dir), color=color))
 
-    print("\n== 4/4 tokenization of a sample (each colour is one token; · is a space, ↵ a newline)")
+    print("\n== 4/5 tokenization of a sample (each colour is one token; · is a space, ↵ a newline)")
     ids = tok.encode(DEMO_TEXT)
     print(colorize_tokens(tok, ids, color=color))
     print(f"{len(DEMO_TEXT.encode())} bytes -> {len(ids)} tokens")
-    print(f"\ndemo finished in {time.perf_counter() - t_start:.1f}s. Next: read phases/phase0_tokenizer/"
-          "README.md, try `python tools/tokenizer_playground.py -i`.")
+    print(f"\n== 5/5 pretraining a tiny GPT ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
+    val_bpb, _ = pretrain_demo(fresh=fresh, show_progress=show_progress)
+    print(f"validation bits per byte: {val_bpb:.4f}")
+    print(f"\ndemo finished in {time.perf_counter() - t_start:.1f}s. Next: read the lessons in phases/, "
+          "try `python tools/tokenizer_playground.py -i` and `python tools/training_dashboard.py cpu_demo`.")

@@ -88,7 +88,7 @@ def test_demo_runs_end_to_end(tmp_path):
     env = {"MINI_NANOCHAT_BASE_DIR": os.environ.get("MINI_NANOCHAT_BASE_DIR") or str(tmp_path)}
     r = run_cli("--no-progress", "demo", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    for step in ("1/4", "2/4", "3/4", "4/4", "validation shard", "demo finished"):
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "validation shard", "validation bits per byte", "demo finished"):
         assert step in r.stdout
 
 

@@ -1,0 +1,99 @@
+"""Ablation of Phase 1's architectural switches at the demo size, on the embedded corpus.
+
+For each variant — nanochat's full configuration, then one switch turned off at a time
+(value embeddings, residual scalars, smear + backout, QK-norm + softcap) and the sliding
+window pattern "SSSL" instead of "L" — and for each seed:
+
+1. **equal steps**: train ``--steps`` optimizer steps and record the final validation bpb
+   and the mean step time;
+2. **equal wall time**: train again with ``num_iterations`` chosen so that the variant's
+   mean step time × iterations equals the baseline's time for ``--steps`` steps (a full
+   schedule, warmup to warmdown, in the same compute time).
+
+The table shows mean ± half-range over the seeds. The last line is one JSON object with
+every run. This is a measurement; it is run by hand (it takes ~20 runs), not in CI.
+
+Run: ``python tests/benchmarks/ablate_architecture.py [--steps 200] [--seeds 0 1]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from phases.phase2_training.config import load_config  # noqa: E402
+from phases.phase2_training.train import train  # noqa: E402
+
+VARIANTS = {
+    "baseline (all on, L)": {},
+    "no value embeddings": {"value_embeds": "false"},
+    "no residual scalars": {"resid_scalars": "false"},
+    "no smear, no backout": {"smear": "false", "backout": "false"},
+    "no QK-norm, no softcap": {"qk_norm": "false", "softcap": "0"},
+    "windows SSSL": {"window_pattern": "SSSL"},
+}
+
+
+def run(config: Path, overrides: dict, tmp: str, name: str) -> dict:
+    cfg = load_config(config, {**overrides, "run_dir": f"{tmp}/{name}", "save_every": "0", "eval_every": "0",
+                               "sample_tokens": "1"})
+    result = train(cfg, show_progress=False, out=open(os.devnull, "w"))
+    return {"val_bpb": result.val_bpb, "steps": result.step, "train_s": result.train_time,
+            "step_s": result.train_time / max(1, result.step)}
+
+
+def summary(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    half = (max(values) - min(values)) / 2
+    return f"{mean:.4f} ± {half:.4f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, default=REPO / "examples" / "cpu_demo.toml")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="names from the table")
+    args = ap.parse_args()
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate(args.variants):
+            for seed in args.seeds:
+                base = {**VARIANTS[name], "seed": str(seed), "num_iterations": str(args.steps)}
+                r = run(args.config, base, tmp, f"{i}-{seed}-steps")
+                results.setdefault(name, {}).setdefault("steps", []).append(r)
+                print(f"[{name} seed {seed}] equal steps: bpb {r['val_bpb']:.4f}, {r['step_s']:.3f}s/step",
+                      file=sys.stderr, flush=True)
+        baseline_time = statistics.fmean(r["train_s"] for r in results[args.variants[0]]["steps"])
+        for i, name in enumerate(args.variants):
+            step_s = statistics.fmean(r["step_s"] for r in results[name]["steps"])
+            iters = max(1, round(baseline_time / step_s))
+            for seed in args.seeds:
+                base = {**VARIANTS[name], "seed": str(seed), "num_iterations": str(iters)}
+                r = run(args.config, base, tmp, f"{i}-{seed}-time")
+                results[name].setdefault("time", []).append(r)
+                print(f"[{name} seed {seed}] equal time: {iters} steps, bpb {r['val_bpb']:.4f}",
+                      file=sys.stderr, flush=True)
+    print(f"\nAblation at the demo size ({args.config.name}), {args.steps} steps, seeds {args.seeds}, "
+          f"CPU fp32, {torch.get_num_threads()} threads")
+    print("| variant | val bpb, equal steps | s/step | steps in equal time | val bpb, equal time |")
+    print("|---|---|---|---|---|")
+    for name in args.variants:
+        s, t = results[name]["steps"], results[name]["time"]
+        print(f"| {name} | {summary([r['val_bpb'] for r in s])} | {statistics.fmean(r['step_s'] for r in s):.3f} | "
+              f"{t[0]['steps']} | {summary([r['val_bpb'] for r in t])} |")
+    print(json.dumps({"steps": args.steps, "seeds": args.seeds, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
