@@ -20,10 +20,6 @@ import torch
 
 from phases.phase2_training import checkpoint as ck
 from phases.phase2_training.config import TrainConfig, derive, load_config
-from phases.phase2_training.data import TokenLoader
-from phases.phase2_training.evaluate import evaluate_bpb
-from phases.phase2_training.schedule import lr_multiplier
-from phases.phase2_training.train import train
 
 pytestmark = pytest.mark.phase2
 REPO = Path(__file__).resolve().parents[2]
@@ -41,8 +37,8 @@ def _weights(run_dir):
 
 # -- step 1: the schedule ---------------------------------------------------------------
 
-def test_schedule_values():
-    f = lambda s: lr_multiplier(s, 1000, warmup_steps=40, warmdown_ratio=0.65, final_lr_frac=0.05)  # noqa: E731
+def test_schedule_values(schedule):
+    f = lambda s: schedule.lr_multiplier(s, 1000, warmup_steps=40, warmdown_ratio=0.65, final_lr_frac=0.05)  # noqa: E731
     assert f(0) == 1 / 40 and f(19) == 0.5 and f(39) == 1.0
     assert f(40) == 1.0 and f(350) == 1.0                   # constant until the warmdown starts
     assert math.isclose(f(675), 0.5 + 0.5 * 0.05)           # halfway down
@@ -52,17 +48,17 @@ def test_schedule_values():
 
 # -- step 2: data windows ---------------------------------------------------------------
 
-def test_windows_are_shifted_by_one():
+def test_windows_are_shifted_by_one(data):
     tokens = np.arange(1000, dtype=np.uint16)
-    x, y = TokenLoader(tokens, batch_size=2, seq_len=5).next_batch()
+    x, y = data.TokenLoader(tokens, batch_size=2, seq_len=5).next_batch()
     assert x.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert y.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
 
 
-def test_rank_shards_are_disjoint_and_cover_the_stream():
+def test_rank_shards_are_disjoint_and_cover_the_stream(data):
     tokens = np.arange(10_000, dtype=np.uint16)
-    loaders = [TokenLoader(tokens, 3, 8, rank=r, world_size=4) for r in range(4)]
-    single = TokenLoader(tokens, 12, 8)
+    loaders = [data.TokenLoader(tokens, 3, 8, rank=r, world_size=4) for r in range(4)]
+    single = data.TokenLoader(tokens, 12, 8)
     for _ in range(5):
         parts = [loader.next_batch()[0] for loader in loaders]
         assert torch.equal(torch.cat(parts), single.next_batch()[0])  # ranks = rows of one big batch
@@ -70,12 +66,12 @@ def test_rank_shards_are_disjoint_and_cover_the_stream():
     assert len(set(seen.tolist())) == len(seen)                          # no token read twice
 
 
-def test_loader_state_round_trip_and_wrap():
+def test_loader_state_round_trip_and_wrap(data):
     tokens = np.arange(100, dtype=np.uint16)
-    a = TokenLoader(tokens, 2, 10)
+    a = data.TokenLoader(tokens, 2, 10)
     for _ in range(7):
         a.next_batch()
-    b = TokenLoader(tokens, 2, 10)
+    b = data.TokenLoader(tokens, 2, 10)
     b.load_state_dict(a.state_dict())
     assert a.epoch == 1 and torch.equal(a.next_batch()[0], b.next_batch()[0])
 
@@ -106,11 +102,11 @@ class _FixedLoss(torch.nn.Module):
         return 0.5 * torch.arange(1, T + 1, dtype=torch.float32).expand(B, T)
 
 
-def test_bpb_by_hand():
+def test_bpb_by_hand(evaluate):
     token_bytes = torch.tensor([0, 1, 2, 3])            # id 0 is a special token: 0 bytes
     x = torch.zeros(1, 4, dtype=torch.long)
     y = torch.tensor([[1, 0, 3, -1]])                   # a special target and an ignored one
-    bpb, nats, nbytes = evaluate_bpb(_FixedLoss(), [(x, y)], token_bytes)
+    bpb, nats, nbytes = evaluate.evaluate_bpb(_FixedLoss(), [(x, y)], token_bytes)
     # counted: t=0 (id 1, 1 byte, 0.5 nats) and t=2 (id 3, 3 bytes, 1.5 nats)
     assert nbytes == 4 and math.isclose(nats, 2.0)
     assert math.isclose(bpb, 2.0 / (math.log(2) * 4))
@@ -118,8 +114,8 @@ def test_bpb_by_hand():
 
 # -- step 4: the loop ----------------------------------------------------------------------
 
-def test_loss_falls_and_the_run_is_logged(tiny_cfg):
-    result = train(tiny_cfg.replace(num_iterations=30, eval_every=10), show_progress=False)
+def test_loss_falls_and_the_run_is_logged(trainer, tiny_cfg):
+    result = trainer.train(tiny_cfg.replace(num_iterations=30, eval_every=10), show_progress=False)
     steps = _records(result.run_dir)
     assert [r["step"] for r in steps] == list(range(1, 31))
     first, last = np.mean([r["loss"] for r in steps[:3]]), np.mean([r["loss"] for r in steps[-3:]])
@@ -132,11 +128,11 @@ def test_loss_falls_and_the_run_is_logged(tiny_cfg):
     assert [p.name for p in ck.list_checkpoints(result.run_dir / "checkpoints")] == ["step_000028", "step_000030"]
 
 
-def test_resume_is_bitwise_exact(tiny_cfg, tmp_path, monkeypatch):
-    full = train(tiny_cfg.replace(run_dir=str(tmp_path / "full")), show_progress=False)
+def test_resume_is_bitwise_exact(trainer, tiny_cfg, tmp_path, monkeypatch):
+    full = trainer.train(tiny_cfg.replace(run_dir=str(tmp_path / "full")), show_progress=False)
     # Interrupt the second run in the middle of step 7 (Ctrl-C after its micro-batches):
     # it saves the state after 6 completed steps and stops.
-    import phases.phase2_training.train as train_module
+    train_module = trainer
     original = train_module.lr_multiplier
 
     def interrupted(step, *args):
@@ -147,10 +143,10 @@ def test_resume_is_bitwise_exact(tiny_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "lr_multiplier", interrupted)
     cut = tiny_cfg.replace(run_dir=str(tmp_path / "cut"))
     with pytest.raises(KeyboardInterrupt):
-        train(cut, show_progress=False)
+        trainer.train(cut, show_progress=False)
     monkeypatch.setattr(train_module, "lr_multiplier", original)
     assert ck.latest_checkpoint(tmp_path / "cut" / "checkpoints").step == 6
-    train(cut, resume=True, show_progress=False)
+    trainer.train(cut, resume=True, show_progress=False)
     assert [r["loss"] for r in _records(tmp_path / "cut")] == [r["loss"] for r in _records(full.run_dir)]
     step_a, wa = _weights(full.run_dir)
     step_b, wb = _weights(tmp_path / "cut")
@@ -159,7 +155,7 @@ def test_resume_is_bitwise_exact(tiny_cfg, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tiny_cfg, tmp_path):
+def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(trainer, tiny_cfg, tmp_path):
     cfg_path = tmp_path / "run.toml"
     fields = dict(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, num_iterations=400,
                   warmup_steps=2, eval_every=0, save_every=5, data_dir=tiny_cfg.data_dir,
@@ -176,7 +172,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tiny_cfg, tmp
     latest = ck.latest_checkpoint(tmp_path / "run" / "checkpoints").step
     assert latest >= 10 and logged - latest < 5 + 1  # at most save_every steps are lost
     short = load_config(cfg_path, {"num_iterations": 400})
-    resumed = train(short, resume=True, show_progress=False)
+    resumed = trainer.train(short, resume=True, show_progress=False)
     assert resumed.step == 400
     steps = [r["step"] for r in _records(tmp_path / "run")]
     assert steps == list(range(1, 401))  # the lost steps were redone once, nothing duplicated
@@ -184,8 +180,8 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tiny_cfg, tmp
 
 # -- step 5: checkpoints ------------------------------------------------------------------
 
-def test_crash_mid_save_keeps_the_last_good_checkpoint(tiny_cfg, monkeypatch):
-    result = train(tiny_cfg.replace(num_iterations=4), show_progress=False)
+def test_crash_mid_save_keeps_the_last_good_checkpoint(trainer, tiny_cfg, monkeypatch):
+    result = trainer.train(tiny_cfg.replace(num_iterations=4), show_progress=False)
     ckpts = result.run_dir / "checkpoints"
     from phases.phase1_transformer.model import GPT
     model = GPT.build(tiny_cfg.model_config(512), seed=0)
@@ -201,8 +197,8 @@ def test_crash_mid_save_keeps_the_last_good_checkpoint(tiny_cfg, monkeypatch):
     assert ck.latest_checkpoint(ckpts).step == 4
 
 
-def test_corrupt_checkpoint_is_named_and_skipped(tiny_cfg):
-    result = train(tiny_cfg.replace(num_iterations=8), show_progress=False)
+def test_corrupt_checkpoint_is_named_and_skipped(trainer, tiny_cfg):
+    result = trainer.train(tiny_cfg.replace(num_iterations=8), show_progress=False)
     ckpts = result.run_dir / "checkpoints"
     bad = ckpts / "step_000008" / "model.safetensors"
     bad.write_bytes(bad.read_bytes()[:100])  # truncated
@@ -212,10 +208,10 @@ def test_corrupt_checkpoint_is_named_and_skipped(tiny_cfg):
         assert ck.latest_checkpoint(ckpts).step == 4  # resume falls back to the last good one
 
 
-def test_refuses_to_overwrite_a_run_without_resume(tiny_cfg):
-    train(tiny_cfg.replace(num_iterations=4), show_progress=False)
+def test_refuses_to_overwrite_a_run_without_resume(trainer, tiny_cfg):
+    trainer.train(tiny_cfg.replace(num_iterations=4), show_progress=False)
     with pytest.raises(Exception, match="already holds checkpoints; pass --resume"):
-        train(tiny_cfg.replace(num_iterations=4), show_progress=False)
+        trainer.train(tiny_cfg.replace(num_iterations=4), show_progress=False)
 
 
 # -- step 6: configuration ------------------------------------------------------------------
