@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog=EPILOG)
     demo.add_argument("--vocab-size", type=positive_int, default=8192, help="tokenizer vocabulary (default 8192)")
     demo.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing")
+    demo.add_argument("--iterations", type=positive_int, default=None,
+                      help="pretraining steps (default: examples/cpu_demo.toml's); fewer = a quicker look")
     demo.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", metavar="ACTION",
@@ -121,7 +123,8 @@ def _version() -> str:
 
 def cmd_demo(args) -> None:
     from mini_nanochat.pipeline import run_demo
-    run_demo(vocab_size=args.vocab_size, fresh=args.fresh, show_progress=not args.no_progress)
+    run_demo(vocab_size=args.vocab_size, fresh=args.fresh, show_progress=not args.no_progress,
+             iterations=args.iterations)
 
 
 def cmd_data_embedded(args) -> None:

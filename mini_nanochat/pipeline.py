@@ -95,7 +95,8 @@ def evaluate_tokenizer(tokenizer_dir: Path, data_dir: Path | None = None, compar
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cpu_demo.toml"
 
 
-def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_progress: bool = True):
+def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_progress: bool = True,
+                  iterations: int | None = None):
     """Train the demo GPT, resuming an interrupted run and reusing a finished one."""
     import shutil
 
@@ -105,7 +106,9 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
 
     if not config_path.exists():
         raise UserError(f"{config_path} is missing (the demo runs from a checkout of the repository)")
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, {"num_iterations": iterations} if iterations else None)
+    if iterations:  # a shorter look is a different run: keep the full demo's run intact
+        cfg = cfg.replace(run_name=f"{cfg.run_name}_{iterations}steps")
     run_dir = run_dir_of(cfg)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -123,7 +126,8 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
     return result.val_bpb, result
 
 
-def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = True) -> None:
+def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = True,
+             iterations: int | None = None) -> None:
     """The pipeline so far: corpus -> tokenizer -> evaluation -> tokenization -> pretraining."""
     from phases.phase0_tokenizer.visualize import colorize_tokens
 
@@ -152,7 +156,7 @@ def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = 
     print(colorize_tokens(tok, ids, color=color))
     print(f"{len(DEMO_TEXT.encode())} bytes -> {len(ids)} tokens")
     print(f"\n== 5/5 pretraining a tiny GPT ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
-    val_bpb, _ = pretrain_demo(fresh=fresh, show_progress=show_progress)
+    val_bpb, _ = pretrain_demo(fresh=fresh, show_progress=show_progress, iterations=iterations)
     print(f"validation bits per byte: {val_bpb:.4f}")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.1f}s. Next: read the lessons in phases/, "
           "try `python tools/tokenizer_playground.py -i` and `python tools/training_dashboard.py cpu_demo`.")

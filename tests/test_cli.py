@@ -17,7 +17,8 @@ def run_cli(*args, env=None, input=None):
 
 
 @pytest.mark.parametrize("argv", [[], ["demo"], ["data"], ["data", "embedded"], ["tokenizer"],
-                                  ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "eval"]])
+                                  ["tokenizer", "train"], ["tokenizer", "encode"], ["tokenizer", "eval"],
+                                  ["pretrain"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main([*argv, "--help"])
@@ -84,9 +85,10 @@ def test_data_embedded_reports_shards(tiny_corpus, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
-    """What `make demo` runs: the full embedded corpus, a vocab-8192 tokenizer, eval, colours."""
+    """What `make demo` runs: the full corpus, a vocab-8192 tokenizer, eval, colours, and the demo
+    GPT's pretraining (a 20-step look here: the full run's budget is measured by bench_train.py)."""
     env = {"MINI_NANOCHAT_BASE_DIR": os.environ.get("MINI_NANOCHAT_BASE_DIR") or str(tmp_path)}
-    r = run_cli("--no-progress", "demo", env=env)
+    r = run_cli("--no-progress", "demo", "--iterations", "20", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "validation shard", "validation bits per byte", "demo finished"):
         assert step in r.stdout
