@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import math
 import os
@@ -43,7 +42,7 @@ import torch
 from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
 from phases.phase1_transformer.config import GPTConfig
 from phases.phase1_transformer.model import GPT
-from phases.phase2_training.checkpoint import FORMAT_VERSION
+from phases.phase2_training.checkpoint import FORMAT_VERSION, sha256_file
 from phases.phase2_training.config import TrainConfig
 from phases.phase2_training.schedule import lr_multiplier
 
@@ -117,12 +116,6 @@ def expected_shapes(model_config_json: str) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -179,7 +172,7 @@ def check_checkpoint(path: Path, fast: bool = False) -> Check:
         c.problems.append("optim.pt is not a torch.save archive (truncated or overwritten)")
     if not fast:
         c.problems += [f"{n}: sha256 mismatch (corrupt or truncated since it was saved)"
-                       for n, digest in files.items() if (path / n).is_file() and sha256(path / n) != digest]
+                       for n, digest in files.items() if (path / n).is_file() and sha256_file(path / n) != digest]
     return c
 
 

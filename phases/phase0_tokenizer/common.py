@@ -67,6 +67,18 @@ def base_dir() -> Path:
     return path
 
 
+def cpu_model() -> str:
+    """The CPU's model name (benchmarks state the hardware next to every figure)."""
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 # ---------------------------------------------------------------------------
 # Atomic writes
 

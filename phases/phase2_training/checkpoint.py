@@ -36,7 +36,8 @@ FORMAT_VERSION = 1
 STEP_PREFIX = "step_"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -83,7 +84,7 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         torch.save(state, tmp / "optim.pt")
-        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "optim.pt")}
+        files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "optim.pt")}
         full_meta = {"format_version": FORMAT_VERSION, "step": step, "files": files, **meta}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2))
         for name in ("model.safetensors", "optim.pt", "meta.json"):
@@ -127,7 +128,7 @@ def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
         f = path / name
         if not f.exists():
             raise UserError(f"checkpoint file {f} is missing")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise UserError(f"checkpoint file {f} is corrupt or truncated (sha256 mismatch)")
     return Checkpoint(path, int(meta["step"]), meta)
 

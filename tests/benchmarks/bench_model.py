@@ -83,6 +83,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
 from phases.phase1_transformer.config import GPTConfig, preset  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 
@@ -133,16 +134,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def environment() -> dict:

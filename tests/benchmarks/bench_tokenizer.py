@@ -66,6 +66,7 @@ except ImportError:
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from phases.phase0_tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer  # noqa: E402
+from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
 from phases.phase0_tokenizer.naive import train_merges_naive  # noqa: E402
 
 DOC_CAP = 10_000                 # nanochat crops each training document to 10,000 characters
@@ -95,16 +96,6 @@ def _optional(module: str):
         return __import__(module)
     except ImportError:
         return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def environment() -> dict:

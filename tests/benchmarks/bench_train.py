@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,18 +29,9 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
+from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
 from phases.phase2_training.config import load_config  # noqa: E402
 from phases.phase2_training.train import train  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -69,7 +59,7 @@ def main() -> None:
         "tok_per_s": tokens / result.train_time, "mfu": result.mfu, "val_bpb": result.val_bpb,
         "seconds": result.train_time, "wall_seconds": wall, "steps": result.step, "planned_steps": iterations,
         "tokens": tokens, "config": str(args.config.relative_to(REPO)) if args.config.is_relative_to(REPO) else str(args.config),
-        "hardware": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
                      "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "torch": torch.__version__, "dtype": "float32" if not torch.cuda.is_available() else "auto",
         "samples": result.samples,
