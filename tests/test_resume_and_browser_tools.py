@@ -40,21 +40,16 @@ cb = _load("checkpoint_browser")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_tokenized):
     """A vocab-512 tokenizer, a tiny corpus and a finished 12-step run named 'tiny' under <base>/runs."""
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
     from phases.phase2_training.train import train
     root = tmp_path_factory.mktemp("resume_tools")
     mp = pytest.MonkeyPatch()
     mp.setenv("MINI_NANOCHAT_BASE_DIR", str(root / "base"))
-    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap"),
-                                 shard_chars=100_000, show_progress=False)
-    BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(root / "tokenizer")
     cfg = TrainConfig(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4,
                       num_iterations=12, warmup_steps=2, save_every=4, eval_every=4, eval_tokens=2048, keep_last=3,
-                      sample_tokens=4, peak_flops=1e12, matrix_lr=0.01, data_dir=str(info.out_dir),
-                      tokenizer_dir=str(root / "tokenizer"), run_name="tiny")
+                      sample_tokens=4, peak_flops=1e12, matrix_lr=0.01, data_dir=tiny_tokenized["data_dir"],
+                      tokenizer_dir=tiny_tokenized["tokenizer_dir"], run_name="tiny")
     result = train(cfg, show_progress=False, out=io.StringIO())
     yield {"root": root, "runs": root / "base" / "runs", "run": result.run_dir, "cfg": cfg, "result": result}
     mp.undo()

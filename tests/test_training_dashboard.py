@@ -34,21 +34,16 @@ td = _load_tool()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_tokenized):
     """Two finished runs, ``a`` (20 steps) and ``b`` (12 steps), under <base>/runs."""
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
     from phases.phase2_training.config import TrainConfig
     from phases.phase2_training.train import train
     root = tmp_path_factory.mktemp("dashboard")
     mp = pytest.MonkeyPatch()
     mp.setenv("MINI_NANOCHAT_BASE_DIR", str(root / "base"))
-    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap"),
-                                 shard_chars=100_000, show_progress=False)
-    BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(root / "tokenizer")
     common = dict(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, warmup_steps=3,
                   warmdown_ratio=0.4, eval_every=5, eval_tokens=2048, save_every=10, sample_tokens=4,
-                  peak_flops=1e11, data_dir=str(info.out_dir), tokenizer_dir=str(root / "tokenizer"),
+                  peak_flops=1e11, data_dir=tiny_tokenized["data_dir"], tokenizer_dir=tiny_tokenized["tokenizer_dir"],
                   matrix_lr=0.01, embedding_lr=0.02, unembedding_lr=0.01)
     for name, n in (("a", 20), ("b", 12)):
         train(TrainConfig(num_iterations=n, run_name=name, **common), show_progress=False, out=io.StringIO())
