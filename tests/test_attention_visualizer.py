@@ -6,7 +6,6 @@ runs in seconds.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import load_tool
 import torch
 
 from phases.phase0_tokenizer.bpe import BPETokenizer
@@ -30,14 +30,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TINY = ["--depth", "2", "--seed", "1"]   # cpu-demo at depth 2: 2 layers x 2 heads, width 128
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("attention_visualizer", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-av = _load_tool()
+av = load_tool("attention_visualizer")
 
 
 @pytest.fixture(autouse=True)

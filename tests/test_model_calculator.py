@@ -6,13 +6,13 @@ tiny config on the CPU.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _tools import load_tool
 import torch
 import torch.nn.functional as F
 
@@ -23,14 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "model_calculator.py"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("model_calculator", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mc = _load_tool()
+mc = load_tool("model_calculator")
 
 # nanochat's totals (reference spec, section 2.1)
 NANOCHAT_TOTALS = {"d12": 286_261_730, "d20": 896_533_746, "d24": 1_384_122_122, "d26": 1_681_786_938,

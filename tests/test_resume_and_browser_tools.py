@@ -7,7 +7,6 @@ in a subprocess, and checks that it really continues the run to the same final w
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -18,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tools import load_tool
 
 from phases.phase2_training.checkpoint import latest_checkpoint, load_weights
 from phases.phase2_training.config import TrainConfig, load_config
@@ -26,17 +26,8 @@ from phases.phase2_training.schedule import lr_multiplier
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-rh = _load("training_resume_helper")
-cb = _load("checkpoint_browser")
+rh = load_tool("training_resume_helper")
+cb = load_tool("checkpoint_browser")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ and the whole file runs in seconds.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tools import load_tool
 
 from phases.phase0_tokenizer.bpe import BPETokenizer
 from phases.phase0_tokenizer.chat import render_conversation
@@ -31,14 +31,7 @@ TRAIN_TEXT = ("hello world, the tokenizer splits text into tokens. " * 40
 ANSI = re.compile(r"\x1b\[([0-9;]*)m")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("tokenizer_playground", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tp = _load_tool()
+tp = load_tool("tokenizer_playground")
 
 
 @pytest.fixture(autouse=True)

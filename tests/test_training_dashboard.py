@@ -7,7 +7,6 @@ seconds-long training runs (depth 2, 20 and 12 steps) under a temporary
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -17,20 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "training_dashboard.py"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("training_dashboard", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-td = _load_tool()
+td = load_tool("training_dashboard")
 
 
 @pytest.fixture(scope="module")
