@@ -99,8 +99,8 @@ class TrainConfig:
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
-def _coerce(name: str, value, source: str):
-    kind = type(FIELDS[name].default)
+def _coerce(field: dataclasses.Field, value, source: str):
+    name, kind = field.name, type(field.default)
     if isinstance(value, str) and kind is not str:
         text = value.strip().lower()
         try:
@@ -118,8 +118,12 @@ def _coerce(name: str, value, source: str):
     return value
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors."""
+def load_config(path: str | Path | None = None, overrides: dict | None = None, cls=TrainConfig) -> TrainConfig:
+    """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors.
+
+    ``cls`` is the config class: a later phase's subclass of TrainConfig adds its own keys.
+    """
+    valid = {f.name: f for f in fields(cls)}
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -137,14 +141,14 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
                     raise UserError(f"{path}: key {k!r} appears twice")
                 flat[k] = v
         for k, v in flat.items():
-            if k not in FIELDS:
-                raise UserError(f"{path}: unknown key {k!r}; valid keys: {', '.join(FIELDS)}")
-            values[k] = _coerce(k, v, str(path))
+            if k not in valid:
+                raise UserError(f"{path}: unknown key {k!r}; valid keys: {', '.join(valid)}")
+            values[k] = _coerce(valid[k], v, str(path))
     for k, v in (overrides or {}).items():
-        if k not in FIELDS:
-            raise UserError(f"unknown setting {k!r}; valid keys: {', '.join(FIELDS)}")
-        values[k] = _coerce(k, v, "override")
-    return TrainConfig(**values)
+        if k not in valid:
+            raise UserError(f"unknown setting {k!r}; valid keys: {', '.join(valid)}")
+        values[k] = _coerce(valid[k], v, "override")
+    return cls(**values)
 
 
 @dataclass
@@ -188,13 +192,13 @@ class Plan:
 
 
 # --8<-- [start:derive]
-def derive(cfg: TrainConfig, vocab_size: int, world_size: int = 1) -> Plan:
+def derive(cfg: TrainConfig, vocab_size: int, world_size: int = 1, optimizers: tuple = ("adamw",)) -> Plan:
     """Check the config for consistency and work out the batch arithmetic."""
     for name in ("depth", "device_batch_size", "sequence_len", "num_iterations"):
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.optimizer != "adamw":
-        raise UserError(f"optimizer {cfg.optimizer!r} is not available yet (Phase 3 adds 'muon'); use 'adamw'")
+    if cfg.optimizer not in optimizers:
+        raise UserError(f"optimizer {cfg.optimizer!r} is not available here; choose from {', '.join(optimizers)}")
     if not 0 <= cfg.warmdown_ratio <= 1 or not 0 <= cfg.final_lr_frac <= 1:
         raise UserError("warmdown_ratio and final_lr_frac must be between 0 and 1")
     model = cfg.model_config(vocab_size)

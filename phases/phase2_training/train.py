@@ -10,7 +10,9 @@ checkpoint; on CPU float32 the resumed run is bitwise identical to an uninterrup
 Ctrl-C saves a checkpoint of the last completed step before exiting.
 
 What it leaves out: several processes (Phase 4), Muon and depth auto-scaling (Phase 3),
-the streaming packer (Phase 5).
+the streaming packer (Phase 5). Those phases plug in through a ``Recipe`` (how to derive
+the plan, build the optimizer, set its hyperparameters each step, and build the data
+streams) instead of editing this loop.
 
 Run: ``mini-nanochat pretrain --config examples/cpu_demo.toml`` (or ``train(TrainConfig())``).
 """
@@ -21,6 +23,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +74,46 @@ def param_groups(model: GPT, cfg: TrainConfig) -> list[dict]:
 # --8<-- [end:param_groups]
 
 
+def make_adamw(model: GPT, cfg: TrainConfig, plan: Plan) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, cfg), betas=(cfg.adam_beta1, cfg.adam_beta2), eps=1e-10)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig, lrm: float) -> None:
+    """Hyperparameters of step ``step``: every group's LR follows the schedule's multiplier."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * lrm
+
+
+def make_data(cfg: TrainConfig, tok: BPETokenizer, tok_file: Path, device: torch.device,
+              show_progress: bool, rank: int = 0, world_size: int = 1):
+    """The training stream (next_batch/state_dict/load_state_dict) and fixed validation batches."""
+    if cfg.data_dir:
+        data_dir = Path(cfg.data_dir).expanduser()
+    else:
+        data_dir = Path(ensure_embedded_corpus(show_progress=show_progress).out_dir)
+    train_tokens = tokenize_split(tok, tok_file, data_dir, "train", show_progress=show_progress)
+    val_tokens = tokenize_split(tok, tok_file, data_dir, "val", show_progress=show_progress)
+    loader = TokenLoader(train_tokens, cfg.device_batch_size, cfg.sequence_len, rank, world_size, device=device)
+    val = eval_batches(val_tokens, cfg.device_batch_size, cfg.sequence_len, cfg.eval_tokens,
+                       rank, world_size, device=device)
+    return loader, val
+
+
+# --8<-- [start:recipe]
+@dataclass
+class Recipe:
+    """The parts of a run that later phases replace; the loop itself stays as it is.
+
+    Phase 3 swaps in MuonAdamW, its momentum/weight-decay schedules and the depth
+    auto-scaling; Phase 5 swaps in the streaming packer.
+    """
+    derive: Callable[..., Plan] = derive                  # (cfg, vocab_size) -> Plan
+    make_optimizer: Callable = make_adamw                 # (model, cfg, plan) -> optimizer
+    set_hparams: Callable = set_lr                        # (optimizer, step, cfg, lrm) -> None
+    make_data: Callable = make_data                       # (cfg, tok, tok_file, device, show_progress)
+# --8<-- [end:recipe]
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -98,11 +141,12 @@ def load_tokenizer(cfg: TrainConfig) -> tuple[BPETokenizer, Path]:
 
 
 def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
-          out=sys.stdout) -> RunResult:
+          out=sys.stdout, recipe: Recipe | None = None) -> RunResult:
+    recipe = recipe or Recipe()
     say = (lambda *a: print(*a, file=out, flush=True))
     device = _device(cfg)
     tok, tok_file = load_tokenizer(cfg)
-    plan: Plan = derive(cfg, tok.vocab_size)
+    plan: Plan = recipe.derive(cfg, tok.vocab_size)
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
     start = latest_checkpoint(ckpt_dir) if resume else None
@@ -113,14 +157,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                         "or choose another run_name / run_dir")
 
     # -- data -------------------------------------------------------------------
-    if cfg.data_dir:
-        data_dir = Path(cfg.data_dir).expanduser()
-    else:
-        data_dir = Path(ensure_embedded_corpus(show_progress=show_progress).out_dir)
-    train_tokens = tokenize_split(tok, tok_file, data_dir, "train", show_progress=show_progress)
-    val_tokens = tokenize_split(tok, tok_file, data_dir, "val", show_progress=show_progress)
-    loader = TokenLoader(train_tokens, cfg.device_batch_size, cfg.sequence_len, device=device)
-    val = eval_batches(val_tokens, cfg.device_batch_size, cfg.sequence_len, cfg.eval_tokens, device=device)
+    loader, val = recipe.make_data(cfg, tok, tok_file, device, show_progress)
     token_bytes = token_byte_lengths(tok, device)
 
     # -- model and optimizer ---------------------------------------------------------
@@ -128,7 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
     model = GPT.build(plan.model, device=device, dtype=_dtype(cfg, device), seed=cfg.seed)
     plan.num_params = model.param_counts()["total"]
     plan.flops_per_token = model.estimate_flops()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=(cfg.adam_beta1, cfg.adam_beta2), eps=1e-10)
+    optimizer = recipe.make_optimizer(model, cfg, plan)
     loop = {"smooth_loss": 0.0, "min_val_bpb": math.inf, "train_time": 0.0, "val_bpb": math.nan}
     step = 0
     if start is not None:
@@ -197,8 +234,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                 loss.backward()
                 loss_sum += loss.detach()
             lrm = lr_multiplier(step, cfg.num_iterations, cfg.warmup_steps, cfg.warmdown_ratio, cfg.final_lr_frac)
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * lrm
+            recipe.set_hparams(optimizer, step, cfg, lrm)
             updating = True                                       # from here on the weights change
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
