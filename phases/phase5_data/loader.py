@@ -1,0 +1,226 @@
+"""The pretraining loader: streamed documents, BOS-aligned best-fit rows, exact resume.
+
+``PackedLoader`` joins the two other modules: ``stream.TokenizedDocs`` delivers this
+rank's documents, tokenized on background threads with ``<|bos|>`` in front, and
+``packing.fill_row_best_fit`` turns a buffer of ~1,000 of them into rows of T+1 tokens
+that each start with BOS and hold no padding. A batch is B such rows; inputs are the first
+T tokens of each, targets the last T.
+
+**Exact resume.** Every document has a number (``stream.DocumentStream``), so the whole
+state of the loader is: the number of the next document to pull into the buffer, and the
+numbers of the documents sitting in the buffer (stored as ranges, a few hundred bytes of
+JSON in the checkpoint's ``meta.json``). Restoring re-reads those documents from their
+row groups and re-tokenizes them; the packing is deterministic, so the following batches
+are exactly those an uninterrupted run would have produced. ``epoch``, ``file`` and
+``row_group`` are in the state too, for people reading it.
+
+On CUDA, each batch is written into one pinned host buffer laid out [inputs | targets]
+and copied to the GPU with one non-blocking copy; an event makes sure the pinned buffer
+is not overwritten while that copy is still in flight.
+
+``make_data`` has the signature of Phase 2's ``Recipe.make_data``; ``recipe()`` returns a
+Recipe with it plugged in; ``train(cfg, ...)`` is Phase 2's loop fed by this loader.
+
+What it leaves out: checkpointing the background queue (it is rebuilt from the cursor),
+changing the number of ranks on resume (refused with a clear error).
+
+Run: ``python -m phases.phase5_data.loader`` packs a batch of the embedded corpus and
+prints its rows' first tokens and the packing statistics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from phases.phase0_tokenizer.common import UserError
+from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
+from phases.phase2_training.config import TrainConfig
+from phases.phase2_training.train import Recipe
+from phases.phase2_training.train import train as _phase2_train
+from phases.phase5_data.packing import BestFitBuffer, PackStats, fill_row_best_fit
+from phases.phase5_data.stream import DocumentStream, TokenizedDocs, encode_docs, split_paths
+
+STATE_VERSION = 1
+
+
+@dataclass
+class DataConfig(TrainConfig):
+    """Phase 2's config plus the loader's knobs (``load_config(..., cls=DataConfig)``)."""
+    tokenizer_threads: int = 2   # background tokenizer threads
+    doc_buffer: int = 1000       # documents the best-fit packer chooses from
+
+
+def _ranges(numbers: Sequence[int]) -> list[list[int]]:
+    """Sorted numbers -> [[start, length], ...]: the buffer is mostly runs of neighbours."""
+    out: list[list[int]] = []
+    for n in numbers:
+        if out and out[-1][0] + out[-1][1] == n:
+            out[-1][1] += 1
+        else:
+            out.append([n, 1])
+    return out
+
+
+class PackedLoader:
+    """Batches (inputs, targets), each (B, T) int64, of BOS-aligned best-fit rows."""
+
+    def __init__(self, paths: Sequence[Path], tok, batch_size: int, seq_len: int, rank: int = 0,
+                 world_size: int = 1, device: str | torch.device = "cpu", threads: int = 2,
+                 buffer_size: int = 1000):
+        if batch_size < 1 or seq_len < 1 or buffer_size < 1:
+            raise UserError(f"batch_size, seq_len and buffer_size must be >= 1, "
+                            f"got {batch_size}, {seq_len}, {buffer_size}")
+        self.stream = DocumentStream(paths, rank, world_size)
+        self.tok, self.B, self.T = tok, batch_size, seq_len
+        self.rank, self.world = rank, world_size
+        self.device = torch.device(device)
+        self.threads, self.buffer_size = threads, buffer_size
+        self.buffer = BestFitBuffer()
+        self.stats = PackStats()
+        self.cursor = 0                 # number of the next document to pull into the buffer
+        self._docs: TokenizedDocs | None = None
+        self._rows = np.empty((batch_size, seq_len + 1), dtype=np.int64)  # (B, T+1), reused
+        self._pinned = self._event = None
+        if self.device.type == "cuda":
+            self._pinned = torch.empty((2, batch_size, seq_len), dtype=torch.int64, pin_memory=True)
+
+    def _refill(self) -> bool:
+        if self._docs is None:          # started lazily, from the cursor (a restore moves it)
+            self._docs = TokenizedDocs(self.stream, self.tok, start=self.cursor, threads=self.threads)
+        while len(self.buffer) < self.buffer_size:
+            number, ids = self._docs.next()
+            self.buffer.add(number, ids)
+            self.cursor = number + 1
+        return True
+
+    # --8<-- [start:next_batch]
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        for b in range(self.B):
+            fill_row_best_fit(self._rows[b], self.buffer, self._refill, self.stats)  # (T+1,) row b
+        rows = torch.from_numpy(self._rows)                      # (B, T+1)
+        if self._pinned is None:                                 # CPU: a fresh tensor per batch
+            xy = torch.stack((rows[:, :-1], rows[:, 1:]))        # (2, B, T) [inputs | targets]
+            xy = xy.to(self.device)
+        else:
+            if self._event is not None:
+                self._event.synchronize()                        # last copy out of _pinned is done
+            self._pinned[0].copy_(rows[:, :-1])                  # (B, T) inputs
+            self._pinned[1].copy_(rows[:, 1:])                   # (B, T) targets
+            xy = self._pinned.to(self.device, non_blocking=True)  # (2, B, T): one async copy
+            self._event = torch.cuda.Event()
+            self._event.record()
+        return xy[0], xy[1]
+    # --8<-- [end:next_batch]
+
+    @property
+    def epoch(self) -> int:
+        return self.stream.locate(self.cursor)[0]
+
+    # --8<-- [start:state]
+    def state_dict(self) -> dict:
+        epoch, u, row = self.stream.locate(self.cursor)
+        unit = self.stream.units[u]
+        return {"version": STATE_VERSION, "next_doc": self.cursor, "buffer": _ranges(self.buffer.numbers()),
+                "epoch": epoch, "file": unit.path.name, "row_group": unit.row_group, "row": row,
+                "rank": self.rank, "world_size": self.world, "docs_per_epoch": self.stream.docs_per_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"the checkpoint's data state is not a Phase 5 loader state "
+                            f"(version {state.get('version')!r}); it was saved by another loader")
+        if (state["world_size"], state["rank"]) != (self.world, self.rank):
+            raise UserError(f"the checkpoint was saved by rank {state['rank']} of {state['world_size']}; "
+                            f"this is rank {self.rank} of {self.world}: resume with the same number of ranks")
+        if state["docs_per_epoch"] != self.stream.docs_per_epoch:
+            raise UserError(f"the data changed since the checkpoint ({state['docs_per_epoch']:,} documents "
+                            f"per epoch then, {self.stream.docs_per_epoch:,} now): resume on the same shards")
+        self.close()
+        numbers = [s + i for s, n in state["buffer"] for i in range(n)]
+        texts = self.stream.read(numbers)                        # re-read the buffered documents...
+        self.buffer = BestFitBuffer()
+        for n, ids in zip(numbers, encode_docs(self.tok, [texts[n] for n in numbers])):
+            self.buffer.add(n, ids)                              # ...and re-tokenize them
+        self.cursor = int(state["next_doc"])                     # the stream restarts here
+    # --8<-- [end:state]
+
+    def close(self) -> None:
+        if self._docs is not None:
+            self._docs.close()
+            self._docs = None
+
+
+def val_batches(paths: Sequence[Path], tok, batch_size: int, seq_len: int, max_tokens: int,
+                rank: int = 0, world_size: int = 1, device="cpu", buffer_size: int = 1000):
+    """Fixed validation batches: the first of the val shard's packed batches, never wrapping."""
+    loader = PackedLoader(paths, tok, batch_size, seq_len, rank, world_size, device, threads=1,
+                          buffer_size=buffer_size)
+    steps = max(1, max_tokens // (world_size * batch_size * seq_len))
+    out = []
+    for _ in range(steps):
+        out.append(loader.next_batch())
+        if loader.epoch > 0:  # the val split is exhausted: more batches would repeat documents
+            break
+    loader.close()
+    return out
+
+
+def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+# --8<-- [start:make_data]
+def make_data(cfg: TrainConfig, tok, tok_file: Path, device: torch.device, show_progress: bool,
+              rank: int | None = None, world_size: int | None = None):
+    """Phase 2's ``Recipe.make_data`` contract: (training loader, fixed validation batches)."""
+    rank, world_size = _rank_world(rank, world_size)
+    if cfg.data_dir:
+        data_dir = Path(cfg.data_dir).expanduser()
+    else:
+        data_dir = Path(ensure_embedded_corpus(show_progress=show_progress).out_dir)
+    threads = getattr(cfg, "tokenizer_threads", 2)
+    buffer_size = getattr(cfg, "doc_buffer", 1000)
+    loader = PackedLoader(split_paths(data_dir, "train"), tok, cfg.device_batch_size, cfg.sequence_len,
+                          rank, world_size, device, threads=threads, buffer_size=buffer_size)
+    val = val_batches(split_paths(data_dir, "val"), tok, cfg.device_batch_size, cfg.sequence_len,
+                      cfg.eval_tokens, rank, world_size, device, buffer_size=buffer_size)
+    return loader, val
+# --8<-- [end:make_data]
+
+
+def recipe(base: Recipe | None = None) -> Recipe:
+    """``base`` (default: Phase 2's) with this phase's data path plugged in."""
+    return dataclasses.replace(base or Recipe(), make_data=make_data)
+
+
+_with_loader = recipe  # train()'s argument below is also called `recipe`
+
+
+def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True, out=sys.stdout,
+          recipe: Recipe | None = None):
+    """Phase 2's loop fed by the packed loader; ``recipe`` (a later phase's) keeps its other parts."""
+    return _phase2_train(cfg, resume=resume, show_progress=show_progress, out=out, recipe=_with_loader(recipe))
+
+
+if __name__ == "__main__":
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase0_tokenizer.corpus import iter_texts
+
+    info = ensure_embedded_corpus()
+    tok = BPETokenizer.train(iter_texts(info.out_dir, "train", max_chars=500_000), vocab_size=1024)
+    loader = PackedLoader(split_paths(info.out_dir, "train"), tok, batch_size=4, seq_len=256)
+    x, y = loader.next_batch()
+    for row in x.tolist():
+        print(repr(tok.decode(row[:16])))
+    print(loader.stats.as_dict())
+    print({k: v for k, v in loader.state_dict().items() if k != "buffer"})
+    loader.close()
