@@ -1,0 +1,181 @@
+"""Muon (momentum + orthogonalisation) and MuonAdamW, the one optimizer nanochat trains with.
+
+Muon treats a weight matrix as a linear map, not as a bag of numbers. It keeps a Nesterov
+momentum of the gradient, then replaces that matrix G = U S V^T by (approximately) its
+orthogonal factor U V^T: every singular value becomes ~1, so the step moves the map by
+the same amount in every direction the gradient cares about, instead of mostly along the
+one or two directions that dominate G. The orthogonal factor is computed without an SVD,
+by a few Newton-Schulz iterations (only matmuls, cheap on a GPU): either the classic
+fixed quintic coefficients or Polar Express's per-iteration ones.
+
+``MuonAdamW`` holds param groups of two kinds. ``kind="muon"`` groups hold matrices of one
+shape, stacked into one (K, rows, cols) tensor and updated together (one batched matmul
+instead of K small ones); ``kind="adamw"`` groups are updated by Phase 3's own AdamW.
+Optional refinements, each behind a group switch: NorMuon's per-row/column variance
+normalisation and cautious weight decay.
+
+What it leaves out: nanochat's newest MuonEq row equilibration and Muon+ renormalisation,
+bf16 Newton-Schulz, torch.compile'd fused kernels, the sharded multi-GPU step (Phase 4).
+
+Run: ``python -m phases.phase3_optimizers.muon`` prints singular values before and after.
+"""
+from __future__ import annotations
+
+import torch
+
+from phases.phase0_tokenizer.common import UserError
+from phases.phase3_optimizers.adamw import adamw_group_step, check_hparams
+
+# --8<-- [start:coefficients]
+# X <- a X + (b A + c A^2) X with A = X X^T maps every singular value s of X to
+# p(s) = a s + b s^3 + c s^5. Keller Jordan's quintic uses one (a, b, c) five times: steep
+# near 0 (a = 3.4) so small singular values grow fast, and it settles in a band around 1
+# rather than at 1 exactly (good enough for training, and faster than converging).
+QUINTIC = [(3.4445, -4.7750, 2.0315)] * 5
+# Polar Express (Amsel et al., 2025) picks a different, minimax-optimal polynomial per
+# iteration: aggressive first steps, then gentler ones that land closer to 1.
+POLAR_EXPRESS = [
+    (8.1566, -22.4833, 15.8788),
+    (4.0429, -2.8089, 0.5000),
+    (3.8917, -2.7725, 0.5061),
+    (3.2858, -2.3681, 0.4645),
+    (2.3465, -1.7098, 0.4232),
+]
+COEFFICIENTS = {"quintic": QUINTIC, "polar_express": POLAR_EXPRESS}
+# --8<-- [end:coefficients]
+
+
+def coefficient_schedule(name: str, steps: int) -> list[tuple[float, float, float]]:
+    if name not in COEFFICIENTS:
+        raise UserError(f"unknown Newton-Schulz coefficients {name!r}; choose {' or '.join(COEFFICIENTS)}")
+    if steps < 1:
+        raise UserError(f"ns_steps must be >= 1, got {steps}")
+    table = COEFFICIENTS[name]
+    return [table[min(i, len(table) - 1)] for i in range(steps)]  # longer runs repeat the last
+
+
+# --8<-- [start:orthogonalize]
+def orthogonalize(G: torch.Tensor, steps: int = 5, coefficients: str = "polar_express") -> torch.Tensor:
+    """Approximate U V^T of each matrix in G (..., rows, cols) by Newton-Schulz iterations."""
+    tall = G.size(-2) > G.size(-1)
+    X = G.mT if tall else G                                  # (..., m, n) with m <= n: A is m x m
+    # Scale so every singular value is <= 1, inside the region where the polynomials converge.
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)
+    for a, b, c in coefficient_schedule(coefficients, steps):
+        A = X @ X.mT                                         # (..., m, m)
+        B = b * A + c * (A @ A)                              # (..., m, m)
+        X = a * X + B @ X                                    # (..., m, n)
+    return X.mT if tall else X
+# --8<-- [end:orthogonalize]
+
+
+def check_muon_group(group: dict) -> None:
+    shapes = {tuple(p.shape) for p in group["params"]}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise UserError(f"a muon group holds 2-D matrices of one shape (they are stacked); got shapes {sorted(shapes)}")
+    if not 0 <= group["momentum"] < 1 or not group["lr"] >= 0 or not group["weight_decay"] >= 0:
+        raise UserError(f"muon group: momentum must be in [0, 1), lr and weight_decay >= 0 "
+                        f"(got {group['momentum']}, {group['lr']}, {group['weight_decay']})")
+    coefficient_schedule(group["ns_coefficients"], group["ns_steps"])
+
+
+# --8<-- [start:muon_step]
+@torch.no_grad()
+def muon_group_step(group: dict, state: dict) -> None:
+    """One Muon step for a group of same-shape matrices, stacked into one (K, r, c) tensor."""
+    params = group["params"]
+    if all(p.grad is None for p in params):
+        return
+    G = torch.stack([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]).float()  # (K, r, c)
+    K, r, c = G.shape
+    s = state[params[0]]                      # the stack's state lives with its first matrix
+    if not s:
+        s["momentum_buffer"] = torch.zeros_like(G)                       # (K, r, c)
+        if group["normuon"]:                  # one second moment per row (tall) or column (wide)
+            s["second_moment"] = G.new_zeros((K, r, 1) if r >= c else (K, 1, c))
+    mu = group["momentum"]
+    buf = s["momentum_buffer"]
+    buf.lerp_(G, 1 - mu)                      # buf = mu*buf + (1-mu)*g
+    G = G.lerp_(buf, mu)                      # Nesterov: look one momentum step ahead
+    U = orthogonalize(G, group["ns_steps"], group["ns_coefficients"])   # (K, r, c), singular values ~1
+    if group["normuon"]:
+        # NorMuon: rows (or columns) that keep getting large updates are damped by their
+        # running RMS, then the whole update is rescaled to keep its norm.
+        norm = U.norm(dim=(-2, -1), keepdim=True)                         # (K, 1, 1)
+        v = s["second_moment"]
+        v.lerp_(U.square().mean(dim=-1 if r >= c else -2, keepdim=True), 1 - group["beta2"])
+        U = U / (v.sqrt() + 1e-10)
+        U = U * (norm / (U.norm(dim=(-2, -1), keepdim=True) + 1e-10))
+    lr = group["lr"] * max(1.0, r / c) ** 0.5  # tall matrices (c_fc) take longer steps
+    P = torch.stack([p.detach().float() for p in params])                # (K, r, c)
+    wd = group["weight_decay"]
+    if wd and group["cautious"]:
+        # Cautious decay: only shrink coordinates where the update already pushes toward 0.
+        P.sub_(lr * wd * P * (U * P >= 0))
+    elif wd:
+        P.mul_(1 - lr * wd)
+    P.add_(U, alpha=-lr)
+    for p, new in zip(params, P.unbind(0)):
+        p.copy_(new)
+# --8<-- [end:muon_step]
+
+
+MUON_DEFAULTS = dict(lr=0.02, momentum=0.95, ns_steps=5, ns_coefficients="polar_express", normuon=True,
+                     beta2=0.9, cautious=True, weight_decay=0.0)
+ADAMW_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.0)
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """One optimizer, two kinds of param groups: ``kind="muon"`` (same-shape matrices) and ``kind="adamw"``.
+
+    Every group carries its own hyperparameters; the training loop may change ``lr``,
+    ``momentum`` and ``weight_decay`` of any group before any step. The state holds only
+    tensors, ints and the group dicts (floats, strings, tuples), so checkpoints load with
+    ``torch.load(weights_only=True)`` and a restored optimizer continues bit for bit.
+    """
+
+    def __init__(self, param_groups: list[dict]):
+        groups = []
+        for g in param_groups:
+            kind = g.get("kind")
+            if kind not in ("muon", "adamw"):
+                raise UserError(f"each param group needs kind 'muon' or 'adamw', got {kind!r}")
+            defaults = MUON_DEFAULTS if kind == "muon" else ADAMW_DEFAULTS
+            groups.append({**defaults, **g, "params": list(g["params"])})
+        super().__init__(groups, {})
+        for g in self.param_groups:
+            if g["kind"] == "muon":
+                check_muon_group(g)
+            else:
+                g["betas"] = tuple(g["betas"])
+                check_hparams(g)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group["kind"] == "muon":
+                muon_group_step(group, self.state)
+            else:
+                adamw_group_step(group, self.state)
+        return loss
+
+
+def stack_by_shape(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Same-shape matrices together, in order of first appearance (deterministic)."""
+    by_shape: dict[tuple, list] = {}
+    for p in params:
+        by_shape.setdefault(tuple(p.shape), []).append(p)
+    return list(by_shape.values())
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    G = torch.randn(64, 16) @ torch.diag(torch.logspace(0, -2, 16)) @ torch.randn(16, 256)  # (64, 256), rank 16
+    print("singular values of G (top 4):", [f"{s:.3g}" for s in torch.linalg.svdvals(G)[:4].tolist()])
+    for name in COEFFICIENTS:
+        s = torch.linalg.svdvals(orthogonalize(G, 5, name))[:16]
+        print(f"after 5 {name} steps: min {s.min():.3f}  max {s.max():.3f}  (the 16 non-zero ones)")
