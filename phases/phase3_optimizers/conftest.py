@@ -1,0 +1,57 @@
+"""Fixtures for Phase 3's checkpoint: the modules under test, a tiny corpus and run config.
+
+``--impl=my_optim.py`` replaces both ``adamw`` and ``muon`` (one file defining ``AdamW``,
+``orthogonalize`` and ``MuonAdamW``); ``--impl adamw=…`` / ``--impl muon=…`` /
+``--impl scaling=…`` / ``--impl train=…`` replace one module each.
+"""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def adamw(impl_loader):
+    return impl_loader("adamw", "phases.phase3_optimizers.adamw", main=True)
+
+
+@pytest.fixture(scope="session")
+def muon(impl_loader):
+    return impl_loader("muon", "phases.phase3_optimizers.muon", main=True)
+
+
+@pytest.fixture(scope="session")
+def scaling(impl_loader):
+    return impl_loader("scaling", "phases.phase3_optimizers.scaling")
+
+
+@pytest.fixture(scope="session")
+def trainer(impl_loader):
+    """Must define ``MuonTrainConfig``, ``derive``, ``param_groups``, ``set_hparams`` and ``train``."""
+    return impl_loader("train", "phases.phase3_optimizers.train")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A small corpus (two stdlib modules) and a vocab-512 tokenizer trained on it."""
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
+    root = tmp_path_factory.mktemp("p3_world")
+    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap"),
+                                 shard_chars=100_000, show_progress=False)
+    BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(root / "tokenizer")
+    return {"root": root, "data_dir": str(info.out_dir), "tokenizer_dir": str(root / "tokenizer")}
+
+
+@pytest.fixture
+def tiny_cfg(tiny_world, tmp_path, monkeypatch, trainer):
+    """A seconds-long MuonAdamW run: depth 2, width 64, 32-token rows, 128-token batches.
+
+    ``reference_batch_size`` = the batch, so the LR batch scale is 1 and the LRs are
+    nanochat's own (times the width scale for AdamW groups).
+    """
+    monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tiny_world["root"] / "base"))
+    return trainer.MuonTrainConfig(
+        depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, total_batch_size=128,
+        reference_batch_size=128, num_iterations=12, warmup_steps=2, muon_momentum_warmup=4,
+        eval_every=4, eval_tokens=2048, save_every=4, sample_tokens=4, data_dir=tiny_world["data_dir"],
+        tokenizer_dir=tiny_world["tokenizer_dir"], run_dir=str(tmp_path / "run"))

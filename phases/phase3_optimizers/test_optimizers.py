@@ -1,0 +1,237 @@
+"""Phase 3 checkpoint, part 1: AdamW and Muon against references, switches, state, convergence.
+
+Tolerances (ADR.md): CPU float32. AdamW vs torch.optim.AdamW after 100 steps: atol 1e-6
+on every parameter (same formula, floating-point reassociation only). Newton-Schulz on
+matrices with condition number <= 100: singular values in [0.6, 1.25] (quintic) and
+[0.8, 1.2] (Polar Express). State round trips and determinism: bitwise (torch.equal).
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from phases.phase1_transformer.config import GPTConfig
+from phases.phase1_transformer.model import GPT
+
+pytestmark = pytest.mark.phase3
+
+
+def _tiny_net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+
+
+def _batches(n: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 8, generator=g), torch.randn(16, 4, generator=g)) for _ in range(n)]
+
+
+def _train(model, opt, batches, before_step=None):
+    for i, (x, y) in enumerate(batches):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if before_step:
+            before_step(opt, i)
+        opt.step()
+    return loss.item()
+
+
+def _groups(model):
+    """Two groups with different hyperparameters: weights decayed, biases not."""
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    return [{"params": weights, "lr": 3e-3, "weight_decay": 0.1, "betas": (0.8, 0.95)},
+            {"params": biases, "lr": 1e-2, "weight_decay": 0.0, "betas": (0.9, 0.99)}]
+
+
+# -- AdamW ---------------------------------------------------------------------------------
+
+def test_adamw_matches_torch_over_100_steps(adamw):
+    ours, ref = _tiny_net(), _tiny_net()
+    opt = adamw.AdamW(_groups(ours), eps=1e-8)
+    ref_opt = torch.optim.AdamW(_groups(ref), eps=1e-8, foreach=False)
+    batches = _batches(100)
+    _train(ours, opt, batches)
+    _train(ref, ref_opt, batches)
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6), (name, (a - b).abs().max().item())
+
+
+def test_adamw_hparam_changes_between_steps_take_effect(adamw):
+    model = _tiny_net()
+    opt = adamw.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    x, y = _batches(1)[0]
+    _train(model, opt, [(x, y)])
+    frozen = [p.detach().clone() for p in model.parameters()]
+
+    def zero_lr(o, i):
+        for g in o.param_groups:
+            g["lr"] = 0.0
+    _train(model, opt, [(x, y)] * 2, before_step=zero_lr)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.parameters()))  # lr 0: nothing moves
+
+    def decay_only(o, i):
+        for g in o.param_groups:
+            g["lr"], g["weight_decay"] = 1e-2, 10.0
+    before = [p.detach().clone() for p in model.parameters()]
+    _train(model, opt, [(x, y)], before_step=decay_only)
+    assert all(p.norm() < b.norm() for p, b in zip(model.parameters(), before))  # strong decay shrinks
+
+
+def test_adamw_converges_on_regression(adamw):
+    torch.manual_seed(0)
+    X, w = torch.randn(128, 8), torch.randn(8, 1)                   # (N, 8), (8, 1)
+    model = torch.nn.Linear(8, 1, bias=False)
+    opt = adamw.AdamW(model.parameters(), lr=0.05, weight_decay=0.0)
+    first = torch.nn.functional.mse_loss(model(X), X @ w).item()
+    last = _train(model, opt, [(X, X @ w)] * 300)
+    assert last < 1e-4 * first
+
+
+def test_adamw_rejects_bad_hparams(adamw):
+    with pytest.raises(Exception, match="betas"):
+        adamw.AdamW(_tiny_net().parameters(), betas=(1.0, 0.9))
+
+
+# -- Newton-Schulz ---------------------------------------------------------------------------
+
+def _conditioned(rows: int, cols: int, cond: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    k = min(rows, cols)
+    U, _ = torch.linalg.qr(torch.randn(rows, k, generator=g))          # (rows, k)
+    V, _ = torch.linalg.qr(torch.randn(cols, k, generator=g))          # (cols, k)
+    S = torch.logspace(0, -torch.log10(torch.tensor(cond)).item(), k)   # 1 ... 1/cond
+    return 37.0 * U @ torch.diag(S) @ V.T                               # (rows, cols)
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (256, 64), (96, 96)])
+@pytest.mark.parametrize("coeffs,low,high", [("quintic", 0.6, 1.25), ("polar_express", 0.8, 1.2)])
+def test_newton_schulz_singular_values_near_one(muon, shape, coeffs, low, high):
+    G = _conditioned(*shape, cond=100.0)
+    O = muon.orthogonalize(G, 5, coeffs)
+    s = torch.linalg.svdvals(O)
+    assert O.shape == G.shape and low <= s.min() and s.max() <= high, (s.min(), s.max())
+    # and it is the polar factor's direction: close to U V^T of G
+    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    cos = (O * (U @ Vh)).sum() / (O.norm() * (U @ Vh).norm())
+    assert cos > 0.98
+
+
+def test_newton_schulz_works_on_stacks(muon):
+    G = torch.stack([_conditioned(32, 64, 10.0, seed=i) for i in range(3)])   # (3, 32, 64)
+    stacked = muon.orthogonalize(G)
+    one_by_one = torch.stack([muon.orthogonalize(g) for g in G])
+    assert torch.allclose(stacked, one_by_one, atol=1e-5)
+
+
+# -- Muon ------------------------------------------------------------------------------------
+
+def _muon_step(muon, P, G, **group):
+    p = torch.nn.Parameter(P.clone())
+    opt = muon.MuonAdamW([{"kind": "muon", "params": [p], **group}])
+    p.grad = G.clone()
+    opt.step()
+    return p.detach()
+
+
+@pytest.mark.parametrize("rows,cols,mult", [(128, 32, 2.0), (32, 32, 1.0), (32, 128, 1.0)])
+def test_muon_update_is_orthogonalised_gradient_with_shape_multiplier(muon, rows, cols, mult):
+    P, G = torch.randn(rows, cols), torch.randn(rows, cols)
+    new = _muon_step(muon, P, G, lr=0.1, momentum=0.0, weight_decay=0.0, normuon=False)
+    expected = P - 0.1 * mult * muon.orthogonalize(G)
+    assert torch.allclose(new, expected, atol=1e-6)
+
+
+def test_cautious_weight_decay_only_where_the_update_agrees(muon):
+    P, G = torch.randn(16, 16), torch.randn(16, 16)
+    U = muon.orthogonalize(G)
+    new = _muon_step(muon, P, G, lr=0.5, momentum=0.0, weight_decay=0.2, normuon=False, cautious=True)
+    mask = (U * P >= 0).float()
+    assert 0 < mask.mean() < 1
+    assert torch.allclose(new, P - 0.5 * 0.2 * P * mask - 0.5 * U, atol=1e-6)
+    plain = _muon_step(muon, P, G, lr=0.5, momentum=0.0, weight_decay=0.2, normuon=False, cautious=False)
+    assert torch.allclose(plain, P * (1 - 0.5 * 0.2) - 0.5 * U, atol=1e-6)
+
+
+def test_normuon_equalises_row_scales_and_keeps_the_norm(muon):
+    G = torch.randn(64, 16) * torch.linspace(0.1, 10, 64)[:, None]       # (64, 16): uneven rows
+    P = torch.zeros(64, 16)
+    off = _muon_step(muon, P, G, lr=1.0, momentum=0.0, normuon=False, weight_decay=0.0)
+    on = _muon_step(muon, P, G, lr=1.0, momentum=0.0, normuon=True, beta2=0.0, weight_decay=0.0)
+    assert torch.allclose(on.norm(), off.norm(), rtol=1e-4)              # same overall step size
+    rms = on.square().mean(dim=1).sqrt()
+    assert rms.std() / rms.mean() < 1e-3 < off.square().mean(dim=1).sqrt().std() / off.norm()
+
+
+def _tiny_gpt(seed=0):
+    return GPT.build(GPTConfig.from_depth(2, vocab_size=128, sequence_len=16, aspect_ratio=32, head_dim=32),
+                     seed=seed)
+
+
+def _gpt_groups(muon, model):
+    matrices = [p for n, p in model.named_parameters() if n.startswith("blocks.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("blocks.")]
+    return [{"kind": "muon", "params": s, "lr": 0.02} for s in muon.stack_by_shape(matrices)] + \
+           [{"kind": "adamw", "params": rest, "lr": 0.01}]
+
+
+def _gpt_steps(model, opt, n, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        idx = torch.randint(0, 128, (2, 17), generator=g)
+        loss = model(idx[:, :-1], targets=idx[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def test_muon_is_deterministic(muon):
+    a, b = _tiny_gpt(), _tiny_gpt()
+    _gpt_steps(a, muon.MuonAdamW(_gpt_groups(muon, a)), 3)
+    _gpt_steps(b, muon.MuonAdamW(_gpt_groups(muon, b)), 3)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_state_dict_round_trip_gives_identical_next_steps(muon):
+    a = _tiny_gpt()
+    opt_a = muon.MuonAdamW(_gpt_groups(muon, a))
+    _gpt_steps(a, opt_a, 3)
+    buffer = io.BytesIO()
+    torch.save(opt_a.state_dict(), buffer)
+    buffer.seek(0)
+    b = _tiny_gpt(seed=99)
+    b.load_state_dict(a.state_dict())
+    opt_b = muon.MuonAdamW(_gpt_groups(muon, b))
+    opt_b.load_state_dict(torch.load(buffer, weights_only=True))    # plain tensors and numbers only
+    _gpt_steps(a, opt_a, 2, seed=7)
+    _gpt_steps(b, opt_b, 2, seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_muon_converges_on_matrix_regression(muon):
+    torch.manual_seed(0)
+    X, W = torch.randn(256, 32), torch.randn(32, 16) / 32 ** 0.5           # (N, 32), (32, 16)
+    p = torch.nn.Parameter(torch.zeros(16, 32))                          # a Linear's (out, in) weight
+    opt = muon.MuonAdamW([{"kind": "muon", "params": [p], "lr": 0.05, "weight_decay": 0.0}])
+    losses = []
+    for i in range(200):
+        for g in opt.param_groups:                                       # Muon steps have a fixed size:
+            g["lr"] = 0.05 * (1 - i / 200)                               # decay the LR to settle
+        loss = torch.nn.functional.mse_loss(X @ p.T, X @ W)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 1e-3 * losses[0]
+
+
+def test_muon_groups_must_be_one_shape(muon):
+    with pytest.raises(Exception, match="one shape"):
+        muon.MuonAdamW([{"kind": "muon", "params": [torch.nn.Parameter(torch.zeros(4, 4)),
+                                                    torch.nn.Parameter(torch.zeros(4, 8))]}])
+    with pytest.raises(Exception, match="kind"):
+        muon.MuonAdamW([{"params": [torch.nn.Parameter(torch.zeros(4))]}])
