@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ def impl_loader(request):
         if name not in loaded:
             spec = importlib.util.spec_from_file_location(f"learner_impl_{name}", path)
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
             spec.loader.exec_module(module)
             loaded[name] = module
         return loaded[name]
