@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Dataset inspector: look inside pretraining shards and chat files before you train on them.
+
+Usage (from the repository root):
+
+    python tools/dataset_inspector.py DATA                         # stats + 3 random samples
+    python tools/dataset_inspector.py DATA --samples 5 --seed 7    # other samples, reproducibly
+    python tools/dataset_inspector.py chat.jsonl --validate        # every problem, with its line number
+    python tools/dataset_inspector.py DATA --analyze-lengths --max-seq-len 2048
+    python tools/dataset_inspector.py DATA --duplicates            # exact and near duplicates
+    python tools/dataset_inspector.py DATA --export sample.jsonl   # the inspected records as JSONL
+    python tools/dataset_inspector.py DATA --json                  # everything as one JSON object
+
+``DATA`` is a parquet shard, a folder of ``shard_*.parquet`` files (what ``mini-nanochat
+data download`` and the embedded corpus produce), or a chat file in JSON Lines: each line
+either a bare JSON array of messages or ``{"messages": [...]}`` (the two formats our
+loaders accept). Chat samples are rendered as the model sees them, coloured by loss mask.
+
+Token lengths need a tokenizer: ``--tokenizer DIR``, else ``<base>/tokenizer`` (made by
+``mini-nanochat tokenizer train``). Without one, lengths are in characters and samples are
+shown as plain text. Exit status: 0 fine, 1 ``--validate`` found problems, 2 a usage
+error (``error: …``). What it leaves out: a web UI, remote datasets (download first),
+fuzzy matching beyond word 3-gram MinHash.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+try:  # run as `python tools/dataset_inspector.py`: the repo root is not on sys.path
+    import phases.phase0_tokenizer.bpe  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
+from phases.phase0_tokenizer.chat import ConversationError, _messages, _parts, render_conversation  # noqa: E402
+from phases.phase0_tokenizer.common import (UserError, atomic_write_text, base_dir, paint, run_command,  # noqa: E402
+                                            use_color)
+from phases.phase0_tokenizer.visualize import render_mask  # noqa: E402
+
+NUM_PERM, BANDS = 32, 8  # MinHash: 32 hashes in 8 bands of 4 -> pairs with Jaccard >= ~0.6 meet in a band
+PRIME = (1 << 31) - 1    # hashes below 2^31: a*h + b stays below 2^63, no uint64 overflow
+
+
+# ---------------------------------------------------------------------------
+# Reading: documents from parquet, conversations from JSONL (with line numbers)
+
+
+def parquet_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"{path} holds no .parquet files")
+    return files
+
+
+def read_parquet(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], dict]:
+    """Up to ``limit`` documents ``{"where", "text"}`` and file-level stats; problems are collected."""
+    records, stats = [], {"files": 0, "row_groups": 0, "rows_in_files": 0, "null_rows": 0, "empty_docs": 0}
+    for f in parquet_files(path):
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError) as e:
+            problems.append(f"{f}: not a readable parquet file ({e})")
+            continue
+        stats["files"] += 1
+        stats["row_groups"] += pf.metadata.num_row_groups
+        stats["rows_in_files"] += pf.metadata.num_rows
+        if "text" not in pf.schema_arrow.names or not pa.types.is_string(pf.schema_arrow.field("text").type):
+            problems.append(f"{f}: no string column 'text' (columns: {', '.join(pf.schema_arrow.names)})")
+            continue
+        for rg in range(pf.metadata.num_row_groups):
+            if len(records) >= limit:
+                break
+            try:
+                texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+            except (pa.ArrowException, OSError) as e:
+                problems.append(f"{f}: row group {rg} cannot be read ({e})")
+                continue
+            for i, t in enumerate(texts[:limit - len(records)]):
+                where = f"{f.name} row group {rg} row {i}"
+                if t is None:
+                    stats["null_rows"] += 1
+                    problems.append(f"{where}: null text")
+                    continue
+                if not t.strip():
+                    stats["empty_docs"] += 1
+                    problems.append(f"{where}: empty document")
+                records.append({"where": where, "text": t})
+    return records, stats
+
+
+def read_chat(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], dict]:
+    """Valid conversations ``{"where", "messages"}``; each bad line becomes ``line N: …``."""
+    records, stats = [], {"lines": 0, "blank_lines": 0, "bad_lines": 0}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e})") from None
+    for n, line in enumerate(lines, 1):
+        if len(records) >= limit:
+            break
+        stats["lines"] += 1
+        if not line.strip():
+            stats["blank_lines"] += 1
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, (list, dict)):
+                raise ConversationError(f"expected a JSON array of messages or an object with 'messages', "
+                                        f"got {type(obj).__name__}")
+            messages = _messages(obj)
+            for i, m in enumerate(messages):  # what render_conversation would reject, without a tokenizer
+                if m["role"] == "user" and not isinstance(m["content"], str):
+                    raise ConversationError(f"message {i}: user content must be a string")
+                if m["role"] == "assistant":
+                    _parts(m["content"], i)
+                if isinstance(m["content"], str) and not m["content"].strip():
+                    raise ConversationError(f"message {i} ({m['role']}) has empty content")
+        except json.JSONDecodeError as e:
+            stats["bad_lines"] += 1
+            problems.append(f"line {n}: invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        except ConversationError as e:
+            stats["bad_lines"] += 1
+            problems.append(f"line {n}: {e}")
+            continue
+        records.append({"where": f"line {n}", "messages": obj["messages"] if isinstance(obj, dict) else obj})
+    return records, stats
+
+
+def chat_stats(records: list[dict]) -> dict:
+    """Roles, turns and tool use. A tool call is counted once per ``python`` part (not per message)."""
+    roles, turns, calls, outputs, with_tools, with_system = Counter(), [], 0, 0, 0, 0
+    for r in records:
+        msgs = r["messages"]
+        roles.update(m["role"] for m in msgs)
+        turns.append(sum(m["role"] == "assistant" for m in msgs))
+        with_system += msgs[0]["role"] == "system"
+        parts = [p for m in msgs if isinstance(m["content"], list) for p in m["content"]]
+        c = sum(p.get("type") == "python" for p in parts)
+        calls += c
+        outputs += sum(p.get("type") == "python_output" for p in parts)
+        with_tools += c > 0
+    return {"conversations": len(records), "roles": dict(roles), "with_system": with_system,
+            "assistant_turns_mean": float(np.mean(turns)) if turns else 0.0,
+            "tool_calls": calls, "tool_outputs": outputs, "conversations_with_tools": with_tools}
+
+
+def flat_text(record: dict) -> str:
+    if "text" in record:
+        return record["text"]
+    out = []
+    for m in record["messages"]:
+        c = m["content"]
+        out.append(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Analyses
+
+
+def token_lengths(records: list[dict], tok: BPETokenizer | None) -> tuple[list[int], str]:
+    """Lengths as the loaders see them: BOS + document ids, or a rendered conversation."""
+    if tok is None:
+        return [len(flat_text(r)) for r in records], "chars"
+    if records and "text" in records[0]:
+        ids = tok.encode_batch([r["text"] for r in records], prepend="<|bos|>")
+        return [len(i) for i in ids], "tokens"
+    return [len(render_conversation(tok, r["messages"], max_tokens=1 << 62)[0]) for r in records], "tokens"
+
+
+def length_report(lengths: list[int], unit: str, max_seq_len: int) -> dict:
+    if not lengths:
+        return {"unit": unit, "count": 0}
+    a = np.asarray(lengths)
+    p50, p90, p99 = (float(np.percentile(a, q)) for q in (50, 90, 99))
+    return {"unit": unit, "count": len(a), "mean": float(a.mean()), "min": int(a.min()), "max": int(a.max()),
+            "p50": p50, "p90": p90, "p99": p99, "max_seq_len": max_seq_len,
+            "over_max_seq_len": float((a > max_seq_len).mean()), "total": int(a.sum())}
+
+
+def _shingles(text: str) -> np.ndarray:
+    words = text.lower().split()
+    grams = {" ".join(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
+    return np.array([int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") % PRIME
+                     for g in grams], dtype=np.uint64)
+
+
+def duplicates(records: list[dict], threshold: float, seed: int = 0) -> dict:
+    """Exact duplicates (same whitespace-normalised text) and near duplicates (MinHash + LSH)."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        key = hashlib.sha256(" ".join(flat_text(r).split()).encode()).hexdigest()
+        groups.setdefault(key, []).append(i)
+    exact = [g for g in groups.values() if len(g) > 1]
+    firsts = sorted(g[0] for g in groups.values())  # near duplicates among distinct texts only
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, PRIME, NUM_PERM, dtype=np.uint64)   # NUM_PERM random hash functions
+    b = rng.integers(0, PRIME, NUM_PERM, dtype=np.uint64)   # h -> (a*h + b) mod PRIME
+    sigs = {}
+    for i in firsts:
+        sh = _shingles(flat_text(records[i]))
+        # P(min-hashes of two sets agree) = their Jaccard similarity, for each hash function
+        sigs[i] = ((np.outer(a, sh) + b[:, None]) % np.uint64(PRIME)).min(axis=1)  # (NUM_PERM,)
+    buckets: dict[tuple, list[int]] = {}
+    rows = NUM_PERM // BANDS
+    for i, s in sigs.items():
+        for band in range(BANDS):
+            buckets.setdefault((band, s[band * rows:(band + 1) * rows].tobytes()), []).append(i)
+    pairs = set()
+    for members in buckets.values():
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                i, j = members[x], members[y]
+                sim = float((sigs[i] == sigs[j]).mean())   # estimated Jaccard of the 3-gram sets
+                if sim >= threshold:
+                    pairs.add((i, j, round(sim, 3)))
+    return {"exact_groups": [[records[i]["where"] for i in g] for g in exact],
+            "exact_extra_copies": sum(len(g) - 1 for g in exact),
+            "near_pairs": [[records[i]["where"], records[j]["where"], s] for i, j, s in sorted(pairs)],
+            "near_threshold": threshold}
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def load_tokenizer(path: Path | None) -> BPETokenizer | None:
+    if path is not None:
+        if not (path / FILENAME).is_file():
+            raise UserError(f"{path} holds no {FILENAME}; train one with `mini-nanochat tokenizer train`")
+        return BPETokenizer.load(path)
+    default = base_dir() / "tokenizer"
+    return BPETokenizer.load(default) if (default / FILENAME).is_file() else None
+
+
+def render_sample(record: dict, tok: BPETokenizer | None, color: bool, max_chars: int) -> str:
+    if "text" in record:
+        text = record["text"]
+        return text if len(text) <= max_chars else text[:max_chars] + f" … [{len(text) - max_chars:,} more chars]"
+    if tok is None:
+        return "\n".join(f"{m['role']}: {flat_text({'messages': [m]})}" for m in record["messages"])
+    ids, mask = render_conversation(tok, record["messages"], max_tokens=1 << 62)
+    return render_mask(tok, ids, mask, color)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python tools/dataset_inspector.py",
+                                description="Inspect pretraining shards (parquet) and chat data (JSONL).")
+    p.add_argument("data", type=Path, help="a .parquet shard, a folder of shards, or a .jsonl chat file")
+    p.add_argument("--samples", type=int, default=3, metavar="K", help="random samples to show (default 3; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample draw (default 0)")
+    p.add_argument("--validate", action="store_true", help="list every problem; exit status 1 if any")
+    p.add_argument("--analyze-lengths", action="store_true", help="length percentiles and share over --max-seq-len")
+    p.add_argument("--max-seq-len", type=int, default=2048, help="for --analyze-lengths (default 2048)")
+    p.add_argument("--duplicates", action="store_true", help="exact and near-duplicate detection")
+    p.add_argument("--near-threshold", type=float, default=0.8, help="estimated Jaccard for near duplicates")
+    p.add_argument("--export", type=Path, metavar="FILE", help="write the inspected records as JSONL")
+    p.add_argument("--limit", type=int, default=20_000, help="inspect at most this many records (default 20,000)")
+    p.add_argument("--max-chars", type=int, default=600, help="characters shown per document sample")
+    p.add_argument("--tokenizer", type=Path, metavar="DIR", help="tokenizer folder (default <base>/tokenizer)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout, for scripts")
+    colors = p.add_mutually_exclusive_group()
+    colors.add_argument("--no-color", dest="color", action="store_false", default=None, help="no ANSI colour")
+    colors.add_argument("--color", dest="color", action="store_true", help="colour even when piped")
+    return p
+
+
+def inspect(args: argparse.Namespace) -> dict:
+    """Everything the flags ask for, as a dict (the --json output)."""
+    if not args.data.exists():
+        raise UserError(f"{args.data} does not exist")
+    for name in ("samples", "limit", "max_seq_len", "max_chars"):
+        if getattr(args, name) < (0 if name == "samples" else 1):
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.near_threshold <= 1:
+        raise UserError(f"--near-threshold must be in (0, 1], got {args.near_threshold}")
+    kind = "parquet" if args.data.is_dir() or args.data.suffix == ".parquet" else "chat"
+    problems: list[str] = []
+    records, file_stats = (read_parquet if kind == "parquet" else read_chat)(args.data, args.limit, problems)
+    tok = load_tokenizer(args.tokenizer)
+    out: dict = {"data": str(args.data), "kind": kind, "records": len(records), **file_stats}
+    if kind == "parquet":
+        chars = [len(r["text"]) for r in records]
+        out.update(chars_total=int(sum(chars)), chars_mean=float(np.mean(chars)) if chars else 0.0)
+    else:
+        out.update(chat_stats(records))
+    rng = random.Random(args.seed)
+    picked = sorted(rng.sample(range(len(records)), min(args.samples, len(records))))
+    color = use_color(sys.stdout, args.color)
+    out["samples"] = [{"where": records[i]["where"], "rendered": render_sample(records[i], tok, color, args.max_chars)}
+                      for i in picked]
+    if args.validate:
+        out["problems"] = problems
+    if args.analyze_lengths:
+        out["lengths"] = length_report(*token_lengths(records, tok), args.max_seq_len)
+    if args.duplicates:
+        out["duplicates"] = duplicates(records, args.near_threshold, args.seed)
+    if args.export:
+        lines = [json.dumps({"text": r["text"]} if "text" in r else {"messages": r["messages"]}, ensure_ascii=False)
+                 for r in records]
+        atomic_write_text(args.export, "".join(line + "\n" for line in lines))
+        out["exported"] = {"path": str(args.export), "records": len(lines)}
+    out["tokenizer"] = None if tok is None else f"vocab {tok.vocab_size}"
+    return out
+
+
+def print_report(r: dict, color: bool) -> None:
+    head = lambda s: print(paint(s, "1", color))  # noqa: E731
+    head(f"{r['data']} ({r['kind']}): {r['records']:,} records inspected")
+    if r["kind"] == "parquet":
+        print(f"  {r['files']} file(s), {r['row_groups']:,} row group(s), {r['rows_in_files']:,} rows in the files; "
+              f"{r['chars_total']:,} chars inspected, {r['chars_mean']:,.0f} per document")
+    else:
+        print(f"  {r['lines']:,} lines ({r['bad_lines']} bad, {r['blank_lines']} blank); roles {r['roles']}; "
+              f"{r['with_system']} with a system message; {r['assistant_turns_mean']:.2f} assistant turns each")
+        print(f"  tool use: {r['tool_calls']} call(s), {r['tool_outputs']} output(s), "
+              f"in {r['conversations_with_tools']} conversation(s)")
+    for s in r["samples"]:
+        head(f"\n-- sample: {s['where']}")
+        print(s["rendered"])
+    if "problems" in r:
+        head(f"\nvalidation: {len(r['problems'])} problem(s)")
+        for p in r["problems"]:
+            print(paint(f"  {p}", "31", color))
+    if "lengths" in r:
+        L = r["lengths"]
+        head(f"\nlengths ({L['unit']})")
+        if L["count"]:
+            print(f"  p50 {L['p50']:,.0f}  p90 {L['p90']:,.0f}  p99 {L['p99']:,.0f}  mean {L['mean']:,.1f}  "
+                  f"max {L['max']:,}  total {L['total']:,}")
+            print(f"  over max_seq_len {L['max_seq_len']:,}: {L['over_max_seq_len']:.1%}")
+    if "duplicates" in r:
+        d = r["duplicates"]
+        head(f"\nduplicates: {len(d['exact_groups'])} exact group(s) ({d['exact_extra_copies']} extra copies), "
+             f"{len(d['near_pairs'])} near pair(s) at Jaccard >= {d['near_threshold']}")
+        for g in d["exact_groups"][:10]:
+            print("  exact: " + " = ".join(g))
+        for a, b, s in d["near_pairs"][:10]:
+            print(f"  near ({s:.2f}): {a} ~ {b}")
+    if "exported" in r:
+        print(f"\nexported {r['exported']['records']:,} record(s) to {r['exported']['path']}")
+    if r["tokenizer"] is None:
+        print("\n(no tokenizer found: lengths are in characters, chat samples are plain; pass --tokenizer DIR)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(None if argv is None else [str(a) for a in argv])
+    status = {"code": 0}
+
+    def go() -> None:
+        report = inspect(args)
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False))
+        else:
+            print_report(report, use_color(sys.stdout, args.color))
+        if args.validate and report["problems"]:
+            status["code"] = 1
+
+    code = run_command(go)
+    return code or status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
