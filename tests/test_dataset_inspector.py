@@ -17,6 +17,7 @@ import pytest
 from _tools import load_tool
 
 di = load_tool("dataset_inspector")
+pytestmark = pytest.mark.phase5
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]
 TOOL = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 2 and 2"},
