@@ -1,0 +1,183 @@
+"""Benchmark: AdamW only vs MuonAdamW (and each refinement) at the CPU demo size.
+
+Every variant trains the demo configuration (``examples/cpu_demo.toml`` + ``--set``) on the
+embedded corpus through Phase 3's ``train``:
+
+1. **equal steps**: ``--steps`` optimizer steps each -> final validation bpb, mean step
+   time, and the mean time of ``optimizer.step()`` (measured around the call);
+2. **equal wall time**: the time full MuonAdamW needed for ``--steps`` steps is the budget;
+   every other variant gets ``num_iterations = budget / its own step time`` (a complete
+   schedule in the same compute). A variant whose step time is within 5% of Muon's keeps
+   its equal-steps result (marked ``=``) instead of training again; none gets more than
+   twice ``--steps`` (a guard against a noisy timing on a shared machine).
+
+``--sweep`` instead trains short runs over a grid of matrix learning rates (Muon's
+``matrix_lr``, AdamW's ``adamw_matrix_lr``) and prints the best of each: how the demo's
+learning rates were chosen. ``--quick`` runs everything on a tiny model and corpus
+(seconds; the smoke test uses it).
+
+Last line of output: one JSON object with ``bpb_adamw``, ``bpb_muon``, ``optimizer_ms``,
+``step_ms``, ``optimizer_share``, every run, the settings and the hardware.
+
+Run: ``python tests/benchmarks/bench_optim.py --steps 150 [--set key=value ...]``
+What it leaves out: several seeds (one seed per variant; differences under ~0.01 bpb are noise), GPUs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.phase2_training import train as p2train  # noqa: E402
+from phases.phase3_optimizers import train as p3train  # noqa: E402
+
+VARIANTS = {
+    "adamw": {"optimizer": "adamw"},
+    "muon": {},
+    "muon, no normuon": {"normuon": "false"},
+    "muon, no cautious wd": {"cautious_wd": "false"},
+    "muon, quintic NS": {"ns_coefficients": "quintic"},
+}
+QUICK = {"depth": "2", "aspect_ratio": "32", "head_dim": "32", "sequence_len": "32", "device_batch_size": "4",
+         "total_batch_size": "128", "reference_batch_size": "128", "eval_tokens": "2048", "warmup_steps": "2",
+         "muon_momentum_warmup": "4"}
+
+
+def run(config: Path | None, overrides: dict, run_dir: str) -> dict:
+    """One training run; returns val bpb, steps, time per step and time per optimizer step."""
+    cfg = p3train.load_config(config, {**overrides, "run_dir": run_dir, "save_every": "0", "eval_every": "0",
+                                       "sample_tokens": "1"})
+    tok, _ = p2train.load_tokenizer(cfg)
+    plan = p3train.derive(cfg, tok.vocab_size)
+    opt_times: list[float] = []
+
+    def timed_optimizer(model, cfg, plan):
+        opt = p3train.make_optimizer(model, cfg, plan)
+        inner = opt.step
+
+        def step(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = inner(*args, **kwargs)
+            opt_times.append(time.perf_counter() - t0)
+            return out
+        opt.step = step
+        return opt
+    recipe = p2train.Recipe(derive=lambda _c, _v: plan, make_optimizer=timed_optimizer,
+                            set_hparams=p3train.set_hparams)
+    result = p2train.train(plan.config, show_progress=False, out=open(os.devnull, "w"), recipe=recipe)
+    steady = opt_times[2:] or opt_times                     # the first steps allocate state
+    return {"val_bpb": result.val_bpb, "steps": result.step, "train_s": result.train_time,
+            "step_ms": 1000 * result.train_time / max(1, result.step), "optimizer_ms": 1000 * statistics.fmean(steady)}
+
+
+def sweep(config, base: dict, tmp: str, steps: int, grids: dict) -> dict:
+    table = {}
+    for variant, (key, values) in grids.items():
+        for lr in values:
+            r = run(config, {**base, **VARIANTS[variant], key: str(lr), "num_iterations": str(steps)},
+                    f"{tmp}/sweep-{variant}-{lr}")
+            table.setdefault(variant, {})[lr] = r["val_bpb"]
+            print(f"[sweep] {variant:6s} {key}={lr:<8g} val bpb {r['val_bpb']:.4f}", file=sys.stderr, flush=True)
+    best = {v: min(t, key=t.get) for v, t in table.items()}
+    print("\n| optimizer | LR key | " + " | ".join("value -> bpb" for _ in range(max(map(len, table.values())))) + " |")
+    for variant, t in table.items():
+        cells = " | ".join(f"{lr:g} -> {bpb:.4f}" + (" **best**" if lr == best[variant] else "") for lr, bpb in t.items())
+        print(f"| {variant} | {grids[variant][0]} | {cells} |")
+    return {"sweep": {v: {str(k): b for k, b in t.items()} for v, t in table.items()},
+            "best": {v: best[v] for v in table}, "steps": steps}
+
+
+def tiny_world(tmp: str) -> dict:
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
+    info = build_embedded_corpus(Path(tmp) / "data", packages=(), stdlib_modules=("json", "textwrap"),
+                                 shard_chars=100_000, show_progress=False)
+    BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(Path(tmp) / "tokenizer")
+    return {"data_dir": str(info.out_dir), "tokenizer_dir": str(Path(tmp) / "tokenizer")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, default=REPO / "examples" / "cpu_demo.toml")
+    ap.add_argument("--steps", type=int, default=150, help="optimizer steps of the equal-steps runs")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, all runs")
+    ap.add_argument("--sweep", action="store_true", help="sweep the matrix learning rates instead")
+    ap.add_argument("--sweep-steps", type=int, default=100)
+    ap.add_argument("--muon-lrs", type=float, nargs="+", default=[0.01, 0.02, 0.04])
+    ap.add_argument("--adamw-lrs", type=float, nargs="+", default=[0.002, 0.004, 0.008])
+    ap.add_argument("--quick", action="store_true", help="a tiny model and corpus: seconds (smoke test)")
+    args = ap.parse_args()
+    try:
+        base = dict(item.split("=", 1) for item in args.set)
+    except ValueError:
+        ap.error("--set takes KEY=VALUE")
+    if "adamw" not in args.variants or "muon" not in args.variants:
+        ap.error("--variants must include adamw and muon (the two the report compares)")
+    report: dict = {"settings": {"config": str(args.config), "set": base, "steps": args.steps, "quick": args.quick}}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.quick:
+            base = {**QUICK, **tiny_world(tmp), **base}
+            args.steps, args.sweep_steps = min(args.steps, 8), min(args.sweep_steps, 4)
+            torch.set_num_threads(1)                     # tiny matrices: threads only add noise
+        if args.sweep:
+            report.update(sweep(args.config, base, tmp, args.sweep_steps,
+                                {"muon": ("matrix_lr", args.muon_lrs), "adamw": ("adamw_matrix_lr", args.adamw_lrs)}))
+        else:
+            runs: dict = {}
+            order = ["muon"] + [v for v in args.variants if v != "muon"]   # Muon's time sets the budget
+            for i, name in enumerate(order):
+                r = run(args.config, {**base, **VARIANTS[name], "num_iterations": str(args.steps)}, f"{tmp}/s{i}")
+                runs[name] = {"equal_steps": r}
+                print(f"[{name}] {args.steps} steps: bpb {r['val_bpb']:.4f}, {r['step_ms']:.0f} ms/step, "
+                      f"optimizer {r['optimizer_ms']:.1f} ms", file=sys.stderr, flush=True)
+            budget = runs["muon"]["equal_steps"]["train_s"]
+            for i, name in enumerate(order):
+                step_s = runs[name]["equal_steps"]["step_ms"] / 1000
+                iters = min(2 * args.steps, max(1, round(budget / step_s)))   # capped: timing noise
+                if name == "muon" or abs(iters - args.steps) <= 0.05 * args.steps:
+                    runs[name]["equal_time"] = {**runs[name]["equal_steps"], "reused": True}
+                    continue
+                r = run(args.config, {**base, **VARIANTS[name], "num_iterations": str(iters)}, f"{tmp}/t{i}")
+                runs[name]["equal_time"] = {**r, "reused": False}
+                print(f"[{name}] equal time ({budget:.0f}s): {iters} steps, bpb {r['val_bpb']:.4f}",
+                      file=sys.stderr, flush=True)
+            print(f"\n| variant | val bpb, {args.steps} steps | ms/step | optimizer ms (share) | "
+                  f"val bpb, equal time ({budget:.0f} s) | steps in that time |\n|---|---|---|---|---|---|")
+            for name in order:
+                s, t = runs[name]["equal_steps"], runs[name]["equal_time"]
+                print(f"| {name} | {s['val_bpb']:.4f} | {s['step_ms']:.0f} | {s['optimizer_ms']:.1f} "
+                      f"({s['optimizer_ms'] / s['step_ms']:.1%}) | {t['val_bpb']:.4f}{' =' if t['reused'] else ''} "
+                      f"| {t['steps']} |")
+            m, a = runs["muon"], runs["adamw"]
+            report.update({
+                "bpb_adamw": a["equal_steps"]["val_bpb"], "bpb_muon": m["equal_steps"]["val_bpb"],
+                "bpb_adamw_equal_time": a["equal_time"]["val_bpb"], "bpb_muon_equal_time": m["equal_time"]["val_bpb"],
+                "optimizer_ms": m["equal_steps"]["optimizer_ms"], "step_ms": m["equal_steps"]["step_ms"],
+                "optimizer_share": m["equal_steps"]["optimizer_ms"] / m["equal_steps"]["step_ms"],
+                "budget_s": budget, "runs": runs,
+            })
+            report["targets_met"] = {
+                "muon_beats_adamw_equal_steps": report["bpb_muon"] < report["bpb_adamw"],
+                "muon_beats_adamw_equal_time": report["bpb_muon_equal_time"] < report["bpb_adamw_equal_time"],
+                "optimizer_under_15pct": report["optimizer_share"] < 0.15,
+            }
+    report["hardware"] = {"cpu": cpu_model(), "threads": torch.get_num_threads()}
+    report["torch"] = torch.__version__
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
