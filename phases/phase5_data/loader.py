@@ -80,7 +80,9 @@ class PackedLoader:
         self.tok, self.B, self.T = tok, batch_size, seq_len
         self.rank, self.world = rank, world_size
         self.device = torch.device(device)
-        self.threads, self.buffer_size = threads, buffer_size
+        # On a tiny dataset a 1,000-document buffer would hold several epochs' copies of the
+        # same documents, and best-fit would serve the shortest ones over and over: cap it.
+        self.threads, self.buffer_size = threads, min(buffer_size, max(1, self.stream.docs_per_epoch // 4))
         self.buffer = BestFitBuffer()
         self.stats = PackStats()
         self.cursor = 0                 # number of the next document to pull into the buffer
@@ -95,6 +97,9 @@ class PackedLoader:
             self._docs = TokenizedDocs(self.stream, self.tok, start=self.cursor, threads=self.threads)
         while len(self.buffer) < self.buffer_size:
             number, ids = self._docs.next()
+            # A document longer than a row waits in the buffer until it is the shortest; on a
+            # small dataset its copy from the next epoch can arrive first: keep one copy.
+            self.buffer.discard(number - self.stream.docs_per_epoch)
             self.buffer.add(number, ids)
             self.cursor = number + 1
         return True

@@ -96,6 +96,12 @@ class BestFitBuffer:
         _, number = self._keys.pop(i)
         return self._docs.pop(number)
 
+    def discard(self, number: int) -> None:
+        """Remove document ``number`` if it is buffered."""
+        ids = self._docs.pop(number, None)
+        if ids is not None:
+            self._keys.pop(bisect.bisect_left(self._keys, (len(ids), number)))
+
     def take_shortest(self) -> list[int]:
         _, number = self._keys.pop(0)
         return self._docs.pop(number)

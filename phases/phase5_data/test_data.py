@@ -116,6 +116,18 @@ def test_every_packed_row_starts_with_bos_and_is_full(loader_mod, grouped_dir, t
     loader.close()
 
 
+def test_buffer_never_holds_two_copies_of_a_document(loader_mod, grouped_dir, tiny_data):
+    """A buffer bigger than the data would hold the same documents from several epochs."""
+    loader = loader_mod.PackedLoader(_paths(grouped_dir), tiny_data["tok"], 4, 48, buffer_size=1000)
+    per_epoch = loader.stream.docs_per_epoch
+    for _ in range(40):
+        loader.next_batch()
+        held = [n % per_epoch for n in loader.buffer.numbers()]
+        assert len(held) == len(set(held))
+    assert loader.epoch >= 2
+    loader.close()
+
+
 # -- step 3: exact resume -------------------------------------------------------------------
 
 def _batches(loader, n):
