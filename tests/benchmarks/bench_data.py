@@ -128,7 +128,7 @@ def main() -> None:
         train = train_speed(cfg, tok, paths, steps)
         table = packing_table(paths, tok, 1500 if args.quick else 20_000)
     best_2048 = next(r for r in table if r["T"] == 2048 and r["strategy"] == "best_fit")
-    print(f"\n| loader threads | tok/s | start-up s |\n|---|---|---|")
+    print("\n| loader threads | tok/s | start-up s |\n|---|---|---|")
     for r in loaders:
         print(f"| {r['threads']} | {r['tok_per_s']:,.0f} | {r['startup_s']:.2f} |")
     print(f"\ntraining (depth {cfg.depth}, B {B}, T {T}, vocab {tok.vocab_size}): "
