@@ -250,3 +250,15 @@ def test_corrupt_row_group_is_named_when_read(loader_mod, grouped_dir, tiny_data
     with pytest.raises(Exception, match=r"shard_00000\.parquet: row group \d+ cannot be read"):
         loader.next_batch()
     loader.close()
+
+
+@pytest.mark.gpu
+def test_cuda_batches_equal_cpu_batches(loader_mod, grouped_dir, tiny_data):
+    """The pinned-buffer, non-blocking path delivers the same batches; earlier ones stay intact."""
+    cpu = loader_mod.PackedLoader(_paths(grouped_dir), tiny_data["tok"], 4, 48, buffer_size=16)
+    gpu = loader_mod.PackedLoader(_paths(grouped_dir), tiny_data["tok"], 4, 48, device="cuda", buffer_size=16)
+    expected, got = _batches(cpu, 8), _batches(gpu, 8)                   # all held at once
+    torch.cuda.synchronize()
+    for (xa, ya), (xb, yb) in zip(expected, got):
+        assert xb.is_cuda and torch.equal(xa, xb.cpu()) and torch.equal(ya, yb.cpu())
+    cpu.close(), gpu.close()
