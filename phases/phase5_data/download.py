@@ -221,7 +221,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"Hub dataset or alias ({', '.join(ALIASES)}); default {DEFAULT_DATASET}")
     parser.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")
     parser.add_argument("--out", default=None, help="folder (default: $MINI_NANOCHAT_BASE_DIR/data/<dataset>)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # No --no-progress here: a subcommand's default would overwrite the main CLI's global flag
+    # of the same name (argparse copies subparser defaults over the parent's values).
 
 
 def run(args: argparse.Namespace) -> DownloadReport:
@@ -240,5 +241,6 @@ def run(args: argparse.Namespace) -> DownloadReport:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Download pretraining shards from the Hugging Face Hub.")
     add_arguments(ap)
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     parsed = ap.parse_args()
     sys.exit(run_command(lambda: run(parsed)))
