@@ -15,7 +15,10 @@ moment leaves either the complete new checkpoint or none of it. ``meta.json`` re
 sha256 of the other files; ``latest_checkpoint`` skips (and names) any checkpoint whose
 files are missing or do not match, so resuming always starts from the latest *good* one.
 
-What it leaves out: sharded optimizer state for several ranks (Phase 4), cloud storage.
+With several ranks (Phase 4) rank 0 writes one checkpoint; a sharded optimizer first
+gathers its state into the single-process layout, so any world size can resume it.
+
+What it leaves out: per-rank optimizer files (nanochat's layout), cloud storage.
 """
 from __future__ import annotations
 
@@ -70,8 +73,13 @@ class Checkpoint:
 
 # --8<-- [start:save]
 def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, meta: dict, keep_last: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically; then delete all but the newest ``keep_last``."""
+                    optimizer: torch.optim.Optimizer, meta: dict, keep_last: int = 2,
+                    optimizer_state: dict | None = None) -> Path:
+    """Write checkpoint ``step`` atomically; then delete all but the newest ``keep_last``.
+
+    ``optimizer_state``: the optimizer's state_dict when the caller already has it (Phase 4
+    gathers a sharded optimizer's state on every rank, then rank 0 alone writes it).
+    """
     st = _safetensors()
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +88,8 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         st.save_file(weights, tmp / "model.safetensors")
-        state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        state = {"optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
+                 "torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         torch.save(state, tmp / "optim.pt")

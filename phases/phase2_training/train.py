@@ -11,14 +11,17 @@ Ctrl-C saves a checkpoint of the last completed step before exiting.
 
 What it leaves out: several processes (Phase 4), Muon and depth auto-scaling (Phase 3),
 the streaming packer (Phase 5). Those phases plug in through a ``Recipe`` (how to derive
-the plan, build the optimizer, set its hyperparameters each step, and build the data
-streams) instead of editing this loop.
+the plan, build the optimizer, set its hyperparameters each step, build the data streams,
+and the ``Runtime``: which rank this process is and how ranks talk) instead of editing
+this loop. Alone, the runtime is rank 0 of 1 and every one of its hooks does nothing.
 
 Run: ``mini-nanochat pretrain --config examples/cpu_demo.toml`` (or ``train(TrainConfig())``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import sys
@@ -99,6 +102,58 @@ def make_data(cfg: TrainConfig, tok: BPETokenizer, tok_file: Path, device: torch
     return loader, val
 
 
+# --8<-- [start:runtime]
+class Runtime:
+    """Where this process stands among the ranks of a run. Phase 2 runs alone: rank 0 of 1.
+
+    Phase 4 subclasses it with real collectives; the loop only ever calls these hooks, so
+    one loop serves one process and many.
+    """
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_master(self) -> bool:
+        """Rank 0 alone prints, logs metrics, samples and writes checkpoint files."""
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model                                  # Phase 4: DistributedDataParallel(model)
+
+    def sync_gradients(self, trained: torch.nn.Module, last_micro: bool):
+        return contextlib.nullcontext()               # Phase 4: no_sync() except on the last micro-batch
+
+    def sum(self, values: list[float]) -> list[float]:
+        return list(values)                           # Phase 4: all_reduce(SUM) over ranks
+
+    def max(self, value: float) -> float:
+        return value                                  # Phase 4: all_reduce(MAX): every rank agrees
+
+    def barrier(self) -> None:
+        pass
+# --8<-- [end:runtime]
+
+
+class _Discard(io.TextIOBase):
+    """Where the console of ranks other than 0 goes."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class _NoLog:
+    """The metrics log of ranks other than 0: one run, one metrics.jsonl."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # --8<-- [start:recipe]
 @dataclass
 class Recipe:
@@ -111,6 +166,7 @@ class Recipe:
     make_optimizer: Callable = make_adamw                 # (model, cfg, plan) -> optimizer
     set_hparams: Callable = set_lr                        # (optimizer, step, cfg, lrm) -> None
     make_data: Callable = make_data                       # (cfg, tok, tok_file, device, show_progress)
+    runtime: Runtime = field(default_factory=Runtime)     # rank 0 of 1; Phase 4: torchrun's ranks
 # --8<-- [end:recipe]
 
 
@@ -143,6 +199,9 @@ def load_tokenizer(cfg: TrainConfig) -> tuple[BPETokenizer, Path]:
 def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
           out=sys.stdout, recipe: Recipe | None = None) -> RunResult:
     recipe = recipe or Recipe()
+    rt = recipe.runtime
+    if not rt.is_master:                      # rank 0 speaks for the run
+        out, show_progress = _Discard(), False
     say = (lambda *a: print(*a, file=out, flush=True))
     device = _device(cfg)
     tok, tok_file = load_tokenizer(cfg)
@@ -179,26 +238,36 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         loader.load_state_dict(saved["data_state"])
         loop.update(saved["loop_state"])
         step = start.step
-    trained = torch.compile(model) if cfg.compile else model
+    trained = rt.wrap(model)                  # DDP (Phase 4) wraps before compiling
+    trained = torch.compile(trained) if cfg.compile else trained
 
     say(f"run directory: {run_dir}")
     say(f"device: {device}, compute dtype: {str(model.compute_dtype).removeprefix('torch.')}")
     say(plan.describe())
     if start is not None:
         say(f"resuming from {start.path} (step {step})")
-    peak = cfg.peak_flops or peak_flops(device, model.compute_dtype)
-    say(f"MFU is measured against a peak of {peak:.3g} FLOP/s")
-    log = MetricsLog(run_dir, tensorboard=cfg.tensorboard, wandb=cfg.wandb, config=dataclasses.asdict(cfg))
+    peak = cfg.peak_flops or (peak_flops(device, model.compute_dtype) if rt.is_master else 1.0)
+    say(f"MFU is measured against a peak of {peak:.3g} FLOP/s" + (f" per rank, x {rt.world_size} ranks"
+                                                                  if rt.world_size > 1 else ""))
+    peak *= rt.world_size
+    log = (MetricsLog(run_dir, tensorboard=cfg.tensorboard, wandb=cfg.wandb, config=dataclasses.asdict(cfg))
+           if rt.is_master else _NoLog())
     log.truncate_after(step)  # records of steps that a crash lost are dropped
     timer = StepTimer(show_progress, cfg.log_every, out)
 
     def checkpoint(at_step: int, data_state: dict) -> None:
+        # every rank: a sharded optimizer gathers its state here (a collective)
+        optimizer_state = optimizer.state_dict()
+        if not rt.is_master:
+            rt.barrier()                                          # wait until rank 0 has written it
+            return
         meta = {"model_config": dataclasses.asdict(plan.model), "train_config": dataclasses.asdict(cfg),
                 "total_batch_size": plan.total_batch_size, "vocab_size": tok.vocab_size,
                 "val_bpb": loop["val_bpb"], "loop_state": dict(loop), "data_state": data_state,
                 "tokenizer": str(tok_file), "torch": torch.__version__}
-        path = save_checkpoint(ckpt_dir, at_step, model, optimizer, meta, cfg.keep_last)
+        path = save_checkpoint(ckpt_dir, at_step, model, optimizer, meta, cfg.keep_last, optimizer_state)
         log.write({"event": "checkpoint", "step": at_step, "path": str(path)})
+        rt.barrier()
 
     result = RunResult(run_dir, step, math.nan, loop["min_val_bpb"])
     start_step = step
@@ -207,12 +276,15 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         # -- evaluate, sample, save (never counted as training time) ----------------------
         if last or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
             model.eval()
-            bpb, _, _ = evaluate_bpb(trained, val, token_bytes)
+            bpb, nats, nbytes = evaluate_bpb(trained, val, token_bytes)
+            if rt.world_size > 1:                                 # each rank saw its shard of val
+                nats, nbytes = rt.sum([nats, nbytes])
+                bpb = nats / (math.log(2) * nbytes) if nbytes else math.nan
             model.train()
             loop["val_bpb"], loop["min_val_bpb"] = bpb, min(loop["min_val_bpb"], bpb)
             log.write({"event": "eval", "step": step, "val_bpb": bpb})
             timer.message(f"step {step:5d} | val bpb {bpb:.4f}")
-        if last or (cfg.sample_every > 0 and step % cfg.sample_every == 0 and step > 0):
+        if rt.is_master and (last or (cfg.sample_every > 0 and step % cfg.sample_every == 0 and step > 0)):
             samples = sample(model, tok, max_tokens=cfg.sample_tokens)
             log.write({"event": "samples", "step": step, "samples": samples})
             for prompt, text in samples:
@@ -228,10 +300,11 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         try:
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            for _ in range(plan.grad_accum):
+            for micro in range(plan.grad_accum):
                 x, y = loader.next_batch()
-                loss = trained(x, targets=y) / plan.grad_accum   # mean over the whole batch
-                loss.backward()
+                with rt.sync_gradients(trained, last_micro=micro == plan.grad_accum - 1):
+                    loss = trained(x, targets=y) / plan.grad_accum   # mean over the whole batch
+                    loss.backward()
                 loss_sum += loss.detach()
             lrm = lr_multiplier(step, cfg.num_iterations, cfg.warmup_steps, cfg.warmdown_ratio, cfg.final_lr_frac)
             recipe.set_hparams(optimizer, step, cfg, lrm)
@@ -241,8 +314,13 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
             updating = False
             train_loss = loss_sum.item()                          # waits for the device: dt is honest
             dt = time.perf_counter() - t0
+            if rt.world_size > 1:  # the mean over ranks, and the slowest rank's time: all ranks agree
+                train_loss = rt.sum([train_loss])[0] / rt.world_size
+                dt = rt.max(dt)
         except KeyboardInterrupt:
-            if not updating:  # weights, optimizer and data position are all still at `step`
+            if rt.world_size > 1:  # the ranks may be stopped at different points: no collective save
+                timer.message(f"interrupted at step {step}: resume from the last saved checkpoint")
+            elif not updating:  # weights, optimizer and data position are all still at `step`
                 timer.message(f"interrupted: saving step {step} before exiting")
                 optimizer.zero_grad(set_to_none=True)
                 checkpoint(step, data_state)
