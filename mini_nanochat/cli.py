@@ -2,6 +2,7 @@
 
     mini-nanochat demo                               # the whole pipeline as far as it exists
     mini-nanochat data embedded                      # build the offline corpus
+    mini-nanochat data download -n 8                 # fetch pretraining shards (Phase 5)
     mini-nanochat tokenizer train --vocab-size 8192  # train the BPE tokenizer
     mini-nanochat tokenizer encode "Hello world"     # show ids and a colourised view
     mini-nanochat tokenizer eval                     # bytes/token per genre vs rustbpe
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--out", type=Path, default=None, help="output folder (default <base>/data/embedded)")
     emb.add_argument("--force", action="store_true", help="rebuild even if an up-to-date corpus exists")
     emb.set_defaults(func=cmd_data_embedded)
+    dl = data.add_parser("download", help="download pretraining shards from the Hugging Face Hub",
+                         description="Fetch shards 0..N-1 of a pretraining dataset plus its validation shard, "
+                                     "with parallel workers, retries and resumable partial files.",
+                         epilog=EPILOG + " Example: mini-nanochat data download -n 2 --dataset climbmix")
+    add_download_arguments(dl)
+    dl.set_defaults(func=cmd_data_download)
 
     tok = sub.add_parser("tokenizer", help="train, use and evaluate the BPE tokenizer").add_subparsers(
         dest="tok_command", metavar="ACTION", required=True)
@@ -158,6 +165,16 @@ def cmd_tok_encode(args) -> None:
     print(colorize_tokens(tok, ids, color=use_color() and not args.no_color))
     print(f"ids: {ids}")
     print(f"{len(text.encode('utf-8', 'surrogatepass'))} bytes -> {len(ids)} tokens")
+
+
+def add_download_arguments(parser) -> None:
+    from phases.phase5_data.download import add_arguments
+    add_arguments(parser)
+
+
+def cmd_data_download(args) -> None:
+    from phases.phase5_data.download import run
+    run(args)
 
 
 def cmd_tok_eval(args) -> None:

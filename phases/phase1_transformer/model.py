@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from phases.phase1_transformer.config import GPTConfig, compute_dtype
-from phases.phase1_transformer.layers import Block, Linear, rms_norm, rotary_tables
+from phases.phase1_transformer.layers import Block, Linear, rms_norm, rotary_tables, softcap_cross_entropy
 
 ROTARY_HEADROOM = 10  # rotary tables cover 10 x sequence_len positions (long generations)
 
@@ -140,6 +140,10 @@ class GPT(nn.Module):
             kv_cache.advance(T)
 
         logits = self.lm_head(rms_norm(x))[..., :cfg.vocab_size].float()   # (B, T, V), fp32
+        if targets is not None and cfg.softcap:  # the same loss, fused (layers.softcap_cross_entropy)
+            loss = softcap_cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),
+                                         cfg.softcap, reduction=loss_reduction)
+            return loss if loss_reduction != "none" else loss.view(B, T)      # scalar or (B, T)
         if cfg.softcap:  # smoothly bound logits to (-softcap, softcap)
             logits = cfg.softcap * torch.tanh(logits / cfg.softcap)
         if targets is None:

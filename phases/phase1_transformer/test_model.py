@@ -249,6 +249,27 @@ def test_softcap_bounds_the_logits(gpt, tiny_config):
     assert logits.abs().max() <= 2.0 and logits.abs().max() > 1.9  # tanh saturates to exactly 2.0 in fp32
 
 
+
+@pytest.mark.parametrize("softcap", [0.0, 15.0])
+def test_loss_equals_cross_entropy_of_the_logits(gpt, tiny_config, softcap):
+    """The training loss (fused for softcap > 0) equals F.cross_entropy on the returned logits,
+    value and gradient, with ignored targets (-1) and both reductions."""
+    import torch.nn.functional as F
+    model = _perturbed(gpt, tiny_config.replace(softcap=softcap), scale=0.5)
+    idx = _ids(tiny_config)
+    targets = _ids(tiny_config, seed=1)
+    targets[0, :3] = -1
+    for reduction in ("mean", "none"):
+        loss = model(idx, targets=targets, loss_reduction=reduction)
+        ref = F.cross_entropy(model(idx).flatten(0, 1), targets.flatten(), ignore_index=-1,
+                              reduction=reduction)
+        torch.testing.assert_close(loss.flatten(), ref.flatten(), rtol=1e-5, atol=1e-6)
+    (gl,) = torch.autograd.grad(model(idx, targets=targets), model.lm_head.weight)
+    (gr,) = torch.autograd.grad(F.cross_entropy(model(idx).flatten(0, 1), targets.flatten(), ignore_index=-1),
+                                model.lm_head.weight)
+    torch.testing.assert_close(gl, gr, rtol=1e-4, atol=1e-7)
+
+
 # -- step 5: generation ----------------------------------------------------------------------
 
 def test_naive_generate(gpt, tiny_config):
