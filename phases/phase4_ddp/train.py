@@ -32,6 +32,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 from phases.phase0_tokenizer.common import UserError
@@ -141,7 +142,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override any config key (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's latest good checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the derived plan (batch, accumulation, horizon, LRs) for --world-size ranks "
+                             "and exit; builds nothing but a meta-device model")
+    parser.add_argument("--world-size", type=int, default=8, help="ranks assumed by --plan (default 8)")
+    parser.add_argument("--vocab-size", type=int, default=32768, help="vocabulary assumed by --plan")
     return parser.parse_args(argv)
+
+
+# --8<-- [start:plan]
+def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = None) -> str:
+    """What a run on ``world_size`` ranks would do, without a GPU: the model is built on meta."""
+    from phases.phase1_transformer.model import GPT
+    check(cfg)
+    plan = (base or base_recipe()).derive(cfg, vocab_size, world_size=world_size)
+    with torch.device("meta"):                     # shapes only: d24 costs nothing
+        model = GPT(plan.model)
+    plan.num_params, plan.flops_per_token = model.param_counts()["total"], model.estimate_flops()
+    return plan.describe() + f"\ngrad_sync: {getattr(cfg, 'grad_sync', 'ddp')} on {world_size} ranks"
+# --8<-- [end:plan]
 
 
 def overrides_of(items: list[str]) -> dict:
@@ -159,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run():
         cfg = load_config(args.config, overrides_of(args.set))
+        if args.plan:
+            print(describe_plan(cfg, args.world_size, args.vocab_size))
+            return
         result = train(cfg, resume=args.resume, show_progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"done: step {result.step}, val bpb {result.val_bpb:.4f} (best {result.min_val_bpb:.4f}), "
