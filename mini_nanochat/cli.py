@@ -6,7 +6,8 @@
     mini-nanochat tokenizer train --vocab-size 8192  # train the BPE tokenizer
     mini-nanochat tokenizer encode "Hello world"     # show ids and a colourised view
     mini-nanochat tokenizer eval                     # bytes/token per genre vs rustbpe
-    mini-nanochat pretrain --config examples/cpu_demo.toml   # train a GPT (Phase 2)
+    mini-nanochat pretrain --config examples/cpu_demo.toml   # train a GPT (Phases 2-5)
+    torchrun --standalone --nproc_per_node=2 -m mini_nanochat pretrain --config examples/cpu_ddp.toml
 
 Mistakes a user can fix (a missing tokenizer, a bad number) print ``error: …`` and
 exit with status 2; they never show a traceback. Later phases add their subcommands
@@ -15,6 +16,7 @@ here (pretrain, sft, chat, serve, …).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -98,15 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_tok_eval)
 
     pre = sub.add_parser(
-        "pretrain", help="pretrain a GPT (Phase 2)", epilog=EPILOG + " Example: mini-nanochat pretrain "
-        "--config examples/cpu_demo.toml --depth 6 --set matrix_lr=0.004",
-        description="Train a GPT on the tokenized corpus. Prints everything the depth dial and the config "
-                    "derive before training; checkpoints atomically; --resume continues a run exactly.")
+        "pretrain", help="pretrain a GPT (Phases 2-5)", epilog=EPILOG + " Example: mini-nanochat pretrain "
+        "--config examples/cpu_demo.toml --depth 6 --optimizer adamw. Several processes: torchrun "
+        "--standalone --nproc_per_node=2 -m mini_nanochat pretrain --config examples/cpu_ddp.toml",
+        description="Train a GPT (Phase 2's loop) with MuonAdamW and the depth auto-scaling (Phase 3), on "
+                    "one process or every torchrun rank (Phase 4), fed by the packed streaming loader "
+                    "(Phase 5). Prints everything the depth dial and the config derive before training; "
+                    "checkpoints atomically; --resume continues a run exactly. Precedence: defaults < "
+                    "--config < --set < the dedicated flags; -1 means 'derive it from the depth'.")
     pre.add_argument("--config", type=Path, default=None, help="a TOML file (see examples/)")
     pre.add_argument("--depth", type=positive_int, help="the dial: model depth (width and heads follow)")
-    pre.add_argument("--num-iterations", type=positive_int, help="optimizer steps")
+    pre.add_argument("--num-iterations", type=int, help="optimizer steps (-1: from the tokens:params ratio)")
     pre.add_argument("--device-batch-size", type=positive_int, help="rows per forward/backward")
-    pre.add_argument("--total-batch-size", type=positive_int, help="tokens per optimizer step")
+    pre.add_argument("--total-batch-size", type=int, help="tokens per optimizer step (-1: from the depth)")
+    pre.add_argument("--target-param-data-ratio", type=float,
+                     help="training tokens per scaling parameter, used when num_iterations is -1")
+    pre.add_argument("--optimizer", choices=("muon", "adamw"), help="muon (MuonAdamW, default) or adamw")
     pre.add_argument("--run-name", help="run folder name under <base>/runs")
     pre.add_argument("--run-dir", type=Path, help="run folder (overrides --run-name)")
     pre.add_argument("--save-every", type=int, help="checkpoint every N steps (0 = only at the end)")
@@ -184,21 +193,22 @@ def cmd_tok_eval(args) -> None:
 
 def cmd_pretrain(args) -> None:
     from phases.phase0_tokenizer.common import UserError
-    from phases.phase2_training.config import load_config
-    from phases.phase2_training.train import train
+    from mini_nanochat.pretrain import load_config, pretrain
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip().replace("-", "_")] = value
-    for flag in ("depth", "num_iterations", "device_batch_size", "total_batch_size", "run_name", "run_dir",
-                 "save_every", "eval_every", "seed", "device", "compile"):
+    for flag in ("depth", "num_iterations", "device_batch_size", "total_batch_size", "target_param_data_ratio",
+                 "optimizer", "run_name", "run_dir", "save_every", "eval_every", "seed", "device", "compile"):
         value = getattr(args, flag)
         if value is not None:
             overrides[flag] = str(value) if isinstance(value, Path) else value
     cfg = load_config(args.config, overrides)
-    result = train(cfg, resume=args.resume, show_progress=not args.no_progress)
+    result = pretrain(cfg, resume=args.resume, show_progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return
     print(f"done: step {result.step}, val bpb {result.val_bpb:.4f} (best {result.min_val_bpb:.4f}), "
           f"{result.train_time:.0f}s of training -> {result.run_dir}")
 

@@ -100,9 +100,9 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
     """Train the demo GPT, resuming an interrupted run and reusing a finished one."""
     import shutil
 
+    from mini_nanochat.pretrain import load_config, pretrain
     from phases.phase2_training.checkpoint import latest_checkpoint
-    from phases.phase2_training.config import load_config
-    from phases.phase2_training.train import run_dir_of, train
+    from phases.phase2_training.train import run_dir_of
 
     if not config_path.exists():
         raise UserError(f"{config_path} is missing (the demo runs from a checkout of the repository)")
@@ -122,7 +122,7 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
         return latest.meta.get("val_bpb"), None
     if latest is not None:
         print(f"resuming the interrupted demo run from step {latest.step}")
-    result = train(cfg, resume=latest is not None, show_progress=show_progress)
+    result = pretrain(cfg, resume=latest is not None, show_progress=show_progress)
     return result.val_bpb, result
 
 

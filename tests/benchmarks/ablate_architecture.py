@@ -7,8 +7,12 @@ window pattern "SSSL" instead of "L" — and for each seed:
 1. **equal steps**: train ``--steps`` optimizer steps and record the final validation bpb
    and the mean step time;
 2. **equal wall time**: train again with ``num_iterations`` chosen so that the variant's
-   mean step time × iterations equals the baseline's time for ``--steps`` steps (a full
-   schedule, warmup to warmdown, in the same compute time).
+   step time × iterations equals the baseline's time for ``--steps`` steps (a full
+   schedule, warmup to warmdown, in the same compute time). Step times come from an
+   *interleaved* timing (every variant's model takes one training step in turn, best of
+   ``--time-rounds``), so load from other processes falls on all variants alike. When the
+   iterations come out equal to ``--steps``, the run would repeat the equal-steps run
+   bit for bit (same seed, same data), so that result is reused.
 
 The table shows mean ± half-range over the seeds. The last line is one JSON object with
 every run. This is a measurement; it is run by hand (it takes ~20 runs), not in CI.
@@ -31,8 +35,9 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase2_training.config import load_config  # noqa: E402
-from phases.phase2_training.train import train  # noqa: E402
+from phases.phase1_transformer.model import GPT  # noqa: E402
+from phases.phase2_training.config import derive, load_config  # noqa: E402
+from phases.phase2_training.train import make_adamw, train  # noqa: E402
 
 VARIANTS = {
     "baseline (all on, L)": {},
@@ -52,6 +57,30 @@ def run(config: Path, overrides: dict, tmp: str, name: str) -> dict:
             "step_s": result.train_time / max(1, result.step)}
 
 
+def step_times(config: Path, names: list[str], rounds: int, vocab_size: int) -> dict[str, float]:
+    """Seconds per optimizer step of each variant, timed in turn on random tokens (best of rounds)."""
+    import time
+    setups = {}
+    for name in names:
+        cfg = load_config(config, VARIANTS[name])
+        plan = derive(cfg, vocab_size)
+        model = GPT.build(plan.model, device="cpu", seed=0)
+        opt = make_adamw(model, cfg, plan)
+        x = torch.randint(0, vocab_size, (cfg.device_batch_size, cfg.sequence_len))
+        setups[name] = (model, opt, x, plan.grad_accum)
+    best = {name: float("inf") for name in names}
+    for r in range(rounds + 1):                      # round 0 warms up
+        for name, (model, opt, x, accum) in setups.items():
+            t0 = time.perf_counter()
+            for _ in range(accum):
+                model(x, targets=x).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if r:
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def summary(values: list[float]) -> str:
     mean = statistics.fmean(values)
     half = (max(values) - min(values)) / 2
@@ -64,7 +93,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="names from the table")
+    ap.add_argument("--time-rounds", type=int, default=5, help="interleaved timing rounds (best of)")
     args = ap.parse_args()
+    from phases.phase2_training.train import load_tokenizer
+    vocab = load_tokenizer(load_config(args.config))[0].vocab_size
+    times = step_times(args.config, args.variants, args.time_rounds, vocab)
+    print("[timing] " + ", ".join(f"{n}: {t:.3f}s" for n, t in times.items()), file=sys.stderr, flush=True)
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(args.variants):
@@ -74,11 +108,13 @@ def main() -> None:
                 results.setdefault(name, {}).setdefault("steps", []).append(r)
                 print(f"[{name} seed {seed}] equal steps: bpb {r['val_bpb']:.4f}, {r['step_s']:.3f}s/step",
                       file=sys.stderr, flush=True)
-        baseline_time = statistics.fmean(r["train_s"] for r in results[args.variants[0]]["steps"])
+        baseline_time = args.steps * times[args.variants[0]]
         for i, name in enumerate(args.variants):
-            step_s = statistics.fmean(r["step_s"] for r in results[name]["steps"])
-            iters = max(1, round(baseline_time / step_s))
-            for seed in args.seeds:
+            iters = max(1, round(baseline_time / times[name]))
+            for k, seed in enumerate(args.seeds):
+                if iters == args.steps:  # the same run as above, bit for bit
+                    results[name].setdefault("time", []).append(results[name]["steps"][k])
+                    continue
                 base = {**VARIANTS[name], "seed": str(seed), "num_iterations": str(iters)}
                 r = run(args.config, base, tmp, f"{i}-{seed}-time")
                 results[name].setdefault("time", []).append(r)
@@ -86,13 +122,13 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     print(f"\nAblation at the demo size ({args.config.name}), {args.steps} steps, seeds {args.seeds}, "
           f"CPU fp32, {torch.get_num_threads()} threads")
-    print("| variant | val bpb, equal steps | s/step | steps in equal time | val bpb, equal time |")
+    print("| variant | val bpb, equal steps | step time vs baseline | steps in equal time | val bpb, equal time |")
     print("|---|---|---|---|---|")
     for name in args.variants:
         s, t = results[name]["steps"], results[name]["time"]
-        print(f"| {name} | {summary([r['val_bpb'] for r in s])} | {statistics.fmean(r['step_s'] for r in s):.3f} | "
+        print(f"| {name} | {summary([r['val_bpb'] for r in s])} | {times[name] / times[args.variants[0]]:.3f} | "
               f"{t[0]['steps']} | {summary([r['val_bpb'] for r in t])} |")
-    print(json.dumps({"steps": args.steps, "seeds": args.seeds, "results": results}))
+    print(json.dumps({"steps": args.steps, "seeds": args.seeds, "step_s": times, "results": results}))
 
 
 if __name__ == "__main__":
