@@ -97,3 +97,24 @@ def test_demo_runs_end_to_end(tmp_path):
 def _has(module: str) -> bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
+
+
+def test_pretrain_trains_with_muon_on_the_packed_loader_and_resumes(tiny_tokenized, tmp_path):
+    """`mini-nanochat pretrain`: Phase 3's MuonAdamW and plan, Phase 5's loader, --resume continues."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("\n".join([
+        "depth = 2", "aspect_ratio = 32", "head_dim = 32", "sequence_len = 32", "device_batch_size = 4",
+        "total_batch_size = 256", "warmup_steps = 1", "eval_every = 0", "eval_tokens = 1024", "save_every = 3",
+        "sample_tokens = 2", f"data_dir = {json.dumps(tiny_tokenized['data_dir'])}",
+        f"tokenizer_dir = {json.dumps(tiny_tokenized['tokenizer_dir'])}", f"run_dir = {json.dumps(str(tmp_path / 'run'))}"]))
+    r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "3")
+    assert r.returncode == 0, r.stderr
+    assert "optimizer: muon (MuonAdamW)" in r.stdout and "2 accumulation" in r.stdout
+    assert "done: step 3" in r.stdout
+    r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "3")
+    assert r.returncode == 2 and "pass --resume" in r.stderr          # never overwrites a run by accident
+    r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "5", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stdout and "done: step 5" in r.stdout
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "step_000005" / "meta.json").read_text())
+    assert meta["train_config"]["optimizer"] == "muon" and "buffer" in json.dumps(meta["data_state"])

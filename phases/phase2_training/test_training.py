@@ -157,11 +157,19 @@ def test_resume_is_bitwise_exact(trainer, tiny_cfg, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(trainer, tiny_cfg, tmp_path):
     cfg_path = tmp_path / "run.toml"
-    fields = dict(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, num_iterations=400,
+    fields = dict(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, total_batch_size=128,
+                  num_iterations=400,
                   warmup_steps=2, eval_every=0, save_every=5, data_dir=tiny_cfg.data_dir,
                   tokenizer_dir=tiny_cfg.tokenizer_dir, run_dir=str(tmp_path / "run"))
     cfg_path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items()))
-    cmd = [sys.executable, "-m", "mini_nanochat", "--no-progress", "pretrain", "--config", str(cfg_path)]
+    # the loop under test in a process of its own (the module file, so --impl works here too)
+    script = ("import importlib.util, sys\n"
+              f"spec = importlib.util.spec_from_file_location('loop_under_test', {trainer.__file__!r})\n"
+              "mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod\n"
+              "spec.loader.exec_module(mod)\n"
+              "from phases.phase2_training.config import load_config\n"
+              f"mod.train(load_config({str(cfg_path)!r}), show_progress=False)\n")
+    cmd = [sys.executable, "-c", script]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "run" / "checkpoints" / "step_000010").exists():
