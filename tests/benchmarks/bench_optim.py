@@ -22,7 +22,7 @@ Last line of output: one JSON object with ``bpb_adamw``, ``bpb_muon``, ``optimiz
 ``step_ms``, ``optimizer_share``, every run, the settings and the hardware.
 
 Run: ``python tests/benchmarks/bench_optim.py --steps 150 [--set key=value ...]``
-What it leaves out: several seeds (one seed per variant; differences under ~0.01 bpb are noise), GPUs.
+What it leaves out: several seeds (one seed per variant; the seed-to-seed spread is not measured), GPUs.
 """
 from __future__ import annotations
 
