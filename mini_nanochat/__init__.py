@@ -1,10 +1,11 @@
 """mini-nanochat: the finished components of every phase, in one import.
 
-    from mini_nanochat import BPETokenizer, render_conversation, GPT, GPTConfig
+    from mini_nanochat import BPETokenizer, render_conversation, GPT, GPTConfig, MuonAdamW
 
 The real code lives in ``phases/phaseN_*/``; this package re-exports it, holds the
 ``mini-nanochat`` command line (``cli.py``) and the end-to-end pipeline (``pipeline.py``).
-Later phases add their components here as they land (the optimizers, …).
+``pretrain.py`` puts Phases 2-5 together into one training run. Later phases add their
+components here as they land.
 """
 from phases.phase0_tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation, render_for_completion
@@ -13,6 +14,12 @@ from phases.phase0_tokenizer.corpus import build_embedded_corpus, ensure_embedde
 from phases.phase1_transformer.config import GPTConfig, compute_dtype, preset
 from phases.phase1_transformer.kv_cache import SimpleKVCache
 from phases.phase1_transformer.model import GPT
+from phases.phase3_optimizers.adamw import AdamW
+from phases.phase3_optimizers.muon import MuonAdamW, orthogonalize
+from phases.phase3_optimizers.scaling import depth_scaling
+from phases.phase4_ddp.zero import ZeroMuonAdamW
+from phases.phase5_data.download import download
+from phases.phase5_data.loader import PackedLoader
 
 __version__ = "0.1.0"
 
@@ -21,5 +28,7 @@ __all__ = [
     "render_conversation", "render_for_completion", "ConversationError",
     "build_embedded_corpus", "ensure_embedded_corpus", "iter_texts",
     "GPT", "GPTConfig", "preset", "compute_dtype", "SimpleKVCache",
+    "AdamW", "MuonAdamW", "orthogonalize", "depth_scaling", "ZeroMuonAdamW",
+    "download", "PackedLoader",
     "UserError", "base_dir", "__version__",
 ]

@@ -176,8 +176,8 @@ class SoftcapCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, targets, cap: float):
-        t = torch.tanh(z / cap)                                   # (N, V) in (-1, 1)
-        lse = torch.exp(t * cap).sum(dim=-1).log()                # (N,) log-sum-exp of the logits
+        t = z.mul(1.0 / cap).tanh_()                              # (N, V) in (-1, 1); in place: one buffer
+        lse = t.mul(cap).exp_().sum(dim=-1).log_()                # (N,) log-sum-exp of the logits
         valid = targets >= 0                                      # (N,) ignore_index = -1
         safe = targets.clamp(min=0)
         picked = t.gather(1, safe[:, None]).squeeze(1) * cap      # (N,) logit of the target
@@ -189,9 +189,10 @@ class SoftcapCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad):                                      # grad: (N,)
         t, lse, safe, valid = ctx.saved_tensors
         g = (grad * valid)[:, None]                               # (N, 1)
-        p = torch.exp(t * ctx.cap - lse[:, None])                 # (N, V) softmax
-        p = p - F.one_hot(safe, t.size(1)).to(p.dtype)            # d loss / d logit
-        return p * (1 - t * t) * g, None, None                    # chain rule through tanh
+        p = t.mul(ctx.cap).sub_(lse[:, None]).exp_()              # (N, V) softmax
+        p[torch.arange(p.size(0), device=p.device), safe] -= 1    # d loss / d logit = softmax - one-hot
+        p.mul_(t.square().neg_().add_(1))                         # chain rule through tanh: 1 - t^2
+        return p.mul_(g), None, None
 
 
 def softcap_cross_entropy(z: torch.Tensor, targets: torch.Tensor, cap: float,
