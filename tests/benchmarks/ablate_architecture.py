@@ -17,6 +17,10 @@ window pattern "SSSL" instead of "L" — and for each seed:
 The table shows mean ± half-range over the seeds. The last line is one JSON object with
 every run. This is a measurement; it is run by hand (it takes ~20 runs), not in CI.
 
+The runs use Phase 2's loop and AdamW on the demo's model (``ablation_demo_adamw.toml``: the
+demo configuration as it was before Phase 3 moved the demo to MuonAdamW), so the table
+measures the architecture with the optimizer held fixed.
+
 Run: ``python tests/benchmarks/ablate_architecture.py [--steps 200] [--seeds 0 1]``
 """
 from __future__ import annotations
@@ -89,7 +93,8 @@ def summary(values: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", type=Path, default=REPO / "examples" / "cpu_demo.toml")
+    ap.add_argument("--config", type=Path, default=Path(__file__).with_name("ablation_demo_adamw.toml"),
+                    help="a Phase 2 config (default: the demo's model with Phase 2's AdamW settings)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="names from the table")

@@ -25,13 +25,15 @@ its loss is the same ``F.cross_entropy`` inside the timed (and compiled) module.
 not installed (``pip install --no-deps llms-from-scratch``), its column shows
 "not installed" and everything else still runs.
 
-Configurations (all window pattern "L"; batch chosen so a step takes about 0.5-1 s on a
-2-core CPU, the same batch for both models; fixed per-step costs such as the dense gradients
-of the 32768-row embeddings weigh more at B=1 than at nanochat's B=32, see ``--batch``):
+Configurations (all window pattern "L"; the same batch for both models). The w384 configs
+use 4 rows of 512 tokens (a step of ~3 s on a 2-core CPU): nanochat's CPU run trains with
+32 rows per step, and at a single row fixed per-step costs, such as the dense gradients of
+the 32768-row embedding tables, weigh several times more than in any real run (``--batch 1``
+measures that case):
 
 - ``cpu-demo``: ``preset("cpu-demo")``: depth 4, width 256, 4 heads of 64, T=256, vocab 8192, B=4;
-- ``d4-w384``: depth 4, width 384, 6 heads of 64, T=512, vocab 32768, B=1;
-- ``runcpu-d6``: depth 6, the same width, T and vocab (nanochat's runcpu config), B=1;
+- ``d4-w384``: depth 4, width 384, 6 heads of 64, T=512, vocab 32768, B=4;
+- ``runcpu-d6``: depth 6, the same width, T and vocab (nanochat's runcpu config), B=4;
 - ``quick``: depth 2, width 128, T=64, vocab 512, B=4 (only with ``--quick``).
 
 It prints markdown tables (hardware and software stated), PASS/FAIL for the issue's targets
@@ -118,8 +120,8 @@ def bench_configs() -> dict[str, BenchConfig]:
     w384 = dict(vocab_size=32768, sequence_len=512, head_dim=64, window_pattern="L")
     return {
         "cpu-demo": BenchConfig("cpu-demo", preset("cpu-demo"), batch=4),
-        "d4-w384": BenchConfig("d4-w384", GPTConfig.from_depth(4, aspect_ratio=96, **w384), batch=1),
-        "runcpu-d6": BenchConfig("runcpu-d6", preset("runcpu-d6"), batch=1),
+        "d4-w384": BenchConfig("d4-w384", GPTConfig.from_depth(4, aspect_ratio=96, **w384), batch=4),
+        "runcpu-d6": BenchConfig("runcpu-d6", preset("runcpu-d6"), batch=4),
         "quick": BenchConfig("quick", GPTConfig.from_depth(2, vocab_size=512, sequence_len=64,
                                                            head_dim=64, window_pattern="L"), batch=4),
     }
