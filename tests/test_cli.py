@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,39 @@ def test_pretrain_trains_with_muon_on_the_packed_loader_and_resumes(tiny_tokeniz
     assert "resuming from" in r.stdout and "done: step 5" in r.stdout
     meta = json.loads((tmp_path / "run" / "checkpoints" / "step_000005" / "meta.json").read_text())
     assert meta["train_config"]["optimizer"] == "muon" and "buffer" in json.dumps(meta["data_state"])
+
+
+@pytest.mark.distributed
+def test_torchrun_pretrain_two_ranks_saves_and_resumes_per_rank_loader_state(tiny_tokenized, tmp_path):
+    """`torchrun --nproc_per_node=2 -m mini_nanochat pretrain`: two gloo ranks on the packed loader;
+    each rank's loader state is saved, so the same two ranks resume exactly where they were, and
+    one rank resuming a two-rank run of the packed loader is a clear error, not a hang."""
+    import pyarrow.parquet as pq
+    data = tmp_path / "data"                 # the tiny corpus with row groups of 8 documents: ranks
+    data.mkdir()                             # take whole row groups, so each needs several
+    for shard in sorted(Path(tiny_tokenized["data_dir"]).glob("*.parquet")):
+        pq.write_table(pq.read_table(shard), data / shard.name, row_group_size=8)
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("\n".join([
+        "depth = 2", "aspect_ratio = 32", "head_dim = 32", "sequence_len = 32", "device_batch_size = 2",
+        "total_batch_size = 128", "warmup_steps = 1", "eval_every = 0", "eval_tokens = 512", "save_every = 2",
+        "sample_tokens = 2", "tokenizer_threads = 1", "dist_timeout = 60", f"data_dir = {json.dumps(str(data))}",
+        f"tokenizer_dir = {json.dumps(tiny_tokenized['tokenizer_dir'])}", f"run_dir = {json.dumps(str(tmp_path / 'run'))}"]))
+
+    def torchrun(nproc, *args):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "mini_nanochat", "--no-progress", "pretrain", "--config", str(cfg), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::FutureWarning"})
+
+    r = torchrun(2, "--num-iterations", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done: step 2") == 1                        # rank 0 alone reports
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "step_000002" / "meta.json").read_text())
+    states = meta["data_state"]["per_rank"]
+    assert [s["rank"] for s in states] == [0, 1] and states[0] != states[1]
+    r = torchrun(2, "--num-iterations", "4", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "done: step 4" in r.stdout
+    r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "6", "--resume")
+    assert r.returncode == 2 and "resume with the same number of ranks" in r.stderr

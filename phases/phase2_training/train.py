@@ -131,6 +131,22 @@ class Runtime:
 
     def barrier(self) -> None:
         pass
+
+    def gather(self, obj) -> list:
+        return [obj]                                  # Phase 4: all_gather_object: every rank's obj
+
+
+def data_state_for(saved: dict, rank: int, world_size: int) -> dict:
+    """This rank's loader state from a checkpoint's ``data_state``.
+
+    One process saves its loader's state as is; W ranks save ``{"per_rank": [state_0, ...]}``.
+    Resuming with another world size hands the loader rank 0's state and lets the loader
+    decide: Phase 2's position is global (every rank's is the same), Phase 5's refuses.
+    """
+    if "per_rank" not in saved:
+        return saved
+    states = saved["per_rank"]
+    return states[rank] if len(states) == world_size else states[0]
 # --8<-- [end:runtime]
 
 
@@ -235,7 +251,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         if saved["total_batch_size"] != plan.total_batch_size:
             raise UserError(f"{start.path} used total_batch_size {saved['total_batch_size']:,}; keep it to resume")
         load_checkpoint(start, model, optimizer, device)
-        loader.load_state_dict(saved["data_state"])
+        loader.load_state_dict(data_state_for(saved["data_state"], rt.rank, rt.world_size))
         loop.update(saved["loop_state"])
         step = start.step
     trained = rt.wrap(model)                  # DDP (Phase 4) wraps before compiling
@@ -258,6 +274,9 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
     def checkpoint(at_step: int, data_state: dict) -> None:
         # every rank: a sharded optimizer gathers its state here (a collective)
         optimizer_state = optimizer.state_dict()
+        states = rt.gather(data_state)                            # each rank's loader position
+        if rt.world_size > 1:
+            data_state = {"per_rank": states}
         if not rt.is_master:
             rt.barrier()                                          # wait until rank 0 has written it
             return

@@ -160,6 +160,13 @@ class DistRuntime(Runtime):
         if self.world_size > 1:
             dist.barrier()
 
+    def gather(self, obj) -> list:
+        if self.world_size == 1:
+            return [obj]
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj)       # small JSON-able loader states, once per checkpoint
+        return out
+
 
 # --8<-- [start:fault]
 def parse_fault(spec: str) -> dict:
