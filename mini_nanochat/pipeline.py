@@ -95,6 +95,12 @@ def evaluate_tokenizer(tokenizer_dir: Path, data_dir: Path | None = None, compar
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cpu_demo.toml"
 
 
+def _same_settings(saved: dict, requested: dict) -> bool:
+    """Did a checkpoint come from these settings? The run stores resolved values (-1 -> the
+    derived batch or horizon, "" -> the device it ran on), so only the values asked for count."""
+    return all(saved.get(k) == v for k, v in requested.items() if v != -1 and v != "")
+
+
 def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_progress: bool = True,
                   iterations: int | None = None):
     """Train the demo GPT, resuming an interrupted run and reusing a finished one."""
@@ -113,7 +119,7 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     latest = latest_checkpoint(run_dir / "checkpoints")
-    if latest is not None and latest.meta.get("train_config") != asdict(cfg):
+    if latest is not None and not _same_settings(latest.meta.get("train_config") or {}, asdict(cfg)):
         print(f"{run_dir} was trained with other settings; starting over")
         shutil.rmtree(run_dir)
         latest = None

@@ -93,6 +93,9 @@ def test_demo_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "validation shard", "validation bits per byte", "demo finished"):
         assert step in r.stdout
+    r = run_cli("--no-progress", "demo", "--iterations", "20", env=env)   # a second run reuses everything
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "reusing the finished run" in r.stdout
 
 
 def _has(module: str) -> bool:
