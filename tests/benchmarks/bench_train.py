@@ -1,6 +1,7 @@
 """Benchmark: the demo configuration trained for a fixed wall-clock budget.
 
-Trains ``examples/cpu_demo.toml`` (or ``--config``) for ``--seconds`` of training time
+Trains ``examples/cpu_demo.toml`` (or ``--config``) the way the demo does (``mini_nanochat.pretrain``:
+MuonAdamW, the packed loader) for ``--seconds`` of training time
 (evaluation excluded) and reports tokens/s, MFU (against the matmul peak measured in the
 same run on this machine) and the validation bits per byte reached. The schedule is the
 config's own, scaled so that the run's planned iterations fit the budget: the first 20
@@ -30,8 +31,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
-from phases.phase2_training.config import load_config  # noqa: E402
-from phases.phase2_training.train import train  # noqa: E402
+from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
+from mini_nanochat.pretrain import pretrain as train  # noqa: E402  (the demo as `make demo` runs it)
 
 
 def main() -> None:
