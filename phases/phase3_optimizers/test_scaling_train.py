@@ -23,6 +23,16 @@ NANOCHAT = {12: (524_288, 2_520, 0.280), 16: (524_288, 5_376, 0.131), 20: (1_048
             24: (1_048_576, 8_352, 0.0597), 26: (1_048_576, 10_510, 0.0475)}
 
 
+def test_scaling_rules_reproduce_nanochats_table(scaling):
+    """The rules alone (``scaling.py``: --impl scaling=my_scaling.py), before any training config."""
+    rows = {r["depth"]: r for r in scaling.table(depths=sorted(NANOCHAT), ratio=12.0, vocab_size=32768)}
+    for depth, (batch, iters, wd) in NANOCHAT.items():
+        assert math.isclose(rows[depth]["batch"], batch, rel_tol=0.01), depth
+        assert math.isclose(rows[depth]["iterations"], iters, rel_tol=0.01), depth
+        assert math.isclose(rows[depth]["weight_decay"], wd, rel_tol=0.01), depth
+        assert math.isclose(rows[depth]["lr_batch_scale"], (batch / 2**19) ** 0.5, rel_tol=1e-6), depth
+
+
 @pytest.mark.parametrize("depth", sorted(NANOCHAT))
 def test_auto_scaling_matches_nanochat(trainer, depth):
     cfg = trainer.MuonTrainConfig(depth=depth, head_dim=128, sequence_len=2048, window_pattern="SSSL")

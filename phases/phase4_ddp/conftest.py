@@ -2,7 +2,9 @@
 
 ``--impl train=my_train.py`` replaces the entry module (it is what torchrun launches, so it
 must run as a script: ``main()`` under ``if __name__ == "__main__"``); ``--impl zero=…``
-replaces the ZeRO optimizer, ``--impl dist=…`` the process-group module.
+replaces the ZeRO optimizer, ``--impl dist=…`` the process-group module. The processes that
+torchrun starts load the same modules: a small launcher registers the learner's ``dist`` and
+``zero`` under the reference names before it runs the entry module.
 """
 from __future__ import annotations
 
@@ -58,8 +60,30 @@ def tiny_settings(tiny_world):
                 sample_tokens=4, data_dir=tiny_world["data_dir"], tokenizer_dir=tiny_world["tokenizer_dir"])
 
 
+LAUNCHER = """\
+import importlib.util, runpy, sys
+for name, path in {modules!r}:              # the learner's modules under the names the trainer imports
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+sys.argv[0] = {entry!r}
+runpy.run_path({entry!r}, run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="session")
-def torchrun(tiny_world, trainer):
+def launcher(trainer, zero, dist_mod, tmp_path_factory) -> str:
+    """The script torchrun starts: the entry module under test, with the dist/zero under test."""
+    modules = [(ref, m.__file__) for ref, m in (("phases.phase4_ddp.dist", dist_mod),
+                                                 ("phases.phase4_ddp.zero", zero)) if m.__name__ != ref]
+    path = tmp_path_factory.mktemp("launcher") / "launch.py"
+    path.write_text(LAUNCHER.format(modules=modules, entry=trainer.__file__))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def torchrun(tiny_world, launcher):
     """``torchrun(nproc, run_dir, resume=False, fault="", **settings)`` -> (CompletedProcess, seconds)."""
 
     def launch(nproc: int, settings: dict, resume: bool = False, fault: str = "", timeout: float = 240):
@@ -70,7 +94,7 @@ def torchrun(tiny_world, trainer):
         if fault:
             env["MINI_NANOCHAT_FAULT"] = fault
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               trainer.__file__, "--no-progress"]
+               launcher, "--no-progress"]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         if resume:
