@@ -192,14 +192,9 @@ def cmd_tok_eval(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from phases.phase0_tokenizer.common import UserError
     from mini_nanochat.pretrain import load_config, pretrain
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key.strip().replace("-", "_")] = value
+    from phases.phase2_training.config import parse_overrides
+    overrides = parse_overrides(args.set)
     for flag in ("depth", "num_iterations", "device_batch_size", "total_batch_size", "target_param_data_ratio",
                  "optimizer", "run_name", "run_dir", "save_every", "eval_every", "seed", "device", "compile"):
         value = getattr(args, flag)

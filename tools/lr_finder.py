@@ -219,14 +219,12 @@ def run(args: argparse.Namespace, out=None) -> dict:
     out = out or sys.stdout
     from phases.phase1_transformer.model import GPT
     from phases.phase2_training.train import load_tokenizer, make_data
+    from phases.phase2_training.config import parse_overrides
     from phases.phase3_optimizers.train import derive, load_config, make_optimizer, set_hparams
 
     if args.png is not None and args.png.suffix.lower() != ".png":
         raise UserError(f"--png {args.png}: the file name must end in .png")
-    try:
-        overrides = dict(item.split("=", 1) for item in args.set)
-    except ValueError:
-        raise UserError("--set takes KEY=VALUE") from None
+    overrides = parse_overrides(args.set)
     cfg = load_config(args.config, {"num_iterations": str(args.steps), **overrides})
     tok, tok_file = load_tokenizer(cfg)
     plan = derive(cfg, tok.vocab_size)

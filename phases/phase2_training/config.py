@@ -118,6 +118,17 @@ def _coerce(field: dataclasses.Field, value, source: str):
     return value
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["matrix_lr=0.004", "depth=6"]`` (``--set`` arguments) -> {"matrix_lr": "0.004", "depth": "6"}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None, cls=TrainConfig) -> TrainConfig:
     """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors.
 

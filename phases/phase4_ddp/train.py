@@ -163,21 +163,11 @@ def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = N
 # --8<-- [end:plan]
 
 
-def overrides_of(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip().replace("-", "_")] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run():
-        cfg = load_config(args.config, overrides_of(args.set))
+        cfg = load_config(args.config, p2config.parse_overrides(args.set))
         if args.plan:
             print(describe_plan(cfg, args.world_size, args.vocab_size))
             return

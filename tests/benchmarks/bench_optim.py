@@ -42,6 +42,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.phase2_training.config import parse_overrides  # noqa: E402
 from phases.phase2_training import train as p2train  # noqa: E402
 from phases.phase3_optimizers import train as p3train  # noqa: E402
 
@@ -122,10 +123,7 @@ def main() -> None:
     ap.add_argument("--adamw-lrs", type=float, nargs="+", default=[0.002, 0.004, 0.008])
     ap.add_argument("--quick", action="store_true", help="a tiny model and corpus: seconds (smoke test)")
     args = ap.parse_args()
-    try:
-        base = dict(item.split("=", 1) for item in args.set)
-    except ValueError:
-        ap.error("--set takes KEY=VALUE")
+    base = parse_overrides(args.set)
     if "adamw" not in args.variants or "muon" not in args.variants:
         ap.error("--variants must include adamw and muon (the two the report compares)")
     report: dict = {"settings": {"config": str(args.config), "set": base, "steps": args.steps, "quick": args.quick}}

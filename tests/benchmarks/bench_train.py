@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.phase2_training.config import parse_overrides  # noqa: E402
 from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
 from mini_nanochat.pretrain import pretrain as train  # noqa: E402  (the demo as `make demo` runs it)
 
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--probe-steps", type=int, default=20, help="steps timed to size the horizon")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_overrides(args.set)
     with tempfile.TemporaryDirectory() as tmp:
         probe_cfg = load_config(args.config, {**overrides, "run_dir": f"{tmp}/probe", "eval_every": "0",
                                               "num_iterations": str(args.probe_steps), "save_every": "0",
