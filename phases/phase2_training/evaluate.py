@@ -46,15 +46,22 @@ def evaluate_bpb(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
 # --8<-- [end:bpb]
 
 
-def sample(model, tok, prompts: Iterable[str] = SAMPLE_PROMPTS, max_tokens: int = 24) -> list[tuple[str, str]]:
-    """Greedy continuations: [(prompt, continuation), ...]."""
+def sample(model, tok, prompts: Iterable[str] = SAMPLE_PROMPTS, max_tokens: int = 24,
+           temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> list[tuple[str, str]]:
+    """Continuations [(prompt, continuation), ...], sampled with a fixed seed (reproducible).
+
+    Not greedy by default: a small, young model's argmax falls into loops ("the the the"), a
+    property of greedy decoding rather than of what the model learned (Holtzman et al., 2019).
+    ``temperature=0`` gives the greedy continuation.
+    """
     was_training = model.training
     model.eval()
     out = []
     try:
         for prompt in prompts:
             ids = tok.encode(prompt, prepend="<|bos|>")
-            new = list(model.generate(ids, max_tokens=max_tokens, temperature=0))
+            new = list(model.generate(ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                      seed=seed))
             out.append((prompt, tok.decode(new)))
     finally:
         model.train(was_training)
