@@ -208,7 +208,7 @@ def inspect_report(path: Path) -> dict:
     if c.step and "smooth_loss" in loop:
         loop["train_loss_ema"] = loop["smooth_loss"] / (1 - 0.9 ** c.step)  # the debiased EMA the console shows
     tc = meta.get("train_config", {})
-    defaults = {f: getattr(rh.TrainConfig(), f) for f in rh.TrainConfig.__dataclass_fields__}
+    defaults = {f: getattr(rh.PretrainConfig(), f) for f in rh.PretrainConfig.__dataclass_fields__}
     return {"path": str(path), "step": c.step, "ok": c.ok, "problems": c.problems, "date": _date(path),
             "val_bpb": meta.get("val_bpb"), "torch": meta.get("torch"), "tokenizer": meta.get("tokenizer"),
             "model_config": meta.get("model_config", {}), "total_batch_size": meta.get("total_batch_size"),

@@ -43,7 +43,7 @@ from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_comma
 from phases.phase1_transformer.config import GPTConfig
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training.checkpoint import FORMAT_VERSION, sha256_file
-from phases.phase2_training.config import TrainConfig
+from mini_nanochat.pretrain import PretrainConfig  # the settings `mini-nanochat pretrain` accepts
 from phases.phase2_training.schedule import lr_multiplier
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -213,7 +213,7 @@ def _value(v) -> str:
 def resume_command(run_dir: Path, meta: dict, target_steps: int | None = None) -> tuple[list[str], dict, list[str]]:
     """(argv, environment, notes): ``mini-nanochat pretrain --run-dir DIR --resume --set k=v …``."""
     saved, notes = dict(meta["train_config"]), []
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = {f.name: f.default for f in fields(PretrainConfig)}
     saved["num_iterations"], env = target_steps or saved["num_iterations"], {}
     if not saved.get("tokenizer_dir") or not saved.get("data_dir"):  # "" = under the base dir of that time
         tok = Path(meta.get("tokenizer", ""))
