@@ -91,3 +91,15 @@ def test_readme_phase_table_matches_the_phases():
     for phase in PHASES:
         row = next(line for line in readme.splitlines() if f"phases/{phase.name}/README.md" in line)
         assert ("not built yet" in row) == (not _built(phase)), f"README status of {phase.name} is stale"
+
+
+def test_demo_switches_follow_the_ablation():
+    """Phase 1's ADR: GPTConfig keeps nanochat's switches; the CPU demo sets its own from the
+    ablation table (value embeddings and residual scalars off; QK-norm, softcap, "L" on)."""
+    from mini_nanochat.pretrain import load_config
+    from phases.phase1_transformer.config import GPTConfig
+    demo = load_config(REPO / "examples" / "cpu_demo.toml")
+    assert (demo.value_embeds, demo.resid_scalars, demo.qk_norm, demo.window_pattern) == (False, False, True, "L")
+    assert demo.softcap > 0 and demo.optimizer == "muon"
+    base = GPTConfig()
+    assert base.value_embeds and base.resid_scalars and base.qk_norm and base.softcap > 0
