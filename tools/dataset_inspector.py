@@ -46,6 +46,7 @@ from phases.phase0_tokenizer.chat import ConversationError, _messages, _parts, r
 from phases.phase0_tokenizer.common import (UserError, atomic_write_text, base_dir, paint, run_command,  # noqa: E402
                                             use_color)
 from phases.phase0_tokenizer.visualize import render_mask  # noqa: E402
+from phases.phase5_data.stream import text_column_problem  # noqa: E402
 
 NUM_PERM, BANDS = 32, 8  # MinHash: 32 hashes in 8 bands of 4 -> pairs with Jaccard >= ~0.6 meet in a band
 PRIME = (1 << 31) - 1    # hashes below 2^31: a*h + b stays below 2^63, no uint64 overflow
@@ -74,8 +75,9 @@ def read_parquet(path: Path, limit: int, problems: list[str]) -> tuple[list[dict
         stats["files"] += 1
         stats["row_groups"] += pf.metadata.num_row_groups
         stats["rows_in_files"] += pf.metadata.num_rows
-        if "text" not in pf.schema_arrow.names or not pa.types.is_string(pf.schema_arrow.field("text").type):
-            problems.append(f"{f}: no string column 'text' (columns: {', '.join(pf.schema_arrow.names)})")
+        problem = text_column_problem(pf.schema_arrow)
+        if problem:
+            problems.append(f"{f}: {problem}")
             continue
         for rg in range(pf.metadata.num_row_groups):
             if len(records) >= limit:

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phases.phase0_tokenizer.common import UserError, base_dir, progress, run_command
+from phases.phase5_data.stream import text_column_problem
 
 DATASETS = {  # repo id -> number of shards (the last one is validation)
     "karpathy/climbmix-400b-shuffle": 6543,
@@ -103,8 +104,9 @@ def check_parquet(path: Path) -> None:
         schema = pq.ParquetFile(path).schema_arrow
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"not a readable parquet file ({e})") from None
-    if "text" not in schema.names or not pa.types.is_string(schema.field("text").type):
-        raise ValueError(f"no string column 'text' (columns: {', '.join(schema.names)})")
+    problem = text_column_problem(schema)
+    if problem:
+        raise ValueError(problem)
 
 
 def resolve_dataset(name: str) -> str:

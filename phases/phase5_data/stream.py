@@ -54,6 +54,14 @@ class Unit:
     num_rows: int
 
 
+def text_column_problem(schema: pa.Schema) -> str | None:
+    """None if the schema has a string ``text`` column (string or large_string), else why not."""
+    field = schema.field("text") if "text" in schema.names else None
+    if field is None or not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+        return f"no string column 'text' (columns: {', '.join(schema.names)})"
+    return None
+
+
 def open_shard(path: Path) -> pq.ParquetFile:
     """Open a shard and check it has a string ``text`` column; errors name the file."""
     try:
@@ -61,9 +69,9 @@ def open_shard(path: Path) -> pq.ParquetFile:
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{path} is not a readable parquet file ({e}); "
                         "delete it and download it again") from None
-    field = pf.schema_arrow.field("text") if "text" in pf.schema_arrow.names else None
-    if field is None or not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-        raise UserError(f"{path} has no string column 'text' (columns: {', '.join(pf.schema_arrow.names)})")
+    problem = text_column_problem(pf.schema_arrow)
+    if problem:
+        raise UserError(f"{path} has {problem}")
     return pf
 
 
