@@ -144,8 +144,9 @@ def measure_saved(config: GPTConfig, batch: int, seq: int | None = None, dtype: 
 
     Each storage counts once (a tensor saved twice, or two views of one tensor, are one);
     parameters and buffers are left out (they are the weights). "weight_copies" are compute-
-    dtype casts of parameters (bf16 copies of the matrices); "logits" are the fp32 outputs of the
-    softcap's tanh and of log-softmax. ``device="cpu"`` runs the real model on real tensors.
+    dtype casts of parameters (bf16 copies of the matrices); "logits" are the fp32 (B*T, V)
+    tensors the loss keeps: the fused softcap loss keeps tanh's output only (log-softmax's output
+    without a softcap). ``device="cpu"`` runs the real model on real tensors.
     """
     seq = seq or config.sequence_len
     if batch < 1 or seq < 1:
@@ -165,7 +166,8 @@ def measure_saved(config: GPTConfig, batch: int, seq: int | None = None, dtype: 
             fn = base.grad_fn
             is_copy = (fn is not None and type(fn).__name__ == "ToCopyBackward0"
                        and type(fn.next_functions[0][0]).__name__ == "AccumulateGrad")
-            is_logits = fn is not None and type(fn).__name__ in ("TanhBackward0", "LogSoftmaxBackward0")
+            is_logits = ((fn is not None and type(fn).__name__ in ("TanhBackward0", "LogSoftmaxBackward0"))
+                         or (t.dim() == 2 and t.shape == (batch * seq, config.vocab_size)))  # the fused loss's
             kind = "weight_copies" if is_copy else "logits" if is_logits else "other"
             seen[key] = (t.untyped_storage().nbytes(), kind)
         return t
