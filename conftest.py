@@ -86,3 +86,26 @@ def impl_loader(request):
         return loaded[name]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def make_tiny_world(tmp_path_factory):
+    """``make_tiny_world(name, modules, shard_chars=100_000)`` -> a tiny corpus and tokenizer.
+
+    The docstrings of a few stdlib ``modules`` as parquet shards, and a vocab-512 BPE
+    tokenizer trained on them, under a fresh folder: the small world that the checkpoint
+    tests of Phases 2-5 and the tool tests train on. Returns {"root", "data_dir",
+    "tokenizer_dir", "tok"} (paths as strings, ``tok`` the trained tokenizer).
+    """
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
+
+    def make(name: str, modules: tuple, shard_chars: int = 100_000) -> dict:
+        root = tmp_path_factory.mktemp(name)
+        info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=modules,
+                                     shard_chars=shard_chars, show_progress=False)
+        tok = BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512)
+        tok.save(root / "tokenizer")
+        return {"root": root, "data_dir": str(info.out_dir), "tokenizer_dir": str(root / "tokenizer"), "tok": tok}
+
+    return make

@@ -22,12 +22,6 @@ def isolated_base(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenized(tmp_path_factory):
+def tiny_tokenized(make_tiny_world):
     """A tiny corpus (json, textwrap) and a vocab-512 tokenizer trained on it, for tool tests."""
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
-    root = tmp_path_factory.mktemp("tiny_tokenized")
-    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap"),
-                                 shard_chars=100_000, show_progress=False)
-    BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(root / "tokenizer")
-    return {"data_dir": str(info.out_dir), "tokenizer_dir": str(root / "tokenizer")}
+    return make_tiny_world("tiny_tokenized", ("json", "textwrap"))

@@ -13,7 +13,7 @@ Activations keep nanochat's (B, T, H, D) layout until attention itself.
   through ``explicit_attention`` (softmax(q k^T / sqrt(D)) with the mask written out).
 - ``MLP``: Linear -> ReLU^2 -> Linear at 4x width. ``Block``: pre-norm residual block.
 - ``Linear``: fp32 master weights, cast to the activations' dtype in forward.
-- ``softcap_cross_entropy``: the loss on softcapped logits in one autograd node (fewer
+- ``softcap_cross_entropy``: in eager mode, the loss on softcapped logits in one autograd node (fewer
   passes over the (N, V) logits than tanh followed by ``F.cross_entropy``).
 
 What it leaves out: FlashAttention-3 kernels (nanochat loads them on Hopper; SDPA picks
@@ -198,6 +198,8 @@ class SoftcapCrossEntropy(torch.autograd.Function):
 def softcap_cross_entropy(z: torch.Tensor, targets: torch.Tensor, cap: float,
                           reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of cap * tanh(z / cap); z (N, V) fp32, targets (N,) with -1 = ignore."""
+    if torch.compiler.is_compiling():  # inductor fuses the plain formula better than our backward
+        return F.cross_entropy(cap * torch.tanh(z / cap), targets, ignore_index=-1, reduction=reduction)
     if cap > 30:
         raise ValueError(f"softcap {cap} is too large for the max-free log-sum-exp (use <= 30)")
     per_token = SoftcapCrossEntropy.apply(z, targets, cap)       # (N,)

@@ -5,16 +5,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
+def tiny_world(make_tiny_world):
     """A small corpus (a few stdlib modules) and a vocab-512 tokenizer trained on it."""
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
-    root = tmp_path_factory.mktemp("tiny_world")
-    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap", "argparse"),
-                                 shard_chars=100_000, show_progress=False)
-    tok = BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512)
-    tok.save(root / "tokenizer")
-    return {"root": root, "data_dir": str(info.out_dir), "tokenizer_dir": str(root / "tokenizer")}
+    return make_tiny_world("tiny_world", ("json", "textwrap", "argparse"))
 
 
 @pytest.fixture(autouse=True)

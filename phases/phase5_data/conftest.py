@@ -9,16 +9,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
+def tiny_data(make_tiny_world):
     """A small corpus (a few stdlib modules, several shards) and a vocab-512 tokenizer."""
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
-    root = tmp_path_factory.mktemp("phase5")
-    info = build_embedded_corpus(root / "data", packages=(), stdlib_modules=("json", "textwrap", "argparse"),
-                                 shard_chars=60_000, show_progress=False)
-    tok = BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512)
-    tok.save(root / "tokenizer")
-    return {"root": root, "data_dir": info.out_dir, "tokenizer_dir": root / "tokenizer", "tok": tok}
+    return make_tiny_world("phase5", ("json", "textwrap", "argparse"), shard_chars=60_000)
 
 
 @pytest.fixture(autouse=True)
