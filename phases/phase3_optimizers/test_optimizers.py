@@ -127,6 +127,29 @@ def test_newton_schulz_works_on_stacks(muon):
     assert torch.allclose(stacked, one_by_one, atol=1e-5)
 
 
+@pytest.mark.parametrize("coeffs", ["quintic", "polar_express"])
+@pytest.mark.parametrize("shape,cond", [((64, 256), 10.0), ((256, 64), 1e3), ((32, 160), 1e6), ((48, 48), 100.0)])
+def test_gram_newton_schulz_equals_the_textbook_iteration(muon, shape, cond, coeffs):
+    """Gram NS is the same polynomial of G in exact arithmetic; in fp32 they agree to 1e-4 (ADR)."""
+    G = _conditioned(*shape, cond=cond, seed=1)
+    standard = muon.orthogonalize(G, 5, coeffs, method="standard")
+    gram = muon.orthogonalize(G, 5, coeffs, method="gram")
+    assert gram.shape == G.shape and gram.is_contiguous()
+    assert (gram - standard).norm() / standard.norm() < 1e-4
+    assert torch.allclose(torch.linalg.svdvals(gram), torch.linalg.svdvals(standard), atol=1e-3)
+
+
+def test_orthogonalize_picks_gram_for_wide_matrices_only(muon, monkeypatch):
+    used = []
+    monkeypatch.setattr(muon, "gram_newton_schulz", lambda X, s: used.append("gram") or X)
+    monkeypatch.setattr(muon, "newton_schulz", lambda X, s: used.append("standard") or X)
+    for shape in [(64, 256), (256, 64), (64, 96), (64, 64), (3, 64, 100)]:
+        muon.orthogonalize(torch.randn(shape))
+    assert used == ["gram", "gram", "standard", "standard", "gram"]   # n > 1.5 m after transposing
+    with pytest.raises(muon.UserError, match="Newton-Schulz method"):
+        muon.orthogonalize(torch.randn(4, 4), method="svd")
+
+
 # -- Muon ------------------------------------------------------------------------------------
 
 def _muon_step(muon, P, G, **group):
