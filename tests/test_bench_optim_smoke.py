@@ -34,13 +34,16 @@ def _bench(*args):
 
 @pytest.mark.slow
 def test_bench_optim_quick():
-    stdout, result = _bench("--variants", "adamw", "muon")
+    stdout, result = _bench("--variants", "adamw", "muon", "--seeds", "1", "2")
     assert "| variant | val bpb" in stdout
     assert [k for k in REQUIRED if k not in result] == []
     assert all(math.isfinite(result[k]) and result[k] > 0 for k in ("bpb_adamw", "bpb_muon", "optimizer_ms"))
     assert result["optimizer_ms"] < result["step_ms"]
     assert set(result["runs"]) == {"adamw", "muon"}
     assert result["runs"]["muon"]["equal_steps"]["steps"] == 8
+    per_seed = result["runs"]["muon"]["equal_steps"]["per_seed_bpb"]
+    assert set(per_seed) == {"1", "2"} and per_seed["1"] != per_seed["2"]      # the seed reaches the run
+    assert result["bpb_muon"] == pytest.approx(sum(per_seed.values()) / 2)
 
 
 @pytest.mark.slow

@@ -15,3 +15,9 @@ def tiny_config(gpt):
     """Small enough for CPU tests, big enough to have every feature: 4 layers, GQA, windows."""
     return gpt.GPTConfig.from_depth(4, vocab_size=256, sequence_len=64, aspect_ratio=16, head_dim=16,
                                     n_kv_head=2, window_pattern="SSSL")
+
+
+@pytest.fixture(scope="session")
+def layers(impl_loader):
+    """The layers module (attention paths, the softcap loss): ``--impl layers=PATH`` replaces it."""
+    return impl_loader("layers", "phases.phase1_transformer.layers")

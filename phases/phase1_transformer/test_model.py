@@ -103,8 +103,8 @@ def test_attention_maps_are_causal_windowed_distributions(gpt, tiny_config):
         assert torch.all(m[..., allowed == 0] == 0)
 
 
-def test_mha_equals_a_per_head_loop(gpt):
-    from phases.phase1_transformer.layers import attention_mask, explicit_attention
+def test_mha_equals_a_per_head_loop(layers):
+    attention_mask, explicit_attention = layers.attention_mask, layers.explicit_attention
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 9, 8, generator=g) for _ in range(3))
     y, _ = explicit_attention(q, k, v, attention_mask(9, 9, 9))
@@ -268,6 +268,36 @@ def test_loss_equals_cross_entropy_of_the_logits(gpt, tiny_config, softcap):
     (gr,) = torch.autograd.grad(F.cross_entropy(model(idx).flatten(0, 1), targets.flatten(), ignore_index=-1),
                                 model.lm_head.weight)
     torch.testing.assert_close(gl, gr, rtol=1e-4, atol=1e-7)
+
+
+def _softcap_loss_and_grad(fn, z, targets, cap):
+    z = z.clone().requires_grad_(True)
+    loss = fn(z, targets, cap)
+    loss.backward()
+    return loss.detach(), z.grad
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_softcap_loss_matches_the_formula_even_when_saturated(layers, compiled):
+    """The hand-written loss (sigmoid form, max-free log-sum-exp) against the two-line formula,
+    with logits far into tanh's saturation (|z| up to 2000) and ignored targets; eager and compiled."""
+    import torch.nn.functional as F
+    softcap_cross_entropy = layers.softcap_cross_entropy
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 300, generator=g) * 20                          # (N, V)
+    z[0, :5] = torch.tensor([2000.0, -2000.0, 700.0, -700.0, 0.0])      # exp(2z/cap) overflows here
+    targets = torch.randint(0, 300, (64,), generator=g)
+    targets[:4] = torch.tensor([0, 1, -1, 3])
+
+    def reference(z, t, cap):
+        return F.cross_entropy(cap * torch.tanh(z / cap), t, ignore_index=-1)
+    fused = torch.compile(softcap_cross_entropy) if compiled else softcap_cross_entropy
+    loss, grad = _softcap_loss_and_grad(fused, z, targets, 15.0)
+    ref_loss, ref_grad = _softcap_loss_and_grad(reference, z, targets, 15.0)
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-8)
+    assert grad[2].abs().max() == 0                                    # the ignored row
 
 
 # -- step 5: generation ----------------------------------------------------------------------

@@ -21,8 +21,11 @@ learning rates were chosen. ``--quick`` runs everything on a tiny model and corp
 Last line of output: one JSON object with ``bpb_adamw``, ``bpb_muon``, ``optimizer_ms``,
 ``step_ms``, ``optimizer_share``, every run, the settings and the hardware.
 
-Run: ``python tests/benchmarks/bench_optim.py --steps 150 [--set key=value ...]``
-What it leaves out: several seeds (one seed per variant; the seed-to-seed spread is not measured), GPUs.
+``--seeds 42 43 44`` trains every run once per seed and reports the mean and the min–max
+spread, so a refinement's effect can be told from seed noise.
+
+Run: ``python tests/benchmarks/bench_optim.py --steps 150 [--seeds 42 43] [--set key=value ...]``
+What it leaves out: GPUs; error bars beyond the min–max of the seeds given.
 """
 from __future__ import annotations
 
@@ -85,21 +88,36 @@ def run(config: Path | None, overrides: dict, run_dir: str) -> dict:
             "step_ms": 1000 * result.train_time / max(1, result.step), "optimizer_ms": 1000 * statistics.fmean(steady)}
 
 
-def sweep(config, base: dict, tmp: str, steps: int, grids: dict) -> dict:
+def run_seeds(config: Path | None, overrides: dict, run_dir: str, seeds: list[int]) -> dict:
+    """The same run once per seed: the mean of every figure, and each seed's bpb."""
+    per_seed = {seed: run(config, {**overrides, "seed": str(seed)}, f"{run_dir}-seed{seed}") for seed in seeds}
+    bpbs = [r["val_bpb"] for r in per_seed.values()]
+    mean = {k: statistics.fmean(r[k] for r in per_seed.values()) for k in ("val_bpb", "train_s", "step_ms",
+                                                                           "optimizer_ms")}
+    return {**mean, "steps": next(iter(per_seed.values()))["steps"], "bpb_min": min(bpbs), "bpb_max": max(bpbs),
+            "per_seed_bpb": {str(k): r["val_bpb"] for k, r in per_seed.items()}}
+
+
+def spread(r: dict) -> str:
+    return f" ({r['bpb_min']:.4f}–{r['bpb_max']:.4f})" if len(r["per_seed_bpb"]) > 1 else ""
+
+
+def sweep(config, base: dict, tmp: str, steps: int, grids: dict, seeds: list[int]) -> dict:
     table = {}
     for variant, (key, values) in grids.items():
         for lr in values:
-            r = run(config, {**base, **VARIANTS[variant], key: str(lr), "num_iterations": str(steps)},
-                    f"{tmp}/sweep-{variant}-{lr}")
+            r = run_seeds(config, {**base, **VARIANTS[variant], key: str(lr), "num_iterations": str(steps)},
+                          f"{tmp}/sweep-{variant}-{lr}", seeds)
             table.setdefault(variant, {})[lr] = r["val_bpb"]
-            print(f"[sweep] {variant:6s} {key}={lr:<8g} val bpb {r['val_bpb']:.4f}", file=sys.stderr, flush=True)
+            print(f"[sweep] {variant:6s} {key}={lr:<8g} val bpb {r['val_bpb']:.4f}{spread(r)}", file=sys.stderr,
+                  flush=True)
     best = {v: min(t, key=t.get) for v, t in table.items()}
     print("\n| optimizer | LR key | " + " | ".join("value -> bpb" for _ in range(max(map(len, table.values())))) + " |")
     for variant, t in table.items():
         cells = " | ".join(f"{lr:g} -> {bpb:.4f}" + (" **best**" if lr == best[variant] else "") for lr, bpb in t.items())
         print(f"| {variant} | {grids[variant][0]} | {cells} |")
     return {"sweep": {v: {str(k): b for k, b in t.items()} for v, t in table.items()},
-            "best": {v: best[v] for v in table}, "steps": steps}
+            "best": {v: best[v] for v in table}, "steps": steps, "seeds": seeds}
 
 
 def tiny_world(tmp: str) -> dict:
@@ -119,14 +137,19 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, all runs")
     ap.add_argument("--sweep", action="store_true", help="sweep the matrix learning rates instead")
     ap.add_argument("--sweep-steps", type=int, default=100)
-    ap.add_argument("--muon-lrs", type=float, nargs="+", default=[0.01, 0.02, 0.04])
-    ap.add_argument("--adamw-lrs", type=float, nargs="+", default=[0.002, 0.004, 0.008])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42],
+                    help="train every run once per seed and report the mean (and the min-max spread)")
+    ap.add_argument("--muon-lrs", type=float, nargs="+", default=[0.16, 0.32, 0.64],
+                    help="matrix_lr values (the config key, before the dial's batch scaling)")
+    ap.add_argument("--adamw-lrs", type=float, nargs="+", default=[0.032, 0.064, 0.128, 0.256],
+                    help="adamw_matrix_lr values (the config key, before the dial's batch scaling)")
     ap.add_argument("--quick", action="store_true", help="a tiny model and corpus: seconds (smoke test)")
     args = ap.parse_args()
     base = parse_overrides(args.set)
     if "adamw" not in args.variants or "muon" not in args.variants:
         ap.error("--variants must include adamw and muon (the two the report compares)")
-    report: dict = {"settings": {"config": str(args.config), "set": base, "steps": args.steps, "quick": args.quick}}
+    report: dict = {"settings": {"config": str(args.config), "set": base, "steps": args.steps, "quick": args.quick,
+                                 "seeds": args.seeds}}
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             base = {**QUICK, **tiny_world(tmp), **base}
@@ -134,14 +157,16 @@ def main() -> None:
             torch.set_num_threads(1)                     # tiny matrices: threads only add noise
         if args.sweep:
             report.update(sweep(args.config, base, tmp, args.sweep_steps,
-                                {"muon": ("matrix_lr", args.muon_lrs), "adamw": ("adamw_matrix_lr", args.adamw_lrs)}))
+                                {"muon": ("matrix_lr", args.muon_lrs), "adamw": ("adamw_matrix_lr", args.adamw_lrs)},
+                                args.seeds))
         else:
             runs: dict = {}
             order = ["muon"] + [v for v in args.variants if v != "muon"]   # Muon's time sets the budget
             for i, name in enumerate(order):
-                r = run(args.config, {**base, **VARIANTS[name], "num_iterations": str(args.steps)}, f"{tmp}/s{i}")
+                r = run_seeds(args.config, {**base, **VARIANTS[name], "num_iterations": str(args.steps)}, f"{tmp}/s{i}",
+                              args.seeds)
                 runs[name] = {"equal_steps": r}
-                print(f"[{name}] {args.steps} steps: bpb {r['val_bpb']:.4f}, {r['step_ms']:.0f} ms/step, "
+                print(f"[{name}] {args.steps} steps: bpb {r['val_bpb']:.4f}{spread(r)}, {r['step_ms']:.0f} ms/step, "
                       f"optimizer {r['optimizer_ms']:.1f} ms", file=sys.stderr, flush=True)
             budget = runs["muon"]["equal_steps"]["train_s"]
             share = {n: r["equal_steps"]["optimizer_ms"] / r["equal_steps"]["step_ms"] for n, r in runs.items()}
@@ -150,15 +175,17 @@ def main() -> None:
                 if name == "muon" or abs(iters - args.steps) <= 0.03 * args.steps:
                     runs[name]["equal_time"] = {**runs[name]["equal_steps"], "reused": True}
                     continue
-                r = run(args.config, {**base, **VARIANTS[name], "num_iterations": str(iters)}, f"{tmp}/t{i}")
+                r = run_seeds(args.config, {**base, **VARIANTS[name], "num_iterations": str(iters)}, f"{tmp}/t{i}",
+                              args.seeds)
                 runs[name]["equal_time"] = {**r, "reused": False}
-                print(f"[{name}] equal time: {iters} steps, bpb {r['val_bpb']:.4f}",
+                print(f"[{name}] equal time: {iters} steps, bpb {r['val_bpb']:.4f}{spread(r)}",
                       file=sys.stderr, flush=True)
-            print(f"\n| variant | val bpb, {args.steps} steps | ms/step | optimizer ms (share) | "
+            seeds = f"mean of {len(args.seeds)} seeds (min–max)" if len(args.seeds) > 1 else f"seed {args.seeds[0]}"
+            print(f"\n| variant | val bpb, {args.steps} steps, {seeds} | ms/step | optimizer ms (share) | "
                   f"val bpb, equal time | steps in Muon's time |\n|---|---|---|---|---|---|")
             for name in order:
                 s, t = runs[name]["equal_steps"], runs[name]["equal_time"]
-                print(f"| {name} | {s['val_bpb']:.4f} | {s['step_ms']:.0f} | {s['optimizer_ms']:.1f} "
+                print(f"| {name} | {s['val_bpb']:.4f}{spread(s)} | {s['step_ms']:.0f} | {s['optimizer_ms']:.1f} "
                       f"({s['optimizer_ms'] / s['step_ms']:.1%}) | {t['val_bpb']:.4f}{' =' if t['reused'] else ''} "
                       f"| {t['steps']} |")
             m, a = runs["muon"], runs["adamw"]
