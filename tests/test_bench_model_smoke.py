@@ -9,6 +9,8 @@ llms-from-scratch is installed the peer's figures must be positive too, otherwis
 peer column must say "not installed"; a second run hides the package to check exactly
 that. About ten seconds on 2 cores.
 
+Also ``bench_softcap_loss.py`` on 64 x 256 logits (both modes; ours must equal the reference).
+
 Run: ``python -m pytest tests/test_bench_model_smoke.py -q`` (it is marked ``slow``).
 """
 from __future__ import annotations
@@ -85,3 +87,17 @@ def test_bench_model_without_peer() -> None:
     assert result["peer"] == "not installed" and "not installed" in proc.stdout
     assert result["peer_tok_per_s_eager"] is None and result["ratio_vs_peer_eager"] is None
     assert result["tok_per_s_eager"] > 0
+
+
+@pytest.mark.slow
+def test_bench_softcap_loss_small():
+    """The loss micro-benchmark on 64 x 256 logits: three losses x two modes, ours equal to the reference."""
+    script = REPO_ROOT / "tests" / "benchmarks" / "bench_softcap_loss.py"
+    proc = subprocess.run([sys.executable, str(script), "--rows", "64", "--vocab", "256", "--repeats", "1"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for mode in ("eager", "compiled"):
+        assert all(result[f"{name}_{mode}_ms"] > 0 for name in ("reference", "fused", "no_softcap"))
+        assert result[f"fused_{mode}_max_grad_diff"] < 1e-6 and result[f"fused_{mode}_loss_diff"] < 1e-5
+    assert "speed-up" in proc.stdout

@@ -5,9 +5,11 @@ vocab 512 on a corpus it builds itself, 8 steps per run, one thread) with two va
 and checks the contract of its output, not the figures: a markdown table, then a last
 line that is one JSON object with the required keys, finite bpb values, a positive
 optimizer time smaller than the step time, and every run recorded. Also the ``--sweep``
-mode: one LR per optimizer, a table and the best LR of each.
+mode: one LR per optimizer, a table and the best LR of each. And ``bench_newton_schulz.py``
+on tiny matrices (seconds, not marked slow): which method ``auto`` picks, that the two
+methods agree, and the multiply-add counts.
 
-Run: ``python -m pytest tests/test_bench_optim_smoke.py -q`` (it is marked ``slow``).
+Run: ``python -m pytest tests/test_bench_optim_smoke.py -q`` (the training ones are marked ``slow``).
 """
 from __future__ import annotations
 
@@ -51,3 +53,15 @@ def test_bench_optim_sweep_quick():
     stdout, result = _bench("--sweep", "--muon-lrs", "0.02", "--adamw-lrs", "0.003")
     assert "| optimizer | LR key |" in stdout
     assert result["best"] == {"muon": 0.02, "adamw": 0.003}
+
+
+def test_bench_newton_schulz_quick():
+    script = REPO_ROOT / "tests" / "benchmarks" / "bench_newton_schulz.py"
+    proc = subprocess.run([sys.executable, str(script), "--sizes", "quick", "--repeats", "1"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["auto"] for r in result["rows"]] == ["standard", "gram", "gram"]    # square, tall, wide
+    assert all(r["rel_diff"] < 1e-4 and r["standard_ms"] > 0 and r["gram_ms"] > 0 for r in result["rows"])
+    assert all(r["mmacs_gram"] < r["mmacs_standard"] for r in result["rows"][1:])
+    assert "| size | stack" in proc.stdout

@@ -83,13 +83,17 @@ def test_range_test_errors_are_clear():
 def test_cli_text_png_and_json(tiny_args, tmp_path, capsys):
     png = tmp_path / "lr.png"
     assert lf.main([*tiny_args, "--steps", "20", "--png", str(png)]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
+    assert "muon sweep:" in captured.err and "adamw sweep:" in captured.err      # progress bars, on stderr
     for needle in ("muon groups", "adamw groups", "valley", "matrix_lr =", "embedding_lr =",
                    "(d_model/768)^-0.5", f"wrote {png}"):
         assert needle in text, needle
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert lf.main([*tiny_args, "--steps", "12", "--group", "muon", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert lf.main([*tiny_args, "--steps", "12", "--group", "muon", "--json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "sweep:" not in captured.err
+    report = json.loads(captured.out.strip().splitlines()[-1])
     assert [s["kind"] for s in report["sweeps"]] == ["muon"] and len(report["sweeps"][0]["losses"]) == 12
 
 

@@ -43,7 +43,7 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import UserError, run_command  # noqa: E402
+from phases.phase0_tokenizer.common import UserError, progress, run_command  # noqa: E402
 
 KINDS = ("muon", "adamw")
 CONFIG_KEYS = {"muon": ("matrix_lr",), "adamw": ("embedding_lr", "unembedding_lr", "scalar_lr")}
@@ -102,7 +102,8 @@ def valley(mults: list[float], smoothed: list[float]) -> float | None:
 
 # --8<-- [start:range_test]
 def lr_range_test(model, optimizer, next_batch, kind: str, start: float = 0.01, end: float = 100.0,
-                  steps: int = 100, beta: float = 0.9, diverge: float = 4.0, hparams=None) -> Sweep:
+                  steps: int = 100, beta: float = 0.9, diverge: float = 4.0, hparams=None,
+                  show_progress: bool = False) -> Sweep:
     """Sweep the LRs of one kind of group x (start ... end), exponentially; restore everything after.
 
     ``next_batch()`` -> (x, y); ``hparams(optimizer, step)`` sets everything but the swept
@@ -120,6 +121,7 @@ def lr_range_test(model, optimizer, next_batch, kind: str, start: float = 0.01, 
     saved_rng = torch.get_rng_state()
     result = Sweep(kind)
     best = math.inf
+    bar = progress(total=steps, desc=f"{kind} sweep", unit="step", enabled=show_progress)
     try:
         for i in range(steps):
             m = start * (end / start) ** (i / (steps - 1))          # exponential: equal steps in log(lr)
@@ -137,10 +139,12 @@ def lr_range_test(model, optimizer, next_batch, kind: str, start: float = 0.01, 
             s = smooth(result.losses, beta)[-1]
             result.smoothed.append(s)
             best = min(best, s)
+            bar.update(1)
             if not math.isfinite(s) or s > diverge * best:
                 result.stopped = f"diverged at x{m:.3g} (smoothed loss {s:.3g} > {diverge:g} x best {best:.3g})"
                 break
     finally:  # the model and optimizer leave exactly as they came, even after Ctrl-C
+        bar.close()
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_opt)
         optimizer.zero_grad(set_to_none=True)
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diverge", type=float, default=4.0, help="stop when smoothed loss > this x best (4)")
     p.add_argument("--png", type=Path, metavar="FILE", help="plot the curves and suggestions (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -245,7 +250,8 @@ def run(args: argparse.Namespace, out=None) -> dict:
     for kind in kinds:
         data_state = loader.state_dict()        # each sweep sees the same batches
         sweeps.append(lr_range_test(model, optimizer, next_batch, kind, args.start, args.end, args.steps,
-                                    args.smoothing, args.diverge, lambda o, i: set_hparams(o, i, cfg, 1.0)))
+                                    args.smoothing, args.diverge, lambda o, i: set_hparams(o, i, cfg, 1.0),
+                                    show_progress=not args.no_progress))
         loader.load_state_dict(data_state)
     report = {"config": {k: getattr(cfg, k) for k in ("depth", "total_batch_size", "matrix_lr", "embedding_lr",
                                                       "unembedding_lr", "scalar_lr")},

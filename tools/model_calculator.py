@@ -145,8 +145,8 @@ def measure_saved(config: GPTConfig, batch: int, seq: int | None = None, dtype: 
     Each storage counts once (a tensor saved twice, or two views of one tensor, are one);
     parameters and buffers are left out (they are the weights). "weight_copies" are compute-
     dtype casts of parameters (bf16 copies of the matrices); "logits" are the fp32 (B*T, V)
-    tensors the loss keeps: the fused softcap loss keeps tanh's output only (log-softmax's output
-    without a softcap). ``device="cpu"`` runs the real model on real tensors.
+    tensors the loss keeps: the fused softcap loss keeps one, r = sigmoid(-2 z / cap) (log-softmax's
+    output without a softcap). ``device="cpu"`` runs the real model on real tensors.
     """
     seq = seq or config.sequence_len
     if batch < 1 or seq < 1:
@@ -183,8 +183,8 @@ def measure_saved(config: GPTConfig, batch: int, seq: int | None = None, dtype: 
 
 def activation_bytes(config: GPTConfig, batch: int, seq: int | None = None, dtype: torch.dtype = torch.bfloat16,
                      model: GPT | None = None) -> int:
-    """Eager activation memory of one training step: saved tensors + the two fp32 logits-sized
-    gradient buffers that are alive together at the start of backward."""
+    """Eager activation memory of one training step: saved tensors + two more fp32 logits-sized
+    buffers, alive with them inside the loss (the raw logits and the log-sum-exp's temporary)."""
     seq = seq or config.sequence_len
     return measure_saved(config, batch, seq, dtype, model=model)["saved"] + logits_grad_bytes(config, batch, seq)
 

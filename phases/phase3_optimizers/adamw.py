@@ -38,7 +38,7 @@ def adamw_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Ten
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     bias1 = 1 - beta1 ** step                    # m and v start at 0: divide the bias out
     bias2 = 1 - beta2 ** step
-    denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+    denom = v.sqrt().div_(math.sqrt(bias2)).add_(eps)
     p.addcdiv_(m, denom, value=-lr / bias1)
 # --8<-- [end:adamw_update]
 

@@ -57,6 +57,7 @@ class MuonTrainConfig(p2config.TrainConfig):
     muon_momentum_end: float = 0.90      # reached at the end of the LR warmdown
     ns_steps: int = 5
     ns_coefficients: str = "polar_express"  # or "quintic"
+    ns_method: str = "auto"                  # Newton-Schulz on X ("standard") or on X X^T ("gram"); auto: by shape
     normuon: bool = True                 # NorMuon variance normalisation
     muon_beta2: float = 0.9
     cautious_wd: bool = True             # decay only where the update points toward 0
@@ -113,7 +114,7 @@ def param_groups(model: GPT, cfg: MuonTrainConfig, s: Scaling) -> list[dict]:
             groups.append({"kind": "muon", "name": f"blocks {rows}x{cols} x{len(stack)}", "params": stack,
                            "lr": cfg.matrix_lr * s.lr_batch_scale, "momentum": cfg.muon_momentum_start,
                            "weight_decay": s.weight_decay, "ns_steps": cfg.ns_steps,
-                           "ns_coefficients": cfg.ns_coefficients, "normuon": cfg.normuon,
+                           "ns_coefficients": cfg.ns_coefficients, "ns_method": cfg.ns_method, "normuon": cfg.normuon,
                            "beta2": cfg.muon_beta2, "cautious": cfg.cautious_wd})
     for g in groups:  # what the schedules multiply
         g["initial_lr"], g["initial_weight_decay"] = g["lr"], g["weight_decay"]
@@ -169,10 +170,14 @@ class MuonPlan(Plan):
         if c.optimizer == "muon":
             lines.append(f"  muon  blocks' matrices  lr {c.matrix_lr * s.lr_batch_scale:.4g} (x sqrt(max(1, rows/cols))),"
                          f" momentum {c.muon_momentum_start:g}->{c.muon_momentum:g}->{c.muon_momentum_end:g},"
-                         f" wd {s.weight_decay:.4g} ({c.wd_schedule}), {c.ns_steps} {c.ns_coefficients} steps,"
+                         f" wd {s.weight_decay:.4g} ({c.wd_schedule}), {c.ns_steps} {c.ns_coefficients} steps"
+                         f" ({c.ns_method}),"
                          f" normuon {'on' if c.normuon else 'off'}, cautious wd {'on' if c.cautious_wd else 'off'}")
+        m = self.model
+        present = {"value_embeds": m.value_embeds, "resid_lambdas": m.resid_scalars, "x0_lambdas": m.resid_scalars,
+                   "smear": m.smear or m.backout, "matrices": c.optimizer != "muon"}
         for role, h in group_hparams(c, s).items():
-            if role == "matrices" and c.optimizer == "muon":
+            if not present.get(role, True):   # a switched-off feature has no parameters, so no group
                 continue
             lines.append(f"  adamw {role:16s} lr {h['lr']:.4g}, betas {h['betas']}, wd {h['weight_decay']:g}")
         lines.append(f"  schedule: warmup {c.warmup_steps} steps, warmdown last {c.warmdown_ratio:.0%} to "

@@ -1,10 +1,12 @@
 """Benchmark: Phase 1's fused softcap loss against the two-line reference, CPU fp32.
 
 The reference is ``F.cross_entropy(cap * tanh(z / cap), targets, ignore_index=-1)``; ours is
-``layers.softcap_cross_entropy(z, targets, cap)``. For each, eager and ``torch.compile``:
-forward + backward on (N, V) logits (default 2,048 x 8,192, the CPU demo's batch and
-vocabulary; ``--vocab 32768`` for nanochat's), best of ``--repeats`` after 2 warm-ups. It also
-checks that both give the same loss and gradient. Last line: one JSON object.
+``layers.softcap_cross_entropy(z, targets, cap)``; the floor is ``F.cross_entropy(z, ...)``
+with no softcap at all (what a GPT-2-style model such as the Phase 1 benchmark's peer pays).
+For each, eager and ``torch.compile``: forward + backward on (N, V) logits (default
+2,048 x 8,192, the CPU demo's batch and vocabulary; ``--vocab 32768`` for nanochat's), best
+of ``--repeats`` after 2 warm-ups. It also checks that ours gives the reference's loss and
+gradient. Last line: one JSON object.
 
 Run: ``python tests/benchmarks/bench_softcap_loss.py [--rows 2048] [--vocab 8192] [--repeats 6]``
 """
@@ -36,6 +38,10 @@ def fused(z, y):
     return softcap_cross_entropy(z, y, CAP)
 
 
+def no_softcap(z, y):
+    return F.cross_entropy(z, y, ignore_index=-1)
+
+
 def time_it(fn, z0, y, repeats: int) -> tuple[float, float, torch.Tensor]:
     z = z0.clone().requires_grad_(True)
     times = []
@@ -62,16 +68,21 @@ def main() -> None:
            "torch": torch.__version__}
     ref_loss, ref_grad = None, None
     for mode in ("eager", "compiled"):
-        for name, fn in (("reference", reference), ("fused", fused)):
+        for name, fn in (("reference", reference), ("fused", fused), ("no_softcap", no_softcap)):
             s, loss, grad = time_it(torch.compile(fn) if mode == "compiled" else fn, z0, y, args.repeats)
             if ref_loss is None:
                 ref_loss, ref_grad = loss, grad
             out[f"{name}_{mode}_ms"] = s * 1e3
-            out[f"{name}_{mode}_max_grad_diff"] = (grad - ref_grad).abs().max().item()
+            if name != "no_softcap":                             # another loss: nothing to compare
+                out[f"{name}_{mode}_max_grad_diff"] = (grad - ref_grad).abs().max().item()
+                out[f"{name}_{mode}_loss_diff"] = abs(loss - ref_loss)
             print(f"{name:9s} {mode:8s} {s * 1e3:8.1f} ms  loss {loss:.6f}", file=sys.stderr, flush=True)
     for mode in ("eager", "compiled"):
         out[f"speedup_{mode}"] = out[f"reference_{mode}_ms"] / out[f"fused_{mode}_ms"]
-    print(f"fused / reference speed-up: eager {out['speedup_eager']:.2f}x, compiled {out['speedup_compiled']:.2f}x")
+        out[f"fused_over_no_softcap_{mode}"] = out[f"fused_{mode}_ms"] / out[f"no_softcap_{mode}_ms"]
+    print(f"fused / reference speed-up: eager {out['speedup_eager']:.2f}x, compiled {out['speedup_compiled']:.2f}x; "
+          f"fused costs {out['fused_over_no_softcap_eager']:.2f}x (eager), "
+          f"{out['fused_over_no_softcap_compiled']:.2f}x (compiled) a loss without softcap")
     print(json.dumps(out))
 
 
