@@ -224,7 +224,7 @@ def test_two_ranks_resume_with_two(runs, torchrun, tiny_settings, tmp_path):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["hang", "kill"])
+@pytest.mark.parametrize("kind", ["hang", "kill", "raise"])
 def test_a_failed_rank_stops_every_rank_in_bounded_time(torchrun, tiny_settings, tmp_path, kind):
     timeout = 5
     proc, seconds = torchrun(2, {**tiny_settings, "run_dir": tmp_path / "run", "dist_timeout": timeout},
@@ -232,4 +232,6 @@ def test_a_failed_rank_stops_every_rank_in_bounded_time(torchrun, tiny_settings,
     assert proc.returncode != 0
     assert "[rank 1] injecting a fault" in proc.stderr
     assert "[rank 0] error:" in proc.stderr and "a peer probably failed first" in proc.stderr
+    if kind == "raise":                                     # the failing rank names its own error first
+        assert "[rank 1] error:" in proc.stderr and "injected fault" in proc.stderr
     assert seconds < 120                                    # startup (~10 s here) + the timeout, not forever
