@@ -66,7 +66,10 @@ def newton_schulz(X: torch.Tensor, schedule: list) -> torch.Tensor:
     return X
 
 
-def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = 2) -> torch.Tensor:
+GRAM_RESTART = 2   # the step after which Gram Newton-Schulz rebuilds X and X X^T once
+
+
+def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = GRAM_RESTART) -> torch.Tensor:
     """The same iteration carried out on m x m matrices (Gram Newton-Schulz, Dao lab 2026).
 
     Every step multiplies X on the left by a polynomial P of A = X X^T, so after k steps
@@ -74,7 +77,8 @@ def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = 2) -> tor
     Q and A instead of X: Q <- P Q and A_next = X_next X_next^T = P A P = P (P A). Only
     A = X X^T and the product Q X touch the wide (m, n) matrix. A drifts from the true
     X X^T as rounding errors compound, so at step ``restart`` we form X = Q X once and
-    start again from it: in fp32 that brings the error from ~1e-3 to ~1e-5 (ADR).
+    start again from it (without the restart, fp32 drifts over ten times further from
+    the exact result on ill-conditioned inputs; see the ADR).
     """
     eye = torch.eye(X.size(-2), dtype=X.dtype, device=X.device)
     Q = A = None
@@ -89,6 +93,25 @@ def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = 2) -> tor
     return Q @ X                                             # (K, m, n)
 
 
+def ns_macs(method: str, m: int, n: int, steps: int, restart: int = GRAM_RESTART) -> int:
+    """Multiply-adds of one (m, n) matrix's orthogonalisation, m <= n, by either method."""
+    if method == "standard":
+        return steps * (2 * m * m * n + m ** 3)              # A, A^2, B X each step
+    restarts = 1 if steps > restart else 0
+    # X X^T at the start and at the restart, Q X at the restart and at the end; per step
+    # A^2 and P Q (not when Q is fresh) and P (P A) (not before the last step or the restart).
+    return (2 + 2 * restarts) * m * m * n + (4 * steps - 3 - 3 * restarts) * m ** 3
+
+
+def pick_method(method: str, m: int, n: int, steps: int) -> str:
+    """``auto`` -> whichever does fewer multiply-adds: Gram exactly when n > 1.5 m (s >= 3)."""
+    if method not in ("auto", "standard", "gram"):
+        raise UserError(f"unknown Newton-Schulz method {method!r}; choose auto, standard or gram")
+    if method != "auto":
+        return method
+    return "gram" if ns_macs("gram", m, n, steps) < ns_macs("standard", m, n, steps) else "standard"
+
+
 def orthogonalize(G: torch.Tensor, steps: int = 5, coefficients: str = "polar_express",
                   method: str = "auto") -> torch.Tensor:
     """Approximate U V^T of each matrix in G (..., rows, cols) by Newton-Schulz iterations."""
@@ -99,13 +122,8 @@ def orthogonalize(G: torch.Tensor, steps: int = 5, coefficients: str = "polar_ex
     # Scale so every singular value is <= 1, inside the region where the polynomials converge.
     X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)
     schedule = coefficient_schedule(coefficients, steps)
-    if method == "auto":
-        # Multiply-adds for s steps: textbook s (2 m^2 n + m^3), Gram with its one restart
-        # 4 m^2 n + (4 s - 6) m^3: Gram is cheaper exactly when n > 1.5 m, whatever s
-        # (the MLP's 4:1 matrices, not the square attention ones).
-        method = "gram" if n > 1.5 * m else "standard"
-    if method not in ("standard", "gram"):
-        raise UserError(f"unknown Newton-Schulz method {method!r}; choose auto, standard or gram")
+    # Gram pays off for the MLP's 4:1 matrices, not for the square attention ones.
+    method = pick_method(method, m, n, steps)
     X = gram_newton_schulz(X, schedule) if method == "gram" else newton_schulz(X, schedule)
     X = X.reshape(*lead, m, n)
     return X.mT.contiguous() if tall else X                  # later elementwise steps run faster on contiguous memory
@@ -121,8 +139,7 @@ def check_muon_group(group: dict) -> None:
         raise UserError(f"muon group: momentum must be in [0, 1), lr and weight_decay >= 0 "
                         f"(got {group['momentum']}, {group['lr']}, {group['weight_decay']})")
     coefficient_schedule(group["ns_coefficients"], group["ns_steps"])
-    if group["ns_method"] not in ("auto", "standard", "gram"):
-        raise UserError(f"unknown Newton-Schulz method {group['ns_method']!r}; choose auto, standard or gram")
+    pick_method(group["ns_method"], 1, 1, group["ns_steps"])   # raises on an unknown method
 
 
 # --8<-- [start:muon_step]

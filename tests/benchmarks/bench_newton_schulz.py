@@ -5,7 +5,7 @@ For every stack of same-shape matrices that ``MuonAdamW`` orthogonalises at a mo
 ``orthogonalize(G, 5, "polar_express", method=...)`` with ``method="standard"`` (iterate on
 the full X) and ``method="gram"`` (iterate on the m x m Gram matrix, one restart), best of
 ``--repeats`` after one warm-up, the two alternating. It also reports the multiply-add
-count of each (the formulas of ``muon.orthogonalize``), which one ``method="auto"`` picks,
+count of each (``muon.ns_macs``), which one ``method="auto"`` picks,
 and how far the two results are apart (relative Frobenius norm). The matrices are random
 (the timing depends only on the shapes).
 
@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
-from phases.phase3_optimizers.muon import orthogonalize  # noqa: E402
+from phases.phase3_optimizers.muon import ns_macs, orthogonalize, pick_method  # noqa: E402
 
 # (count, rows, cols) of every Muon stack: attention's square matrices (q, k, v, o per layer),
 # the MLP's c_fc (4C x C) and c_proj (C x 4C), for depth x width.
@@ -45,14 +45,7 @@ def stacks(depth: int, width: int) -> list[tuple[int, int, int]]:
     return [(4 * depth, width, width), (depth, 4 * width, width), (depth, width, 4 * width)]
 
 
-def macs(method: str, rows: int, cols: int, steps: int = 5) -> int:
-    m, n = min(rows, cols), max(rows, cols)
-    if method == "standard":
-        return steps * (2 * m * m * n + m ** 3)
-    return 4 * m * m * n + (4 * steps - 6) * m ** 3
-
-
-def best_ms(G: torch.Tensor, method: str) -> float:
+def time_ms(G: torch.Tensor, method: str) -> float:
     t0 = time.perf_counter()
     orthogonalize(G, 5, "polar_express", method=method)
     return 1e3 * (time.perf_counter() - t0)
@@ -70,18 +63,21 @@ def main() -> None:
     for size in args.sizes:
         for count, r, c in stacks(**SIZES[size]):
             G = torch.randn(count, r, c, generator=g)                     # (K, r, c)
-            auto = "gram" if max(r, c) > 1.5 * min(r, c) else "standard"
+            m, n = min(r, c), max(r, c)
+            auto = pick_method("auto", m, n, 5)
             times = {"standard": [], "gram": []}
             for method in times:                                         # warm-up
-                best_ms(G, method)
+                time_ms(G, method)
             for _ in range(args.repeats):                                # alternate the two
                 for method in times:
-                    times[method].append(best_ms(G, method))
+                    times[method].append(time_ms(G, method))
             std, gram = min(times["standard"]), min(times["gram"])
             a, b = orthogonalize(G, method="standard"), orthogonalize(G, method="gram")
             row = {"size": size, "stack": f"{count} x {r} x {c}", "standard_ms": std, "gram_ms": gram,
-                   "speedup": std / gram, "auto": auto, "mmacs_standard": count * macs("standard", r, c) / 1e6,
-                   "mmacs_gram": count * macs("gram", r, c) / 1e6, "rel_diff": ((a - b).norm() / a.norm()).item()}
+                   "speedup": std / gram, "auto": auto,
+                   "mmacs_standard": count * ns_macs("standard", m, n, 5) / 1e6,
+                   "mmacs_gram": count * ns_macs("gram", m, n, 5) / 1e6,
+                   "rel_diff": ((a - b).norm() / a.norm()).item()}
             rows.append(row)
             t = totals.setdefault(size, {"ms_standard": 0.0, "ms_auto": 0.0})
             t["ms_standard"] += std
