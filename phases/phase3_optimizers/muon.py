@@ -14,10 +14,11 @@ third fewer multiply-adds for the MLP's 4:1 matrices).
 shape, stacked into one (K, rows, cols) tensor and updated together (one batched matmul
 instead of K small ones); ``kind="adamw"`` groups are updated by Phase 3's own AdamW.
 Optional refinements, each behind a group switch: NorMuon's per-row/column variance
-normalisation and cautious weight decay.
+normalisation, cautious weight decay, nanochat's Muon+ renormalisation, and Turbo-Muon's
+AOL preconditioning (one Newton-Schulz iteration fewer; measured worse at the demo size).
 
-What it leaves out: nanochat's newest MuonEq row equilibration and Muon+ renormalisation,
-bf16 Newton-Schulz, torch.compile'd fused kernels, the sharded multi-GPU step (Phase 4).
+What it leaves out: nanochat's MuonEq row equilibration, bf16 Newton-Schulz,
+torch.compile'd fused kernels, the sharded multi-GPU step (Phase 4).
 
 Run: ``python -m phases.phase3_optimizers.muon`` prints singular values before and after.
 """
@@ -57,31 +58,37 @@ def coefficient_schedule(name: str, steps: int) -> list[tuple[float, float, floa
 
 
 # --8<-- [start:orthogonalize]
-def newton_schulz(X: torch.Tensor, schedule: list) -> torch.Tensor:
-    """The textbook iteration on X (K, m, n), m <= n: every step multiplies the whole X."""
+def newton_schulz(X: torch.Tensor, schedule: list, A: torch.Tensor | None = None) -> torch.Tensor:
+    """The textbook iteration on X (K, m, n), m <= n: every step multiplies the whole X.
+
+    ``A``, if given, is X X^T already computed (by the AOL preconditioner) for the first step.
+    """
     for a, b, c in schedule:
-        A = X @ X.mT                                         # (K, m, m)
+        A = X @ X.mT if A is None else A                     # (K, m, m)
         B = torch.baddbmm(A, A, A, beta=b, alpha=c)          # (K, m, m)  b A + c A^2
         X = torch.baddbmm(X, B, X, beta=a)                   # (K, m, n)  a X + B X
+        A = None
     return X
 
 
-GRAM_RESTART = 2   # the step after which Gram Newton-Schulz rebuilds X and X X^T once
+GRAM_RESTART = 2   # the step after which Gram Newton-Schulz rebuilds X and X X^T once (0: never)
 
 
-def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = GRAM_RESTART) -> torch.Tensor:
+def gram_newton_schulz(X: torch.Tensor, schedule: list, restart: int = GRAM_RESTART,
+                       A: torch.Tensor | None = None) -> torch.Tensor:
     """The same iteration carried out on m x m matrices (Gram Newton-Schulz, Dao lab 2026).
 
     Every step multiplies X on the left by a polynomial P of A = X X^T, so after k steps
     X_k = Q_k X_0 with Q_k = P_k ... P_1, and all these m x m matrices commute. Track
     Q and A instead of X: Q <- P Q and A_next = X_next X_next^T = P A P = P (P A). Only
     A = X X^T and the product Q X touch the wide (m, n) matrix. A drifts from the true
-    X X^T as rounding errors compound, so at step ``restart`` we form X = Q X once and
-    start again from it (without the restart, fp32 drifts over ten times further from
-    the exact result on ill-conditioned inputs; see the ADR).
+    X X^T as rounding errors compound, so after step ``restart`` we form X = Q X once and
+    start again from it: without the restart (``restart=0``), fp32 lands over ten times
+    further from the exact result on ill-conditioned inputs (still ~1e-3, below bf16's
+    rounding), at a cost of 2 m^2 n - 3 m^3 extra multiply-adds. ``A`` as in ``newton_schulz``.
     """
     eye = torch.eye(X.size(-2), dtype=X.dtype, device=X.device)
-    Q = A = None
+    Q = None
     for i, (a, b, c) in enumerate(schedule):
         if A is None:                                        # the start, and the restart
             X = X if Q is None else Q @ X                    # (K, m, n)
@@ -97,37 +104,76 @@ def ns_macs(method: str, m: int, n: int, steps: int, restart: int = GRAM_RESTART
     """Multiply-adds of one (m, n) matrix's orthogonalisation, m <= n, by either method."""
     if method == "standard":
         return steps * (2 * m * m * n + m ** 3)              # A, A^2, B X each step
-    restarts = 1 if steps > restart else 0
+    restarts = 1 if 0 < restart < steps else 0
     # X X^T at the start and at the restart, Q X at the restart and at the end; per step
     # A^2 and P Q (not when Q is fresh) and P (P A) (not before the last step or the restart).
     return (2 + 2 * restarts) * m * m * n + (4 * steps - 3 - 3 * restarts) * m ** 3
 
 
-def pick_method(method: str, m: int, n: int, steps: int) -> str:
-    """``auto`` -> whichever does fewer multiply-adds: Gram exactly when n > 1.5 m (s >= 3)."""
+def pick_method(method: str, m: int, n: int, steps: int, restart: int = GRAM_RESTART) -> str:
+    """``auto`` -> whichever does fewer multiply-adds: Gram exactly when n > 1.5 m (s >= 3).
+
+    (With or without the restart: the restart's 2 m^2 n costs what it saves in m^3 terms
+    exactly when n = 1.5 m.)
+    """
     if method not in ("auto", "standard", "gram"):
         raise UserError(f"unknown Newton-Schulz method {method!r}; choose auto, standard or gram")
     if method != "auto":
         return method
-    return "gram" if ns_macs("gram", m, n, steps) < ns_macs("standard", m, n, steps) else "standard"
+    return "gram" if ns_macs("gram", m, n, steps, restart) < ns_macs("standard", m, n, steps) else "standard"
+
+
+def aol_precondition(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turbo-Muon's start (Boissin et al., 2025): rescale row i of X by 1/sqrt(sum_j |A_ij|).
+
+    With A = X X^T and D that diagonal scaling, D X has every singular value <= 1 (the
+    almost-orthogonal-layer bound of Prach & Lampert, 2022: no row sum of |D A D| exceeds 1),
+    like the Frobenius scaling, but it scales each row by its own size, so the small
+    singular values start far closer to 1 and one Newton-Schulz iteration can be dropped.
+    The first iteration needs (D X)(D X)^T = D A D, which costs only an elementwise product.
+    Note that the result approximates the orthogonal factor of D X, not of X: like
+    nanochat's MuonEq row equilibration, it equalises the rows first.
+    """
+    A = X @ X.mT                                                          # (K, m, m)
+    s = A.abs().sum(dim=-1, keepdim=True).clamp_min_(1e-30).rsqrt_()      # (K, m, 1)
+    return X * s, A.mul_(s).mul_(s.mT)                                    # (K, m, n), (K, m, m)
+
+
+PRECONDITIONERS = ("frobenius", "aol")
+
+
+def iteration_schedule(coefficients: str, steps: int, precondition: str) -> list:
+    """The (a, b, c) of every iteration run. AOL takes the place of the first iteration."""
+    if precondition not in PRECONDITIONERS:
+        raise UserError(f"unknown Newton-Schulz preconditioner {precondition!r}; choose frobenius or aol")
+    if precondition == "aol" and steps < 2:
+        raise UserError(f"ns_precondition = aol replaces the first of ns_steps iterations: ns_steps must be >= 2, "
+                        f"got {steps}")
+    schedule = coefficient_schedule(coefficients, steps)
+    # The first coefficients exist to grow tiny singular values fast; after AOL they start
+    # near 1 already, so the schedule continues from its second entry.
+    return schedule[1:] if precondition == "aol" else schedule
 
 
 def orthogonalize(G: torch.Tensor, steps: int = 5, coefficients: str = "polar_express",
-                  method: str = "auto") -> torch.Tensor:
+                  method: str = "auto", precondition: str = "frobenius", restart: int = GRAM_RESTART) -> torch.Tensor:
     """Approximate U V^T of each matrix in G (..., rows, cols) by Newton-Schulz iterations."""
     tall = G.size(-2) > G.size(-1)
     X = G.mT if tall else G                                  # (..., m, n) with m <= n: A is m x m
     lead, (m, n) = X.shape[:-2], X.shape[-2:]
     X = X.reshape(-1, m, n)                                  # (K, m, n): one batch dim for baddbmm
-    # Scale so every singular value is <= 1, inside the region where the polynomials converge.
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)
-    schedule = coefficient_schedule(coefficients, steps)
+    schedule = iteration_schedule(coefficients, steps, precondition)
+    A = None
+    if precondition == "aol":
+        X, A = aol_precondition(X)
+    else:
+        # Scale so every singular value is <= 1, inside the region where the polynomials converge.
+        X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)
     # Gram pays off for the MLP's 4:1 matrices, not for the square attention ones.
-    method = pick_method(method, m, n, steps)
-    X = gram_newton_schulz(X, schedule) if method == "gram" else newton_schulz(X, schedule)
+    method = pick_method(method, m, n, len(schedule), restart)
+    X = gram_newton_schulz(X, schedule, restart, A) if method == "gram" else newton_schulz(X, schedule, A)
     X = X.reshape(*lead, m, n)
     return X.mT.contiguous() if tall else X                  # later elementwise steps run faster on contiguous memory
-# --8<-- [end:orthogonalize]
 # --8<-- [end:orthogonalize]
 
 
@@ -138,8 +184,11 @@ def check_muon_group(group: dict) -> None:
     if not 0 <= group["momentum"] < 1 or not group["lr"] >= 0 or not group["weight_decay"] >= 0:
         raise UserError(f"muon group: momentum must be in [0, 1), lr and weight_decay >= 0 "
                         f"(got {group['momentum']}, {group['lr']}, {group['weight_decay']})")
-    coefficient_schedule(group["ns_coefficients"], group["ns_steps"])
+    iteration_schedule(group["ns_coefficients"], group["ns_steps"], group["ns_precondition"])
     pick_method(group["ns_method"], 1, 1, group["ns_steps"])   # raises on an unknown method
+    if not isinstance(group["gram_restart"], int) or group["gram_restart"] < 0:
+        raise UserError(f"gram_restart is the step after which Gram Newton-Schulz restarts (0: never); "
+                        f"got {group['gram_restart']!r}")
 
 
 # --8<-- [start:muon_step]
@@ -149,46 +198,63 @@ def muon_group_step(group: dict, state: dict) -> None:
     params = group["params"]
     if all(p.grad is None for p in params):
         return
-    G = torch.stack([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]).float()  # (K, r, c)
-    K, r, c = G.shape
+    K, (r, c) = len(params), params[0].shape
     s = state[params[0]]                      # the stack's state lives with its first matrix
     if not s:
-        s["momentum_buffer"] = torch.zeros_like(G)                       # (K, r, c)
+        s["momentum_buffer"] = torch.zeros((K, r, c), device=params[0].device)        # (K, r, c) fp32
         if group["normuon"]:                  # one second moment per row (tall) or column (wide)
-            s["second_moment"] = G.new_zeros((K, r, 1) if r >= c else (K, 1, c))
+            s["second_moment"] = torch.zeros((K, r, 1) if r >= c else (K, 1, c), device=params[0].device)
     mu = group["momentum"]
     buf = s["momentum_buffer"]
-    buf.lerp_(G, 1 - mu)                      # buf = mu*buf + (1-mu)*g
-    G = G.lerp_(buf, mu)                      # Nesterov: look one momentum step ahead
-    U = orthogonalize(G, group["ns_steps"], group["ns_coefficients"],
-                      group.get("ns_method", "auto"))    # (K, r, c), singular values ~1
+    G = torch.empty_like(buf)                 # (K, r, c): the stack Newton-Schulz reads
+    for p, b, out in zip(params, buf.unbind(0), G.unbind(0)):   # (r, c) views; no stacked copy of the grads
+        g = p.grad.float() if p.grad is not None else torch.zeros_like(b)
+        b.lerp_(g, 1 - mu)                    # buf = mu*buf + (1-mu)*g
+        torch.lerp(g, b, mu, out=out)         # Nesterov: look one momentum step ahead
+    U = orthogonalize(G, group["ns_steps"], group["ns_coefficients"], group.get("ns_method", "auto"),
+                      group.get("ns_precondition", "frobenius"),
+                      group.get("gram_restart", GRAM_RESTART))     # (K, r, c), singular values ~1
+    scales = [None] * K
+    # Muon+ (nanochat, 2026): set every update's Frobenius norm to sqrt(min(r, c)), the norm of
+    # an exact orthogonal factor, whatever the iteration actually reached.
+    target = min(r, c) ** 0.5 if group.get("muon_plus", False) else None
     if group["normuon"]:
         # NorMuon: rows (or columns) that keep getting large updates are damped by their
-        # running RMS, then the whole update is rescaled to keep its norm. U is a fresh
-        # tensor, so it is rescaled in place.
-        norm = U.norm(dim=(-2, -1), keepdim=True)                         # (K, 1, 1)
+        # running RMS d, then the update is rescaled to keep its norm. Both are one factor
+        # per row, computed from the row norms alone (|U / d|^2 = sum_i |U_i|^2 / d_i^2), so
+        # U is read once here and the factor is applied inside the weight update below.
         dim = -1 if r >= c else -2
-        v = s["second_moment"]                                            # (K, r, 1) or (K, 1, c)
-        v.lerp_(U.norm(dim=dim, keepdim=True).square_().div_(U.size(dim)), 1 - group["beta2"])  # mean of U^2
-        U.div_(v.sqrt().add_(1e-10))
-        U.mul_(norm / (U.norm(dim=(-2, -1), keepdim=True) + 1e-10))
+        sq = torch.linalg.vector_norm(U, dim=dim, keepdim=True).square_()  # (K, r, 1) or (K, 1, c)
+        v = s["second_moment"]                                            # same shape
+        v.lerp_(sq / U.size(dim), 1 - group["beta2"])                      # running mean of U^2
+        d = v.sqrt().add_(1e-10)
+        norm = target or sq.sum(dim=(-2, -1), keepdim=True).sqrt_()       # (K, 1, 1)  |U|
+        norm_after = (sq / d.square()).sum(dim=(-2, -1), keepdim=True).sqrt_()   # |U / d|
+        scales = (norm / (norm_after + 1e-10) / d).unbind(0)              # K x (r, 1) or (1, c)
+    elif target:
+        scales = (target / (U.norm(dim=(-2, -1), keepdim=True) + 1e-10)).unbind(0)   # K x (1, 1)
     lr = group["lr"] * max(1.0, r / c) ** 0.5  # tall matrices (c_fc) take longer steps
     wd = group["weight_decay"]
-    for p, u in zip(params, U.unbind(0)):     # (r, c) each, written into the weights in place
+    for p, u, scale in zip(params, U.unbind(0), scales):   # (r, c) each, written into the weights in place
         w = p if p.dtype == torch.float32 else p.float()
         if wd and group["cautious"]:
-            # Cautious decay: only shrink coordinates where the update already pushes toward 0.
+            # Cautious decay: only shrink coordinates where the update already pushes toward 0
+            # (NorMuon's factor is positive: it never changes the sign of u).
             w.addcmul_(w, (u * w).ge_(0), value=-lr * wd)                # w -= lr*wd * w * [u*w >= 0]
         elif wd:
             w.mul_(1 - lr * wd)
-        w.add_(u, alpha=-lr)
+        if scale is None:
+            w.add_(u, alpha=-lr)
+        else:
+            w.addcmul_(u, scale, value=-lr)                                # w -= lr * u * NorMuon's factor
         if w is not p:
             p.copy_(w)
 # --8<-- [end:muon_step]
 
 
 MUON_DEFAULTS = dict(lr=0.02, momentum=0.95, ns_steps=5, ns_coefficients="polar_express", ns_method="auto",
-                     normuon=True, beta2=0.9, cautious=True, weight_decay=0.0)
+                     ns_precondition="frobenius", gram_restart=GRAM_RESTART, muon_plus=False, normuon=True,
+                     beta2=0.9, cautious=True, weight_decay=0.0)
 ADAMW_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.0)
 
 

@@ -58,6 +58,9 @@ class MuonTrainConfig(p2config.TrainConfig):
     ns_steps: int = 5
     ns_coefficients: str = "polar_express"  # or "quintic"
     ns_method: str = "auto"                  # Newton-Schulz on X ("standard") or on X X^T ("gram"); auto: by shape
+    ns_precondition: str = "frobenius"       # or "aol": Turbo-Muon's row scaling, one iteration fewer
+    gram_restart: int = 2                    # Gram NS rebuilds X X^T after this step (0: never; cheaper, less exact)
+    muon_plus: bool = False              # Muon+: every update's norm set to sqrt(min(rows, cols))
     normuon: bool = True                 # NorMuon variance normalisation
     muon_beta2: float = 0.9
     cautious_wd: bool = True             # decay only where the update points toward 0
@@ -114,7 +117,9 @@ def param_groups(model: GPT, cfg: MuonTrainConfig, s: Scaling) -> list[dict]:
             groups.append({"kind": "muon", "name": f"blocks {rows}x{cols} x{len(stack)}", "params": stack,
                            "lr": cfg.matrix_lr * s.lr_batch_scale, "momentum": cfg.muon_momentum_start,
                            "weight_decay": s.weight_decay, "ns_steps": cfg.ns_steps,
-                           "ns_coefficients": cfg.ns_coefficients, "ns_method": cfg.ns_method, "normuon": cfg.normuon,
+                           "ns_coefficients": cfg.ns_coefficients, "ns_method": cfg.ns_method,
+                           "ns_precondition": cfg.ns_precondition, "gram_restart": cfg.gram_restart,
+                           "muon_plus": cfg.muon_plus, "normuon": cfg.normuon,
                            "beta2": cfg.muon_beta2, "cautious": cfg.cautious_wd})
     for g in groups:  # what the schedules multiply
         g["initial_lr"], g["initial_weight_decay"] = g["lr"], g["weight_decay"]
@@ -171,8 +176,11 @@ class MuonPlan(Plan):
             lines.append(f"  muon  blocks' matrices  lr {c.matrix_lr * s.lr_batch_scale:.4g} (x sqrt(max(1, rows/cols))),"
                          f" momentum {c.muon_momentum_start:g}->{c.muon_momentum:g}->{c.muon_momentum_end:g},"
                          f" wd {s.weight_decay:.4g} ({c.wd_schedule}), {c.ns_steps} {c.ns_coefficients} steps"
-                         f" ({c.ns_method}),"
-                         f" normuon {'on' if c.normuon else 'off'}, cautious wd {'on' if c.cautious_wd else 'off'}")
+                         f" ({c.ns_method}" + (", AOL: the first step replaced" if c.ns_precondition == "aol" else "")
+                         + (f", Gram restart after step {c.gram_restart}" if c.gram_restart else ", no Gram restart")
+                         + "),"
+                         f" normuon {'on' if c.normuon else 'off'}, cautious wd {'on' if c.cautious_wd else 'off'}"
+                         + (", muon+ on" if c.muon_plus else ""))
         m = self.model
         present = {"value_embeds": m.value_embeds, "resid_lambdas": m.resid_scalars, "x0_lambdas": m.resid_scalars,
                    "smear": m.smear or m.backout, "matrices": c.optimizer != "muon"}

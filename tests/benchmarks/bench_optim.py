@@ -49,12 +49,15 @@ from phases.phase2_training.config import parse_overrides  # noqa: E402
 from phases.phase2_training import train as p2train  # noqa: E402
 from phases.phase3_optimizers import train as p3train  # noqa: E402
 
-VARIANTS = {
+VARIANTS = {   # "muon" is the demo's own setting (examples/cpu_demo.toml); the others change one thing
     "adamw": {"optimizer": "adamw"},
     "muon": {},
-    "muon, no normuon": {"normuon": "false"},
+    "muon, NorMuon on": {"normuon": "true"},
     "muon, no cautious wd": {"cautious_wd": "false"},
     "muon, quintic NS": {"ns_coefficients": "quintic"},
+    "muon, Gram restart": {"gram_restart": "2"},
+    "muon, Muon+": {"muon_plus": "true"},
+    "muon, AOL (Turbo-Muon, 4 NS)": {"ns_precondition": "aol"},
 }
 QUICK = {"depth": "2", "aspect_ratio": "32", "head_dim": "32", "sequence_len": "32", "device_batch_size": "4",
          "total_batch_size": "128", "reference_batch_size": "128", "eval_tokens": "2048", "warmup_steps": "2",
