@@ -52,7 +52,7 @@ from phases.phase3_optimizers import train as p3train  # noqa: E402
 VARIANTS = {   # "muon" is the demo's own setting (examples/cpu_demo.toml); the others change one thing
     "adamw": {"optimizer": "adamw"},
     "muon": {},
-    "muon, NorMuon on": {"normuon": "true"},
+    "muon, NorMuon off": {"normuon": "false"},
     "muon, no cautious wd": {"cautious_wd": "false"},
     "muon, quintic NS": {"ns_coefficients": "quintic"},
     "muon, Gram restart": {"gram_restart": "2"},
