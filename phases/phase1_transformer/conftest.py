@@ -21,3 +21,9 @@ def tiny_config(gpt):
 def layers(impl_loader):
     """The layers module (attention paths, the softcap loss): ``--impl layers=PATH`` replaces it."""
     return impl_loader("layers", "phases.phase1_transformer.layers")
+
+
+@pytest.fixture(scope="session")
+def sampling(impl_loader):
+    """The sampler (temperature, top-k, top-p): ``--impl sampling=PATH`` replaces it."""
+    return impl_loader("sampling", "phases.phase1_transformer.sampling")

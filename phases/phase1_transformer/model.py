@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from phases.phase1_transformer.config import GPTConfig, compute_dtype
 from phases.phase1_transformer.layers import Block, Linear, rms_norm, rotary_tables, softcap_cross_entropy
+from phases.phase1_transformer.sampling import check_knobs, sample_next
 
 ROTARY_HEADROOM = 10  # rotary tables cover 10 x sequence_len positions (long generations)
 
@@ -220,29 +221,22 @@ class GPT(nn.Module):
     # --8<-- [start:generate]
     @torch.inference_mode()
     def generate(self, tokens: list[int], max_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int = 42) -> Iterator[int]:
+                 top_k: int | None = None, seed: int = 42, top_p: float | None = None) -> Iterator[int]:
         """Yield ``max_tokens`` new tokens, recomputing the whole sequence every step (batch 1).
 
-        temperature 0 = greedy; top_k None or 0 = no top-k filtering.
+        The reference Phase 6's cached engine must match token for token. temperature 0 =
+        greedy; top_k None or 0 and top_p None or 1 = no filtering (``sampling.py``).
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not tokens:
             raise ValueError("generate needs at least one prompt token (e.g. <|bos|>)")
+        check_knobs(temperature, top_k, top_p)
         device = self.wte.weight.device
         rng = torch.Generator(device=device).manual_seed(seed)
         ids = torch.tensor([tokens], dtype=torch.long, device=device)          # (1, T)
         for _ in range(max_tokens):
             logits = self.forward(ids)[:, -1, :]                                 # (1, V)
-            if temperature == 0:
-                nxt = logits.argmax(dim=-1, keepdim=True)                        # (1, 1)
-            else:
-                logits = logits / temperature
-                if top_k:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=rng)  # (1, 1)
-            ids = torch.cat([ids, nxt], dim=1)
+            nxt = sample_next(logits, temperature, top_k, top_p, generator=rng)  # (1,)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)                          # (1, T+1)
             yield int(nxt.item())
     # --8<-- [end:generate]
 

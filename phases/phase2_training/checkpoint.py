@@ -18,6 +18,11 @@ files are missing or do not match, so resuming always starts from the latest *go
 With several ranks (Phase 4) rank 0 writes one checkpoint; a sharded optimizer first
 gathers its state into the single-process layout, so any world size can resume it.
 
+Reading a run back (Phases 6-9 and the tools): ``find_checkpoint(run)`` accepts a run
+name, a run folder, its ``checkpoints/`` folder or one step folder and returns the newest
+good checkpoint; ``load_model(run, device)`` returns ``(GPT, tokenizer, meta)`` ready to
+generate with. Both are the only readers of this format.
+
 What it leaves out: per-rank optimizer files (nanochat's layout), cloud storage.
 """
 from __future__ import annotations
@@ -179,3 +184,68 @@ def load_checkpoint(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.o
     torch.set_rng_state(state["torch_rng"].cpu())
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+# --8<-- [start:load_model]
+def find_checkpoint(path_or_run: str | os.PathLike) -> Checkpoint:
+    """The newest good checkpoint of a run, or the one named.
+
+    Accepts a step folder (``.../checkpoints/step_000250``), a ``checkpoints/`` folder, a
+    run folder, or a bare run name (looked up under ``<base>/runs``).
+    """
+    from phases.phase0_tokenizer.common import base_dir
+    given = Path(path_or_run).expanduser()
+    if not given.exists() and len(given.parts) == 1:
+        given = base_dir() / "runs" / given.name            # a run name
+    if not given.exists():
+        raise UserError(f"no run or checkpoint at {path_or_run} (a run name, run folder or step folder)")
+    if (given / "meta.json").exists():
+        return verify_checkpoint(given)                     # one step folder: exactly this one
+    ckpts = given / "checkpoints" if (given / "checkpoints").is_dir() else given
+    found = latest_checkpoint(ckpts)
+    if found is None:
+        raise UserError(f"{given} holds no good checkpoint (looked in {ckpts})")
+    return found
+
+
+def read_meta(path_or_run: str | os.PathLike) -> dict:
+    """The verified ``meta.json`` of a checkpoint (see ``find_checkpoint`` for what ``path_or_run`` may be)."""
+    return find_checkpoint(path_or_run).meta
+
+
+def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None):
+    """``(GPT, tokenizer, meta)`` of a checkpoint, in eval mode on ``device``.
+
+    The tokenizer is the one the run trained with: a copy in the run folder if there is
+    one, else the file named in ``meta.json``; its vocabulary must match the model's.
+    """
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase1_transformer.config import GPTConfig
+    from phases.phase1_transformer.model import GPT
+
+    ckpt = find_checkpoint(path_or_run)
+    meta = ckpt.meta
+    try:
+        config = GPTConfig(**meta["model_config"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{ckpt.path / 'meta.json'} has no usable model_config ({e})") from None
+    candidates = [ckpt.path.parent.parent / "tokenizer.json"]
+    if meta.get("tokenizer"):
+        candidates.append(Path(meta["tokenizer"]))
+    tok_file = next((c for c in candidates if c.is_file()), None)
+    if tok_file is None:
+        raise UserError(f"the tokenizer of {ckpt.path} is gone (looked for {', '.join(map(str, candidates))})")
+    tok = BPETokenizer.load(tok_file)
+    if tok.vocab_size != config.vocab_size:
+        raise UserError(f"{tok_file} has {tok.vocab_size} tokens but the model expects {config.vocab_size}: "
+                        "not the tokenizer this run trained with")
+    device = torch.device(device)
+    model = GPT.build(config, device=device, dtype=dtype)
+    missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device), strict=False)
+    if missing or unexpected:
+        raise UserError(f"checkpoint {ckpt.path} does not match its own model_config: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+    model.eval()
+    return model, tok, meta
+# --8<-- [end:load_model]

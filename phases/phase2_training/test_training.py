@@ -128,6 +128,20 @@ def test_loss_falls_and_the_run_is_logged(trainer, tiny_cfg):
     assert [p.name for p in ck.list_checkpoints(result.run_dir / "checkpoints")] == ["step_000028", "step_000030"]
 
 
+def test_load_model_reads_back_what_training_wrote(trainer, tiny_cfg, tmp_path):
+    result = trainer.train(tiny_cfg.replace(num_iterations=4, save_every=0), show_progress=False)
+    model, tok, meta = ck.load_model(result.run_dir)
+    assert meta["step"] == 4 and not model.training
+    step, weights = _weights(result.run_dir)
+    assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
+    assert tok.vocab_size == model.config.vocab_size
+    # the same checkpoint through every way of naming it
+    for name in (result.run_dir / "checkpoints", result.run_dir / "checkpoints" / "step_000004"):
+        assert ck.read_meta(name)["step"] == 4
+    with pytest.raises(Exception, match="no run or checkpoint"):
+        ck.find_checkpoint(tmp_path / "nowhere")
+
+
 def test_resume_is_bitwise_exact(trainer, tiny_cfg, tmp_path, monkeypatch):
     full = trainer.train(tiny_cfg.replace(run_dir=str(tmp_path / "full")), show_progress=False)
     # Interrupt the second run in the middle of step 7 (Ctrl-C after its micro-batches):
