@@ -193,10 +193,10 @@ def find_checkpoint(path_or_run: str | os.PathLike) -> Checkpoint:
     Accepts a step folder (``.../checkpoints/step_000250``), a ``checkpoints/`` folder, a
     run folder, or a bare run name (looked up under ``<base>/runs``).
     """
-    from phases.phase0_tokenizer.common import base_dir
+    from phases.common.paths import run_dir
     given = Path(path_or_run).expanduser()
     if not given.exists() and len(given.parts) == 1:
-        given = base_dir() / "runs" / given.name            # a run name
+        given = run_dir(given.name)           # a run name
     if not given.exists():
         raise UserError(f"no run or checkpoint at {path_or_run} (a run name, run folder or step folder)")
     if (given / "meta.json").exists():
