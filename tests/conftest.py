@@ -1,7 +1,10 @@
-"""Fixtures for project-level tests: a tiny corpus built once per session."""
+"""Fixtures for project-level tests: a tiny corpus built once per session, a headless browser."""
 from __future__ import annotations
 
 import pytest
+
+# A real headless Chromium with the network shut off, for web tests (see tests/browser.py).
+from tests.browser import browser, browser_session  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")
