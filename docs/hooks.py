@@ -141,7 +141,7 @@ def on_pre_build(config):
     for problem in problems:
         log.warning(f"{problem}; run: {snippets.COMMAND}")
     _state["sources"] = snippets.Sources(root)
-    _state["targets"] = sorted({r.target.partition(":")[0] for r in report.regions})
+    _state["targets"] = sorted({r.source.partition(":")[0] for r in report.regions})
 
 
 def on_page_markdown(markdown, page, config, files):

@@ -192,6 +192,25 @@ def _inside(root: Path, file: Path) -> bool:
         return False
 
 
+def relocate(sources: Sources, target: str) -> str | None:
+    """Where a section that left its file went: the one file in the same folder that has a
+    section of that name, else the one file anywhere; None when there is none or it is ambiguous."""
+    path, _, name = target.partition(":")
+    if not name or re.fullmatch(r"\d+(:\d+)?", name):
+        return None
+    src = sources.get(path)
+    if src is not None and name in src.sections:
+        return None
+    others = [p for p in sources.where_else(name) if p != path]
+    near = [p for p in others if Path(p).parent == Path(path).parent]
+    for candidates in (near, others):
+        if len(candidates) == 1:
+            return f"{candidates[0]}:{name}"
+        if candidates:
+            return None
+    return None
+
+
 def resolve(sources: Sources, target: str) -> tuple[Section | None, str | None]:
     """``path[:section]`` -> (the section, None) or (None, why not)."""
     path, _, name = target.partition(":")
@@ -241,10 +260,16 @@ class Region:
     fresh: list[str] | None    # the lines it should have (None: the target does not resolve)
     current: list[str]         # the lines it has
     directive: bool = False    # a pymdownx directive, not converted yet
+    moved_to: str | None = None  # the section is no longer in its file but, unambiguously, here
 
     @property
     def stale(self) -> bool:
         return self.fresh is not None and self.fresh != self.current
+
+    @property
+    def source(self) -> str:
+        """The ``path[:section]`` shown: the target, or where its section moved."""
+        return self.moved_to or self.target
 
 
 @dataclass
@@ -263,10 +288,13 @@ def scan_page(sources: Sources, page: str, text: str) -> tuple[list[Span], list[
 
     def region(target, start, stop, indent, lang, directive):
         section, why = resolve(sources, target)
+        moved = relocate(sources, target) if section is None else None
+        if moved:   # the section moved to another file: follow it (--write rewrites the include line)
+            section, why = resolve(sources, moved)
         if why:
             errors.append(f"{page}:{start + 1}: {why}")
-        fresh = render_region(section, target, page, indent, lang) if section else None
-        return Region(page, start + 1, target, fresh, lines[start:stop], directive)
+        fresh = render_region(section, moved or target, page, indent, lang) if section else None
+        return Region(page, start + 1, target, fresh, lines[start:stop], directive, moved)
 
     i = 0
     while i < len(lines):
@@ -354,7 +382,10 @@ class Report:
     def problems(self) -> list[str]:
         out = list(self.errors)
         for r in self.regions:
-            if r.directive and r.fresh is not None:
+            if r.moved_to and r.fresh is not None:
+                out.append(f"{r.page}:{r.line}: section '{r.target}' moved to {r.moved_to}; "
+                           "--write will follow it")
+            elif r.directive and r.fresh is not None:
                 out.append(f"{r.page}:{r.line}: directive '{r.target}' is not converted into a region yet")
             elif r.stale:
                 out.append(f"{r.page}:{r.line}: region '{r.target}' is stale")
@@ -378,7 +409,7 @@ def scan(root: Path = REPO) -> Report:
             changed[page] = new
     for src in sources.files.values():
         errors += src.errors
-    used = {(r.target.partition(":")[0], r.target.partition(":")[2]) for r in regions}
+    used = {(r.source.partition(":")[0], r.source.partition(":")[2]) for r in regions}
     unused = []
     for path, src in sorted(sources.files.items()):
         for name, (start, end) in src.marker_lines.items():
@@ -404,7 +435,7 @@ def listing(root: Path = REPO) -> list[str]:
     sources = Sources(root)
     shown: dict[str, list[str]] = {}
     for r in report.regions:
-        shown.setdefault(r.target, []).append(f"{r.page}:{r.line}")
+        shown.setdefault(r.source, []).append(f"{r.page}:{r.line}")
     out = []
     for path, src in sorted(sources.files.items()):
         for name, sec in src.sections.items():

@@ -1,21 +1,35 @@
 """A real headless browser for tests: Debian's Chromium driven by Selenium, the network shut off.
 
 Used by the docs-site test (``tests/test_docs_site.py``) and meant for every web test
-(Phase 9's chat page too). What it gives, in three pieces that fixtures combine:
+(Phase 9's chat page too). The pieces:
 
 - ``serve_directory(path)``: a static HTTP server on 127.0.0.1 on a free port, in a
-  thread, stopped on exit (``with serve_directory(site) as url: ...``).
-- ``BlockingProxy``: every request that is not for the local machine goes to this proxy,
-  which records it and refuses it. The browser therefore works exactly as it would
-  offline, and a test can assert that a page asked for nothing outside (``outside``).
+  thread, stopped on exit (``with serve_directory(site) as url: ...``). A test of a
+  server of its own (Phase 9) starts that server on 127.0.0.1 instead.
+- ``BlockingProxy``: Chromium sends every request that is not for the loopback interface
+  to this proxy, which records it and refuses it: the browser works exactly as it would
+  offline, whatever the machine can reach.
 - ``Browser``: Chromium with the flags a closed network needs, a fresh profile, the proxy
-  above, and helpers (``open``, ``wait_for``, ``js``, ``screenshot``).
+  above, and helpers: ``open``, ``wait_for`` (poll a JavaScript expression), ``js``,
+  ``text``, ``outside`` (what the page asked of other hosts), ``failed_requests``,
+  ``console_errors``, ``screenshot``; ``shadow_svg_sizes`` looks into closed shadow roots.
+- Fixtures: ``browser_session`` (one Chromium per test session) and ``browser`` (that
+  browser on a blank page with its request log cleared, and a screenshot of the page,
+  path printed, when the test fails). Import them where they are needed::
+
+      from tests.browser import browser, browser_session  # noqa: F401  (fixtures)
+
+      def test_chat_page(browser, chat_server_url):
+          browser.open(chat_server_url)
+          browser.wait_for("return document.querySelector('#reply')?.innerText", timeout=30)
+          assert browser.outside == [] and browser.console_errors() == []
 
 Chromium is ``/usr/bin/chromium`` with ``/usr/bin/chromedriver`` (Debian packages
-``chromium`` and ``chromium-driver``, which CI installs; ADR 0003), or the paths in
-``CHROMIUM`` / ``CHROMEDRIVER``. ``find_chromium()`` says why a browser is unusable;
-the ``browser`` fixture (``tests/conftest.py``) skips on that locally and fails under
-``CI=true``. Selenium is told both paths, so its driver manager never goes online.
+``chromium`` and ``chromium-driver``, which ``.ci/run`` installs; ADR 0003), or the paths
+in ``CHROMIUM`` / ``CHROMEDRIVER``. ``find_chromium()`` says why a browser is unusable;
+the fixtures skip on that locally and fail under ``CI=true``. Selenium is given both
+paths, so its driver manager never goes online. ``BROWSER_SCREENSHOTS=DIR`` keeps the
+failure screenshots in DIR (default: pytest's temporary folder).
 
 Left out: other browsers, a visible window, downloads.
 """
@@ -355,7 +369,8 @@ def shadow_svg_sizes(browser: Browser, host_class: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------- pytest fixtures
-# tests/conftest.py imports these; a conftest elsewhere (phases/phase9_serving/) can do the same:
+# A test module or a conftest.py makes them available by importing them (the docs test does;
+# the root conftest.py can, for every test):
 #     from tests.browser import browser, browser_session  # noqa: F401  (fixtures)
 
 import pytest  # noqa: E402  (only the fixtures need pytest)

@@ -1,10 +1,7 @@
-"""Fixtures for project-level tests: a tiny corpus built once per session, a headless browser."""
+"""Fixtures for project-level tests: a tiny corpus built once per session."""
 from __future__ import annotations
 
 import pytest
-
-# A real headless Chromium with the network shut off, for web tests (see tests/browser.py).
-from tests.browser import browser, browser_session  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import require_chromium, serve_directory, shadow_svg_sizes
+from tests.browser import browser, browser_session  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,9 +103,9 @@ def test_lesson_page_in_a_browser_offline(browser, site_url, sources, source, pa
                        ".map(e => e.innerText)")
     shown = {"\n".join(line.rstrip() for line in c.strip("\n").split("\n")) for c in shown}
     for region in regions:
-        section, why = snippets.resolve(sources, region.target)
+        section, why = snippets.resolve(sources, region.source)
         assert section is not None, why
-        assert section.code in shown, f"listing {region.target} is missing or differs from the module"
+        assert section.code in shown, f"listing {region.source} is missing or differs from the module"
     assert snippets._SCISSORS not in browser.text(".md-content"), "a raw snippet directive is shown"
 
     # 2. formulas typeset by MathJax: every arithmatex element holds MathJax output
@@ -161,3 +162,35 @@ def test_the_shipped_scripts_are_in_the_site(built_site):
                 "docs/javascripts/vendor/mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
                 "docs/javascripts/vendor/mermaid/mermaid.min.js"):
         assert (built_site / rel).is_file(), f"{rel} is not in the built site"
+
+
+@pytest.mark.slow
+def test_every_page_of_the_site_renders_offline(browser, site_url, built_site):
+    """All pages, not only the lessons (decision records and comparisons have formulas too):
+    formulas typeset, no raw TeX or directive, every local resource loaded, nothing asked of
+    another host, no console error. About a second a page."""
+    pages = sorted(p.relative_to(built_site).parent.as_posix() for p in built_site.rglob("index.html"))
+    problems = []
+    for page in pages:
+        url = site_url + ("" if page == "." else page + "/")
+        browser.open(url)
+        try:
+            browser.wait_for("const a = [...document.querySelectorAll('.md-content .arithmatex')];"
+                             "return a.every(e => e.querySelector('mjx-container'))"
+                             " && !document.querySelector('.md-content pre.mermaid');",
+                             timeout=30, what="formulas and diagrams")
+        except TimeoutError as e:
+            problems.append(f"{page}: {e}")
+        prose = browser.js("const c = document.querySelector('.md-content article');"
+                           "if (!c) return ''; const d = c.cloneNode(true);"
+                           "d.querySelectorAll('pre, code, mjx-container, script').forEach(e => e.remove());"
+                           "return d.textContent;")
+        raw = re.findall(r".{0,20}(?:\\\(|\\\[|\$\$|" + re.escape(snippets._SCISSORS) + r").{0,20}", prose)
+        if raw:
+            problems.append(f"{page}: raw TeX or directive: {raw[:3]}")
+        for what, found in (("asked another host", browser.outside), ("failed", browser.failed_requests()),
+                            ("console error", browser.console_errors())):
+            if found:
+                problems.append(f"{page}: {what}: {found[:3]}")
+    assert len(pages) > 20
+    assert not problems, "\n".join(problems)

@@ -150,16 +150,32 @@ def test_a_hand_edit_or_a_merge_conflict_inside_a_region_is_overwritten(repo):
     assert page(repo) == clean
 
 
-def test_a_section_moved_to_another_file_is_reported_with_where_it_went(repo):
-    snippets.write(repo)
+def _move_area(repo: Path, to: str) -> None:
     mod = repo / "pkg/mod.py"
     text = mod.read_text()
     start, end = text.index(f"# {S} [start:area]"), text.index(f"# {S} [end:area]") + len(f"# {S} [end:area]\n")
-    write(repo, "pkg/geometry.py", text[start:end])
+    write(repo, to, "import math\n\n\n" + text[start:end])
     mod.write_text(text[:start] + text[end:])
+
+
+def test_a_section_moved_to_another_file_is_followed(repo):
+    snippets.write(repo)
+    _move_area(repo, "pkg/geometry.py")
     problems = snippets.scan(repo).problems()
-    assert any("pkg/mod.py has no section 'area'; a section 'area' is in pkg/geometry.py" in p for p in problems)
-    assert any("pkg/geometry.py" in p and "shown on no page" in p for p in problems)
+    assert any("section 'pkg/mod.py:area' moved to pkg/geometry.py:area; --write will follow it" in p
+               for p in problems)
+    snippets.write(repo)
+    text = page(repo)
+    assert "<!-- include: pkg/geometry.py:area -->" in text and "(geometry.py#L5-L6)" in text
+    assert snippets.scan(repo).problems() == []
+
+
+def test_a_section_moved_ambiguously_is_an_error_naming_the_candidates(repo):
+    snippets.write(repo)
+    _move_area(repo, "lib/a.py")
+    write(repo, "lib2/b.py", f"# {S} [start:area]\nx = 1\n# {S} [end:area]\n")
+    problems = snippets.scan(repo).problems()
+    assert any("pkg/mod.py has no section 'area'; a section 'area' is in lib/a.py, lib2/b.py" in p for p in problems)
     # the broken region is left as it was, not emptied; the others are regenerated
     before = page(repo)
     snippets.write(repo)
