@@ -37,9 +37,13 @@ Working on the docs (contributors, read this)
   its line numbers and a link to the exact lines (``module.py#L10-L24``), readable on
   GitHub and in an editor as well as on the site.
 * **Never edit inside ``<!-- include: ... -->`` ... ``<!-- /include -->``**: edit the
-  module, then run ``--write``. Moving code between files moves its markers with it.
+  module, then run ``--write``. Moving code between files moves its markers with it;
+  ``--write`` then points the region at the new file by itself when exactly one file (of
+  the same folder first) has a section of that name, and otherwise says which files do.
 * **After a merge** (or whenever a module changed): run ``python docs/snippets.py --write``.
   A merge conflict inside a region needs no thought: keep either side, run ``--write``.
+  A conflict between a region and a directive line someone added meanwhile: keep the
+  directive, run ``--write``.
 * ``python docs/snippets.py --check`` lists stale regions, missing or broken markers and
   sections that no page shows (remove their two marker lines). The same problems fail
   ``tests/test_docs_snippets.py`` and ``mkdocs build --strict`` (here: one warning each;

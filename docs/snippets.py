@@ -5,16 +5,16 @@ of the Markdown file, written by this script from a marked section of a module:
 
     <!-- include: phases/phase0_tokenizer/bpe.py:split_pattern -->
 
-    ```python linenums="41"
+    ```python linenums="42"
     SPLIT_PATTERN = ...                  (the section's lines, dedented)
     ```
 
-    <small>[phases/phase0_tokenizer/bpe.py, lines 41–47](bpe.py#L41-L47)</small>
+    <small>[phases/phase0_tokenizer/bpe.py, lines 42–46](bpe.py#L42-L46)</small>
 
     <!-- /include -->
 
 The Markdown file holds plain code, so it reads the same on GitHub, in an editor and on
-the docs site; the link goes to the exact lines (``#L41-L47`` is GitHub's line anchor; on
+the docs site; the link goes to the exact lines (``#L42-L46`` is GitHub's line anchor; on
 the site the link is to the published file and ``mkdocs build --strict`` checks it).
 Everything between the two comments is generated: edit the module, never the region.
 
@@ -43,7 +43,10 @@ Commands (run from anywhere; the repository is the folder above this file):
 ``--write`` is idempotent (a second run changes nothing) and touches only region lines
 and directive lines. It is how listings are re-synchronised after a merge: when two
 branches both changed a module, resolve the module, take either side of any conflicting
-region (or delete the conflict markers inside it), and run ``--write``. The test
+region (or delete the conflict markers inside it), and run ``--write``. When a section
+left the file a region names (code moved), ``--write`` follows it to the one file of the
+same folder that has a section of that name, else to the one file anywhere; with several
+candidates it names them and leaves the region as it is. The test
 ``tests/test_docs_snippets.py`` and the docs build (``docs/hooks.py``) both fail with this
 command in their message while anything is stale.
 
