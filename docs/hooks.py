@@ -129,7 +129,14 @@ def collect_paths(root: Path) -> list[str]:
 
 
 def on_config(config):
-    """Make sure the shipped scripts (MathJax, mermaid) are in place, fetching them if needed."""
+    """Make sure the shipped scripts (MathJax, mermaid) are in place, fetching them if needed;
+    keep ``--strict`` strict under ``--quiet``."""
+    # `mkdocs build --strict --quiet` (as `make test` runs it) sets the "mkdocs" logger to ERROR,
+    # so warnings never reach MkDocs's strict-mode counter: a broken link or a stale listing
+    # would pass. Let warnings through (they are printed; informational lines stay quiet).
+    mkdocs_log = logging.getLogger("mkdocs")
+    if config.strict and mkdocs_log.level > logging.WARNING:
+        mkdocs_log.setLevel(logging.WARNING)
     try:
         assets.ensure(log=log.info)
     except assets.AssetError as e:

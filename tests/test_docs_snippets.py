@@ -269,3 +269,21 @@ def test_the_docs_build_warns_on_every_problem_and_renders_fresh_code(repo, capl
     page_obj = SimpleNamespace(file=SimpleNamespace(src_uri="pkg/README.md"))
     html_source = hooks.on_page_markdown(page(repo), page_obj, config, None)
     assert "def area(r):" in html_source and S not in html_source
+
+
+def test_strict_builds_stay_strict_under_quiet():
+    """`mkdocs build --strict --quiet` (make test) must still count warnings: docs/hooks.py
+    lowers the "mkdocs" logger from ERROR (what --quiet sets) to WARNING when strict."""
+    pytest.importorskip("mkdocs")
+    hooks = _load("docs_hooks_under_test_quiet", REPO / "docs" / "hooks.py")
+    hooks.assets.ensure = lambda log=None: None
+    logger = logging.getLogger("mkdocs")
+    before = logger.level
+    try:
+        logger.setLevel(logging.ERROR)
+        hooks.on_config(SimpleNamespace(strict=False))
+        assert logger.level == logging.ERROR
+        hooks.on_config(SimpleNamespace(strict=True))
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(before)
