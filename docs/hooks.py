@@ -21,7 +21,8 @@ away the files MkDocs found there and rebuilds the collection from the repositor
 
 Theme assets (added by MkDocs before ``on_files`` runs) are kept as they are.
 ``on_config`` makes sure MathJax and mermaid are in ``docs/javascripts/vendor/``
-(``docs/assets.py`` fetches them from the npm registry the first time); ``on_pre_build``
+(``docs/assets.py`` fetches them from the npm registry the first time) and keeps
+``--strict`` strict under ``--quiet`` (which would hide the warnings it counts); ``on_pre_build``
 checks every code listing of the repository (``docs/snippets.py``); ``on_page_markdown``
 shows each listing as the module has it now; ``on_serve`` watches the optional folders
 that exist.
