@@ -9,8 +9,10 @@ components here as they land.
 """
 from phases.phase0_tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation, render_for_completion
-from phases.phase0_tokenizer.common import UserError, base_dir
-from phases.phase0_tokenizer.corpus import build_embedded_corpus, ensure_embedded_corpus, iter_texts
+from phases.common.console import UserError
+from phases.common.paths import base_dir
+from phases.phase0_tokenizer.corpus import build_embedded_corpus, ensure_embedded_corpus
+from phases.phase0_tokenizer.shards import iter_texts, list_shards
 from phases.phase1_transformer.config import GPTConfig, compute_dtype, preset
 from phases.phase1_transformer.kv_cache import SimpleKVCache
 from phases.phase1_transformer.model import GPT

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from phases.phase0_tokenizer.common import run_command
+from phases.common.console import run_command
 
 EPILOG = "Files live under $MINI_NANOCHAT_BASE_DIR (default ~/.cache/mini-nanochat)."
 
@@ -163,7 +163,7 @@ def cmd_tok_train(args) -> None:
 def cmd_tok_encode(args) -> None:
     from mini_nanochat.pipeline import default_tokenizer_dir
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.common import use_color
+    from phases.common.console import use_color
     from phases.phase0_tokenizer.visualize import colorize_tokens
     text = sys.stdin.read() if args.text == "-" else args.text
     tok = BPETokenizer.load(args.tokenizer or default_tokenizer_dir())

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.common import UserError, atomic_write_text, base_dir, use_color
+from phases.common.console import UserError, use_color
+from phases.common.files import atomic_write_text
+from phases.common.paths import base_dir
 from phases.phase0_tokenizer.corpus import (build_embedded_corpus, ensure_embedded_corpus, format_report,
                                             iter_texts, list_shards)
 from phases.phase0_tokenizer.evaluate import evaluate

@@ -45,7 +45,7 @@ import torch
 
 from mini_nanochat.pipeline import default_tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.common import UserError, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
 from phases.phase0_tokenizer.visualize import display_width, token_pieces
 from phases.phase1_transformer.config import PRESETS, GPTConfig, preset
 from phases.phase1_transformer.layers import attention_mask

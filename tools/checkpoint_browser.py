@@ -40,7 +40,8 @@ except ImportError:
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import base_dir
 
 
 def _load_helper():

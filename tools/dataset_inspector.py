@@ -43,8 +43,9 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
 from phases.phase0_tokenizer.chat import ConversationError, _messages, _parts, render_conversation  # noqa: E402
-from phases.phase0_tokenizer.common import (UserError, atomic_write_text, base_dir, paint, run_command,  # noqa: E402
-                                            use_color)
+from phases.common.console import UserError, paint, run_command, use_color  # noqa: E402
+from phases.common.files import atomic_write_text
+from phases.common.paths import base_dir
 from phases.phase0_tokenizer.visualize import render_mask  # noqa: E402
 from phases.phase5_data.stream import text_column_problem  # noqa: E402
 

@@ -43,7 +43,7 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import UserError, progress, run_command  # noqa: E402
+from phases.common.console import UserError, progress, run_command  # noqa: E402
 
 KINDS = ("muon", "adamw")
 CONFIG_KEYS = {"muon": ("matrix_lr",), "adamw": ("embedding_lr", "unembedding_lr", "scalar_lr")}

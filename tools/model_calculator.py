@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from phases.phase0_tokenizer.common import UserError, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
 from phases.phase1_transformer.config import PRESETS, GPTConfig
 from phases.phase1_transformer.model import GPT
 

@@ -39,7 +39,8 @@ from mini_nanochat.pipeline import (DEMO_TEXT, TrainSettings, default_data_dir, 
                                     train_tokenizer)
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer, text_to_bytes
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import base_dir
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
 from phases.phase0_tokenizer.visualize import (colorize_tokens, display_width, merge_history, render_mask,
                                                split_characters, token_pieces, token_table)

@@ -36,7 +36,8 @@ try:  # run as `python tools/training_dashboard.py`: the repo root is not on sys
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import base_dir
 
 METRICS = "metrics.jsonl"
 SPARKS = "▁▂▃▄▅▆▇█"

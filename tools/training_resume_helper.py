@@ -39,7 +39,8 @@ except ImportError:
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import base_dir
 from phases.phase1_transformer.config import GPTConfig
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training.checkpoint import FORMAT_VERSION, sha256_file

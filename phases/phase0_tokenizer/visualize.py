@@ -24,7 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from phases.phase0_tokenizer.common import paint, use_color
+from phases.common.console import paint, use_color
 
 WHITESPACE = {" ": "·", "\t": "→", "\r": "␍", "\n": "↵"}
 # Pastel backgrounds (256-colour codes) with black text: readable on dark and light

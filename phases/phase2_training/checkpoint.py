@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 
 FORMAT_VERSION = 1
 STEP_PREFIX = "step_"

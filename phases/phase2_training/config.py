@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.config import GPTConfig
 
 if sys.version_info >= (3, 11):

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phases.phase0_tokenizer.common import UserError, atomic_path, base_dir, progress
-from phases.phase0_tokenizer.corpus import iter_texts, list_shards
+from phases.common.console import UserError, progress
+from phases.common.files import atomic_path
+from phases.common.paths import base_dir
+from phases.phase0_tokenizer.shards import iter_texts, list_shards
 
 
 def _fingerprint(tokenizer_file: Path, data_dir: Path, split: str) -> str:

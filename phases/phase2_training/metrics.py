@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError, atomic_write_text
+from phases.common.console import UserError
+from phases.common.files import atomic_write_text
 
 GPU_PEAK_BF16 = {  # dense bf16 FLOP/s by device-name substring (first match wins)
     "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "H200 NVL": 836e12, "H200": 989e12,

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.common import UserError, base_dir
+from phases.common.console import UserError
+from phases.common.paths import base_dir
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.config import GPTConfig
 from phases.phase1_transformer.model import GPT
 

@@ -22,7 +22,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
 from phases.phase2_training import train as p2train
@@ -231,7 +231,7 @@ def train(cfg: MuonTrainConfig, resume: bool = False, show_progress: bool = True
 
 
 if __name__ == "__main__":
-    from phases.phase0_tokenizer.common import run_command
+    from phases.common.console import run_command
 
     def main():
         cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)

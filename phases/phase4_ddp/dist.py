@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase2_training.train import Runtime
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -212,7 +212,7 @@ class FaultyLoader:
 
 def report_and_exit(fn) -> int:
     """Run ``fn``; a failure prints one line (and the traceback) and returns a non-zero status."""
-    from phases.phase0_tokenizer.common import run_command
+    from phases.common.console import run_command
     try:
         return run_command(fn)
     except Exception:                                      # a bug: keep the traceback, exit 1

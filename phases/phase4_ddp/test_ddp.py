@@ -79,7 +79,7 @@ def test_accumulation_keeps_the_total_batch(world):
 
 
 def test_a_batch_the_ranks_cannot_split_is_a_clear_error():
-    from phases.phase0_tokenizer.common import UserError
+    from phases.common.console import UserError
     from phases.phase2_training.config import TrainConfig
     with pytest.raises(UserError, match="world_size = 4 x 32 x 3"):
         p2derive(TrainConfig(device_batch_size=4, sequence_len=32, total_batch_size=1024), 512, 3)
@@ -136,7 +136,7 @@ def test_loading_a_full_state_keeps_this_ranks_slice(zero):
 
 
 def test_config_errors_are_clear(trainer):
-    from phases.phase0_tokenizer.common import UserError
+    from phases.common.console import UserError
     with pytest.raises(UserError, match="grad_sync must be zero or ddp"):
         trainer.check(trainer.DistTrainConfig(grad_sync="fsdp"))
     with pytest.raises(UserError, match="kind must be hang, kill or raise"):

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase2_training import config as p2config
 from phases.phase2_training import train as p2train
 from phases.phase2_training.train import Recipe, RunResult

@@ -46,7 +46,7 @@ def grouped_dir(tiny_data, tmp_path_factory):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from phases.phase0_tokenizer.corpus import iter_texts
+    from phases.phase0_tokenizer.shards import iter_texts
     texts = list(iter_texts(tiny_data["data_dir"], "all"))
     out = tmp_path_factory.mktemp("grouped")
     per = -(-len(texts) // 4)

@@ -44,7 +44,8 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from phases.phase0_tokenizer.common import UserError, base_dir, progress, run_command
+from phases.common.console import UserError, progress, run_command
+from phases.common.paths import base_dir
 from phases.phase5_data.stream import text_column_problem
 
 DATASETS = {  # repo id -> number of shards (the last one is validation)

@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
 from phases.phase2_training.config import TrainConfig
 from phases.phase2_training.train import Recipe

@@ -40,7 +40,7 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase0_tokenizer.corpus import list_shards
 
 TOKENIZER_BATCH = 128  # documents per tokenizer call: big enough to amortise the call, small enough to stream

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.phase5
 
 
 def _paths(d, split="train"):
-    from phases.phase0_tokenizer.corpus import list_shards
+    from phases.phase0_tokenizer.shards import list_shards
     return list_shards(d, split)
 
 

@@ -35,8 +35,10 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
-from phases.phase0_tokenizer.common import base_dir, cpu_model  # noqa: E402
-from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
+from phases.common.paths import base_dir  # noqa: E402
+from phases.phase0_tokenizer.corpus import ensure_embedded_corpus  # noqa: E402
+from phases.phase0_tokenizer.shards import iter_texts  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
 from phases.phase5_data.loader import PackedLoader  # noqa: E402

@@ -85,7 +85,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase1_transformer.config import GPTConfig, preset  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 

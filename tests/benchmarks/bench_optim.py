@@ -44,7 +44,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase2_training.config import parse_overrides  # noqa: E402
 from phases.phase2_training import train as p2train  # noqa: E402
 from phases.phase3_optimizers import train as p3train  # noqa: E402
@@ -125,7 +125,8 @@ def sweep(config, base: dict, tmp: str, steps: int, grids: dict, seeds: list[int
 
 def tiny_world(tmp: str) -> dict:
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
+    from phases.phase0_tokenizer.corpus import build_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
     info = build_embedded_corpus(Path(tmp) / "data", packages=(), stdlib_modules=("json", "textwrap"),
                                  shard_chars=100_000, show_progress=False)
     BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(Path(tmp) / "tokenizer")

@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase2_training.config import parse_overrides  # noqa: E402
 from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
 from mini_nanochat.pretrain import pretrain as train  # noqa: E402  (the demo as `make demo` runs it)

@@ -1,4 +1,4 @@
-"""Tokenizer evaluation: how many bytes of text one token carries, per genre, vs rustbpe.
+"""Tokenizer compression: how many bytes of text one token carries, per genre, vs rustbpe.
 
 Compression (bytes per token, higher is better) is the number that matters for a
 tokenizer: the model reads a fixed number of tokens per step, so more bytes per
@@ -16,7 +16,7 @@ two columns should agree; any difference would point at a bug.
 What it leaves out: GPT-2 / GPT-4 columns (their vocabularies must be downloaded,
 and the project runs offline), and perplexity-based evaluation (Phase 7).
 
-Run: ``mini-nanochat tokenizer eval`` (or ``python -m phases.phase0_tokenizer.evaluate``).
+Run: ``mini-nanochat tokenizer eval`` (or ``python -m phases.phase0_tokenizer.compression``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from phases.phase0_tokenizer.common import paint
+from phases.common.console import paint
+from phases.phase0_tokenizer.merges import text_to_bytes
 
 GENRES: dict[str, str] = {
     "prose": (
@@ -95,7 +96,7 @@ class EvalReport:
 def _count(encode: Callable[[str], Sequence[int]], texts: Iterable[str]) -> tuple[int, int]:
     nbytes = ntok = 0
     for t in texts:
-        nbytes += len(t.encode("utf-8", "surrogatepass"))
+        nbytes += len(text_to_bytes(t))
         ntok += len(encode(t))
     return nbytes, ntok
 
@@ -159,10 +160,12 @@ def format_report(report: EvalReport, color: bool = False) -> str:
 
 
 if __name__ == "__main__":
+    from phases.common.paths import data_dir
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts
+    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
 
-    info = ensure_embedded_corpus()
+    info = ensure_embedded_corpus(data_dir())
     train = lambda: iter_texts(info.out_dir, "train", max_chars=5_000_000)  # noqa: E731
     tok = BPETokenizer.train(train(), vocab_size=4096)
     print(format_report(evaluate(tok, list(iter_texts(info.out_dir, "val")), train)))
