@@ -2,8 +2,9 @@
 
 - ``UserError``: raised for mistakes a user can fix (bad flag, missing file); command-line
   entry points run through ``run_command``, which prints ``error: <message>`` without a
-  traceback and exits with status 2.
-- ``use_color`` / ``paint``: ANSI colour that respects ``NO_COLOR`` and pipes.
+  traceback and exits with status 2. ``positive_int`` is the argparse type for counts.
+- ``use_color`` / ``paint``: ANSI colour that respects ``NO_COLOR`` and pipes;
+  ``duration``: a time span for people (``12.3s``, ``1:02:03``).
 - ``progress``: a tqdm progress bar on stderr (redrawn in place on a terminal, a few plain
   lines when piped, silent when disabled).
 
@@ -45,6 +46,33 @@ def run_command(fn: Callable[[], object]) -> int:
     return 0
 
 
+def command(description: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None,
+            runner: Callable[[Callable[[], object]], int] = run_command) -> int:
+    """``python -m phases.…``: parse ``add_arguments``' flags (plus ``--no-progress``), call ``run(args)``.
+
+    Every runnable module exposes ``add_arguments(parser)`` / ``run(args)``; ``mini-nanochat``
+    mounts the same pair as a subcommand, so both command lines behave the same.
+    """
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    return runner(lambda: run(args))
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number > 0 (``1_000`` allowed); anything else is a usage error."""
+    import argparse
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def cpu_model() -> str:
     """The CPU's model name (benchmarks state the hardware next to every figure)."""
     import platform
@@ -55,6 +83,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def duration(seconds: float | None) -> str:
+    """A time span for people: ``12.3s`` under a minute, else ``H:MM:SS`` (``unknown`` for None)."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 60:
+        return f"{max(0.0, seconds):.1f}s"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def use_color(stream: TextIO | None = None, force: bool | None = None) -> bool:

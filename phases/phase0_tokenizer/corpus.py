@@ -47,7 +47,7 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from phases.common.console import UserError, progress, run_command
+from phases.common.console import UserError, command, progress
 from phases.common.files import atomic_write_text
 from phases.common.paths import data_dir
 from phases.phase0_tokenizer import shards as shard_format
@@ -435,10 +435,4 @@ def run(args) -> CorpusInfo:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the embedded (offline) docstring corpus.")
-    add_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parsed = parser.parse_args()
-    sys.exit(run_command(lambda: run(parsed)))
+    sys.exit(command("Build the embedded (offline) docstring corpus.", add_arguments, run))

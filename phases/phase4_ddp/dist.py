@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from phases.common.console import UserError
-from phases.phase2_training.train import Runtime
+from phases.common.console import UserError, run_command
+from phases.phase2_training.recipe import Runtime
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -121,8 +121,8 @@ class DistRuntime(Runtime):
     """Phase 2's loop hooks with real collectives; ``grad_sync`` picks who averages gradients."""
 
     def __init__(self, world: World, grad_sync: str = "zero"):
+        super().__init__(world.rank, world.world_size)
         self.world, self.grad_sync = world, grad_sync
-        self.rank, self.world_size = world.rank, world.world_size
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
     # --8<-- [start:ddp]
@@ -212,7 +212,6 @@ class FaultyLoader:
 
 def report_and_exit(fn) -> int:
     """Run ``fn``; a failure prints one line (and the traceback) and returns a non-zero status."""
-    from phases.common.console import run_command
     try:
         return run_command(fn)
     except Exception:                                      # a bug: keep the traceback, exit 1

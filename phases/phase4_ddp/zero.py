@@ -65,11 +65,9 @@ all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_te
 class ZeroMuonAdamW(MuonAdamW):
     """MuonAdamW whose state and update are sharded across the ranks of the process group."""
 
-    def __init__(self, param_groups: list[dict], rank: int | None = None, world_size: int | None = None):
+    def __init__(self, param_groups: list[dict], rank: int, world_size: int):
         super().__init__(param_groups)
-        on = dist.is_available() and dist.is_initialized()
-        self.rank = rank if rank is not None else (dist.get_rank() if on else 0)
-        self.world = world_size if world_size is not None else (dist.get_world_size() if on else 1)
+        self.rank, self.world = rank, world_size       # told by the recipe (the Runtime), never guessed
         self.comm = CommCounter()
         self.shard_state: dict = defaultdict(dict)    # optimizer state of this rank's shards
         self.shards: dict[tuple[int, int], object] = {}
@@ -252,7 +250,7 @@ if __name__ == "__main__":
             groups = [{"kind": "muon", "params": params[:3], "lr": 0.02},
                       {"kind": "adamw", "params": params[3:], "lr": 0.01}]
             ref = [p.detach().clone().requires_grad_() for p in params]
-            sharded = ZeroMuonAdamW(groups)
+            sharded = ZeroMuonAdamW(groups, world.rank, world.world_size)
             plain = MuonAdamW([{**groups[0], "params": ref[:3]}, {**groups[1], "params": ref[3:]}])
             for p, q in zip(params, ref):
                 p.grad = torch.full_like(p, float(world.rank))     # ranks disagree; the mean is used
