@@ -23,10 +23,8 @@ from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
 from phases.phase0_tokenizer.compression import evaluate_folder
 from phases.phase0_tokenizer.corpus import build_embedded_corpus, format_report
 from phases.phase0_tokenizer.trainer import TrainSettings, load_train_settings, train_tokenizer
-from phases.phase0_tokenizer.visualize import colorize_tokens
+from phases.phase0_tokenizer.visualize import SAMPLE_TEXT, colorize_tokens
 
-DEMO_TEXT = ("Hello world! The tokenizer splits text into pieces: it's 2025, "
-             "naïve café 🙂 日本語.\n    def f(x): return x ** 2")
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cpu_demo.toml"
 
 
@@ -91,9 +89,9 @@ def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = 
     print(evaluate_folder(tok_dir, Path(info.out_dir), color=color))
 
     print("\n== 4/5 tokenization of a sample (each colour is one token; · is a space, ↵ a newline)")
-    ids = tok.encode(DEMO_TEXT)
+    ids = tok.encode(SAMPLE_TEXT)
     print(colorize_tokens(tok, ids, color=color))
-    print(f"{len(DEMO_TEXT.encode())} bytes -> {len(ids)} tokens")
+    print(f"{len(SAMPLE_TEXT.encode())} bytes -> {len(ids)} tokens")
     print(f"\n== 5/5 pretraining a tiny GPT ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
     val_bpb, _ = pretrain_demo(fresh=fresh, show_progress=show_progress, iterations=iterations)
     print(f"validation bits per byte: {val_bpb:.4f}")

@@ -39,13 +39,18 @@ except ImportError:
     tiktoken = None
 
 # --8<-- [start:special_tokens]
-SPECIAL_TOKENS = (
-    "<|bos|>",             # begins every document; the only special token pretraining sees
-    "<|user_start|>", "<|user_end|>",
-    "<|assistant_start|>", "<|assistant_end|>",
-    "<|python_start|>", "<|python_end|>",    # the assistant calls the python tool
-    "<|output_start|>", "<|output_end|>",    # the tool's output comes back
-)
+SPECIAL_TOKEN_PURPOSES = {  # name -> what it is for; their ids follow the merges, in this order
+    "<|bos|>": "begins every document; the only special token pretraining sees",
+    "<|user_start|>": "opens a user turn",
+    "<|user_end|>": "closes a user turn",
+    "<|assistant_start|>": "opens an assistant turn (at inference the model writes after it)",
+    "<|assistant_end|>": "closes an assistant turn: the model learns to stop with it",
+    "<|python_start|>": "the assistant starts a python tool call",
+    "<|python_end|>": "the tool call ends; the engine runs it",
+    "<|output_start|>": "the tool's output begins (written by the engine, not the model)",
+    "<|output_end|>": "the tool's output ends",
+}
+SPECIAL_TOKENS = tuple(SPECIAL_TOKEN_PURPOSES)
 # --8<-- [end:special_tokens]
 
 FORMAT = "mini-nanochat-bpe"

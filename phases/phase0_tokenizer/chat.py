@@ -93,11 +93,25 @@ def _parts(content: Any, index: int) -> list[tuple[str, str]]:
     return parts
 
 
+def check_conversation(conversation: Any) -> list[dict]:
+    """The messages, checked as ``render_conversation`` checks them (no tokenizer needed).
+
+    A ``ConversationError`` names the first problem; the dataset inspector lists them.
+    """
+    messages = _messages(conversation)
+    for i, m in enumerate(messages):
+        if m["role"] == "user" and not isinstance(m["content"], str):
+            raise ConversationError(f"message {i}: user content must be a string, got {type(m['content']).__name__}")
+        if m["role"] == "assistant":
+            _parts(m["content"], i)
+    return messages
+
+
 # --8<-- [start:render_conversation]
 def render_conversation(tokenizer: Tokenizer, conversation: Any,
                         max_tokens: int = 2048) -> tuple[list[int], list[int]]:
     """Return ``(ids, mask)`` of equal length; ``mask[i] == 1`` where the loss applies."""
-    messages = _messages(conversation)
+    messages = check_conversation(conversation)
     sp = tokenizer.encode_special
     ids: list[int] = []
     mask: list[int] = []
@@ -109,9 +123,6 @@ def render_conversation(tokenizer: Tokenizer, conversation: Any,
     add([sp("<|bos|>")], 0)
     for i, m in enumerate(messages):
         if m["role"] == "user":
-            if not isinstance(m["content"], str):
-                raise ConversationError(f"message {i}: user content must be a string, "
-                                        f"got {type(m['content']).__name__}")
             add([sp("<|user_start|>")], 0)
             add(tokenizer.encode(m["content"]), 0)
             add([sp("<|user_end|>")], 0)

@@ -28,6 +28,8 @@ from typing import Sequence
 from phases.common.console import paint, use_color
 
 WHITESPACE = {" ": "·", "\t": "→", "\r": "␍", "\n": "↵"}
+SAMPLE_TEXT = ("Hello world! The tokenizer splits text into pieces: it's 2025, "   # prose, numbers,
+               "naïve café 🙂 日本語.\n    def f(x): return x ** 2")               # accents, emoji, code
 # Pastel backgrounds (256-colour codes) with black text: readable on dark and light
 # terminals; six, so neighbours always differ and the pattern does not look like meaning.
 BACKGROUNDS = ("30;48;5;217", "30;48;5;151", "30;48;5;223", "30;48;5;153", "30;48;5;183", "30;48;5;158")

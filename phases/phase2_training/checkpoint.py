@@ -26,8 +26,8 @@ With several ranks (Phase 4) rank 0 writes one checkpoint; a sharded optimizer f
 gathers its state into the single-process layout, so any world size can resume it.
 
 Reading a run back (Phases 6-9 and the tools): ``find_checkpoint(run, step=None)`` accepts a
-run name, a run folder, its ``checkpoints/`` folder or one step folder and returns the newest
-good checkpoint (or the one at ``step``); ``read_meta`` its meta.json; ``load_model(run,
+run name, a run folder, its ``checkpoints/`` folder, one step folder or ``RUN@STEP`` and
+returns the newest good checkpoint (or the one at ``step``); ``read_meta`` its meta.json; ``load_model(run,
 device)`` returns ``(GPT, tokenizer, meta)`` ready to generate with. They are the only
 readers of this format.
 
@@ -358,13 +358,30 @@ def resolve_run(path_or_run: str | os.PathLike) -> Path:
     return p
 
 
+def split_spec(spec: str | os.PathLike) -> tuple[str, int | None]:
+    """``"cpu_demo@200"`` -> ``("cpu_demo", 200)``; anything without ``@STEP`` -> ``(spec, None)``."""
+    run, sep, step = str(spec).rpartition("@")
+    return (run, int(step)) if sep and step.isdigit() else (str(spec), None)
+
+
+def step_folder(path_or_run: str | os.PathLike, step: int) -> Path:
+    """The folder of step ``step`` of a run (it must exist; the error lists the steps there are)."""
+    folder = step_dir(resolve_run(path_or_run) / "checkpoints", step)
+    if not folder.is_dir():
+        have = ", ".join(p.name for p in list_checkpoints(folder.parent)) or "none"
+        raise UserError(f"{folder.parent.parent} has no checkpoint at step {step}; it has: {have}")
+    return folder
+
+
 # --8<-- [start:load_model]
 def find_checkpoint(path_or_run: str | os.PathLike, step: int | None = None) -> Checkpoint:
-    """The newest good checkpoint of a run, or the one named (a step folder, or ``step``).
+    """The newest good checkpoint of a run, or the one named (a step folder, ``RUN@STEP`` or ``step``).
 
     Accepts a step folder (``.../checkpoints/step_000250``), a ``checkpoints/`` folder, a
     run folder, or a bare run name (looked up under ``<base>/runs``).
     """
+    path_or_run, at = split_spec(path_or_run)
+    step = step if step is not None else at
     given = Path(path_or_run).expanduser()
     if not given.exists() and len(given.parts) == 1:
         given = run_dir(given.name)           # a run name
@@ -372,11 +389,7 @@ def find_checkpoint(path_or_run: str | os.PathLike, step: int | None = None) -> 
         raise UserError(f"no run or checkpoint at {path_or_run} (a run name, run folder or step folder; "
                         "runs are made by training, Phase 2: `mini-nanochat pretrain`)")
     if step is not None:
-        folder = step_dir(resolve_run(given) / "checkpoints", step)
-        if not folder.is_dir():
-            have = ", ".join(p.name for p in list_checkpoints(folder.parent)) or "none"
-            raise UserError(f"{folder.parent.parent} has no checkpoint at step {step}; it has: {have}")
-        return verify_checkpoint(folder)
+        return verify_checkpoint(step_folder(given, step))
     if (given / "meta.json").exists():
         return verify_checkpoint(given)                     # one step folder: exactly this one
     ckpts = given / "checkpoints" if (given / "checkpoints").is_dir() else given
@@ -393,11 +406,13 @@ def read_meta(path_or_run: str | os.PathLike, step: int | None = None) -> dict:
 
 
 def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None, step: int | None = None):
+               dtype: torch.dtype | None = None, step: int | None = None,
+               tokenizer: str | os.PathLike | None = None):
     """``(GPT, tokenizer, meta)`` of a checkpoint, in eval mode on ``device``.
 
     The tokenizer is the one the run trained with: a copy in the run folder if there is
-    one, else the file named in ``meta.json``; its vocabulary must match the model's.
+    one, else the file named in ``meta.json`` (or ``tokenizer``, a folder or file, when
+    given); its vocabulary must match the model's.
     """
     from phases.phase0_tokenizer.bpe import BPETokenizer
     from phases.phase1_transformer.config import GPTConfig
@@ -412,6 +427,9 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     candidates = [ckpt.path.parent.parent / "tokenizer.json"]
     if meta.get("tokenizer"):
         candidates.append(Path(meta["tokenizer"]))
+    if tokenizer is not None:
+        given = Path(tokenizer).expanduser()
+        candidates = [given / "tokenizer.json" if given.is_dir() else given]
     tok_file = next((c for c in candidates if c.is_file()), None)
     if tok_file is None:
         raise UserError(f"the tokenizer of {ckpt.path} is gone (looked for {', '.join(map(str, candidates))})")

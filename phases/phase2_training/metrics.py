@@ -66,6 +66,19 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
     return measure_matmul_peak(device, dtype)
 
 
+def debias(ema: float, step: int, beta: float = 0.9) -> float:
+    """An exponential moving average started at 0, corrected for that start (Adam's bias correction)."""
+    return ema / (1 - beta ** step) if step > 0 else ema
+
+
+def eta_seconds(step: int, num_iterations: int, dt: float, train_time: float = 0.0, max_seconds: float = 0.0) -> float:
+    """Training time left: the steps to go (or the time budget left, if sooner) at ``dt`` seconds a step."""
+    remaining = num_iterations - step
+    if max_seconds > 0:
+        remaining = min(remaining, (max_seconds - train_time) / max(dt, 1e-9))
+    return max(0.0, remaining) * dt
+
+
 def metrics_path(run: str | os.PathLike) -> Path:
     """``<run>/metrics.jsonl`` for a run folder; a path to the file itself is returned as is."""
     run = Path(run)

@@ -43,6 +43,11 @@ def lr_multiplier(step: int, num_iterations: int, warmup_steps: int = 40,
 # --8<-- [end:lr_multiplier]
 
 
+def is_last_step(step: int, num_iterations: int, train_time: float = 0.0, max_seconds: float = 0.0) -> bool:
+    """The run's horizon: ``num_iterations`` steps, or its time budget (``max_seconds`` > 0), whichever first."""
+    return step >= num_iterations or (max_seconds > 0 and train_time >= max_seconds)
+
+
 def warmdown_start(num_iterations: int, warmdown_ratio: float) -> int:
     """The first step whose multiplier is below 1 (``num_iterations`` when there is no warmdown)."""
     return num_iterations - round(warmdown_ratio * num_iterations) + 1

@@ -39,9 +39,9 @@ from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
 from phases.phase2_training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from phases.phase2_training.config import Plan, TrainConfig, parse_overrides
 from phases.phase2_training.evaluate import evaluate_bpb, sample, token_byte_lengths
-from phases.phase2_training.metrics import MetricsLog, StepTimer, peak_flops
+from phases.phase2_training.metrics import MetricsLog, StepTimer, debias, eta_seconds, peak_flops
 from phases.phase2_training.recipe import Recipe, data_state_for
-from phases.phase2_training.schedule import lr_multiplier
+from phases.phase2_training.schedule import is_last_step, lr_multiplier
 
 
 @dataclass
@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
             timer.message(f"stopped after step {step} (stop_after_step); --resume continues the run")
             result.stopped = True
             break
-        last = step >= cfg.num_iterations or (cfg.max_seconds > 0 and loop["train_time"] >= cfg.max_seconds)
+        last = is_last_step(step, cfg.num_iterations, loop["train_time"], cfg.max_seconds)
         # -- evaluate, sample, save (never counted as training time) ----------------------
         if last or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
             model.eval()
@@ -251,17 +251,15 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         step += 1
         loop["train_time"] += dt
         loop["smooth_loss"] = 0.9 * loop["smooth_loss"] + 0.1 * train_loss
-        smooth = loop["smooth_loss"] / (1 - 0.9 ** step)          # debiased EMA
+        smooth = debias(loop["smooth_loss"], step)                # the EMA, corrected for its 0 start
         tok_per_s = plan.total_batch_size / dt
         mfu = plan.flops_per_token * tok_per_s / peak
-        remaining = cfg.num_iterations - step
-        if cfg.max_seconds > 0:
-            remaining = min(remaining, (cfg.max_seconds - loop["train_time"]) / max(dt, 1e-9))
         record = {"event": "step", "step": step, "loss": train_loss, "smooth_loss": smooth, "lrm": lrm,
                   "dt": dt, "tok_per_s": tok_per_s, "mfu": mfu, "train_time": loop["train_time"],
                   "tokens": step * plan.total_batch_size}
         log.write(record)
-        timer.step(step, cfg.num_iterations, smooth, lrm, dt, tok_per_s, mfu, max(0.0, remaining) * dt)
+        timer.step(step, cfg.num_iterations, smooth, lrm, dt, tok_per_s, mfu,
+                   eta_seconds(step, cfg.num_iterations, dt, loop["train_time"], cfg.max_seconds))
         result.tok_per_s, result.mfu = tok_per_s, mfu
     timer.close()
     log.close()
