@@ -87,7 +87,7 @@ def _nulls(pf: pq.ParquetFile) -> str | None:
     return None
 
 
-def _check(path: Path) -> tuple[pq.ParquetFile | None, str, str | None]:
+def _check(path: Path, allow_null: bool = False) -> tuple[pq.ParquetFile | None, str, str | None]:
     """(the opened file, verb, what is wrong) for a message "<path> <verb> <what>"; what = None if fine."""
     try:
         if path.stat().st_size == 0:
@@ -95,7 +95,7 @@ def _check(path: Path) -> tuple[pq.ParquetFile | None, str, str | None]:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         return None, "is", f"not a readable parquet file ({e}); delete it and download or build it again"
-    return pf, "has", _text_column(pf.schema_arrow) or _nulls(pf)
+    return pf, "has", _text_column(pf.schema_arrow) or (None if allow_null else _nulls(pf))
 
 
 def shard_problem(path: str | os.PathLike) -> str | None:
@@ -103,9 +103,12 @@ def shard_problem(path: str | os.PathLike) -> str | None:
     return _check(Path(path))[2]
 
 
-def open_shard(path: str | os.PathLike) -> pq.ParquetFile:
-    """Open a shard after checking it; a ``UserError`` names the file and what is wrong with it."""
-    pf, verb, problem = _check(Path(path))
+def open_shard(path: str | os.PathLike, allow_null: bool = False) -> pq.ParquetFile:
+    """Open a shard after checking it; a ``UserError`` names the file and what is wrong with it.
+
+    ``allow_null``: open a shard with null rows anyway (the dataset inspector lists them).
+    """
+    pf, verb, problem = _check(Path(path), allow_null)
     if problem:
         raise UserError(f"{path} {verb} {problem}")
     return pf
@@ -115,14 +118,16 @@ def open_shard(path: str | os.PathLike) -> pq.ParquetFile:
 # Reading
 
 
-def read_row_group(path: str | os.PathLike, index: int, pf: pq.ParquetFile | None = None) -> list[str]:
-    """The documents of one row group; a damaged page or a null row is a ``UserError`` naming both."""
+def read_row_group(path: str | os.PathLike, index: int, pf: pq.ParquetFile | None = None,
+                   allow_null: bool = False) -> list[str]:
+    """The documents of one row group; a damaged page or a null row is a ``UserError`` naming both
+    (``allow_null``: null rows come back as None instead)."""
     try:
         texts = (pf or pq.ParquetFile(path)).read_row_group(index, columns=["text"]).column("text").to_pylist()
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{path}: row group {index} cannot be read ({e}); "
                         "the shard is corrupt: delete it and download it again") from None
-    if any(t is None for t in texts):
+    if not allow_null and any(t is None for t in texts):
         raise UserError(f"{path}: row group {index} has null text rows; every row must hold a document")
     return texts
 

@@ -11,8 +11,9 @@
 - ``StepTimer`` prints the training line: step, debiased EMA loss, LR multiplier, step
   time, tokens/s, MFU, ETA — redrawn in place on a terminal, every ``log_every`` steps
   otherwise.
-- ``peak_flops``: the denominator of MFU. On a known GPU, its dense bf16 peak (nanochat's
-  table); otherwise a matmul peak measured on the spot, so "MFU" on a CPU means "share of
+- ``peak_flops``: the denominator of MFU. On a known GPU (``GPUS``: peak and memory, which the
+  model calculator reads too), its dense bf16 peak (nanochat's table); otherwise a matmul peak
+  measured on the spot, so "MFU" on a CPU means "share of
   what this machine's matmul reaches", stated as such.
 
 What it leaves out: a web dashboard (``tools/training_dashboard.py`` renders the file).
@@ -33,10 +34,10 @@ from phases.common.console import UserError, duration
 from phases.common.files import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
-GPU_PEAK_BF16 = {  # dense bf16 FLOP/s by device-name substring (first match wins)
-    "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "H200 NVL": 836e12, "H200": 989e12,
-    "A100": 312e12, "L40S": 362e12, "L4": 121e12, "GB200": 2.5e15, "B200": 2.25e15,
-    "MI300X": 1.3074e15, "RTX 4090": 165.2e12, "RTX 5090": 209.5e12,
+GPUS = {  # device-name substring -> (dense bf16 FLOP/s: nanochat's table, memory in GiB); first match wins
+    "H100 NVL": (835e12, 94), "H100 PCIe": (756e12, 80), "H100": (989e12, 80), "H200 NVL": (836e12, 141),
+    "H200": (989e12, 141), "A100": (312e12, 80), "L40S": (362e12, 48), "L4": (121e12, 24), "GB200": (2.5e15, 186),
+    "B200": (2.25e15, 180), "MI300X": (1.3074e15, 192), "RTX 4090": (165.2e12, 24), "RTX 5090": (209.5e12, 32),
 }
 
 
@@ -57,13 +58,19 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float
             return best
 
 
+def gpu_spec(name: str) -> tuple[str, float, float] | None:
+    """(table name, bf16 peak FLOP/s, GiB) of a GPU named like ``H100``, ``h100-pcie`` or a CUDA device name."""
+    squash = lambda text: text.lower().replace("-", "").replace(" ", "").replace("_", "")  # noqa: E731
+    for key, (peak, mem) in GPUS.items():
+        if squash(key) == squash(name) or key in name:
+            return key, peak, mem
+    return None
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in GPU_PEAK_BF16.items():
-            if key in name:
-                return value
-    return measure_matmul_peak(device, dtype)
+    """The denominator of MFU: a known GPU's bf16 peak, else a matmul peak measured here."""
+    spec = gpu_spec(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    return spec[1] if spec else measure_matmul_peak(device, dtype)
 
 
 def debias(ema: float, step: int, beta: float = 0.9) -> float:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from phases.common.console import UserError
+from phases.phase1_transformer.config import preset
+from phases.phase1_transformer.memory import meta_model
 from phases.phase3_optimizers.muon import MuonAdamW
 
 pytestmark = pytest.mark.phase4
@@ -60,3 +63,18 @@ def test_loading_a_full_state_keeps_this_ranks_slice(zero):
         assert torch.equal(z.state[params[4]]["exp_avg"], sd["state"][4]["exp_avg"])   # replicated: whole
         assert z.state_bytes() < sum(v.numel() * 4 for s in sd["state"].values()
                                      for v in s.values() if torch.is_tensor(v) and v.dim())
+
+
+def test_optimizer_state_per_rank(zero):
+    model = meta_model(preset("d12"))
+    n = sum(p.numel() for p in model.parameters())
+    assert zero.state_bytes_per_rank(model, "adamw")["total"] == 2 * 4 * n
+    muon = zero.state_bytes_per_rank(model, "muon")
+    matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
+    assert muon["muon_momentum"] == 4 * sum(p.numel() for p in matrices)
+    assert muon["normuon_second_moment"] == 4 * sum(max(p.shape) for p in matrices)
+    assert muon["adamw_moments"] == 8 * (n - sum(p.numel() for p in matrices))
+    sharded = zero.state_bytes_per_rank(model, "muon", world=8)
+    assert muon["total"] / 8 <= sharded["total"] < muon["total"] / 4
+    with pytest.raises(UserError):
+        zero.state_bytes_per_rank(model, "sgd")
