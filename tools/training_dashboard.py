@@ -31,7 +31,7 @@ import numpy as np
 import _view
 from phases.common.console import UserError, duration, paint, run_command, use_color
 from phases.common.paths import runs_dir
-from phases.phase2_training.checkpoint import scan_checkpoints
+from phases.phase2_training.checkpoint import META_FILE, scan_checkpoints
 from phases.phase2_training.metrics import METRICS_FILE, eta_seconds, metrics_path, read_metrics
 from phases.phase2_training.schedule import is_last_step, phase_of
 
@@ -119,7 +119,7 @@ def read_run(path: str | Path, name: str | None = None) -> Run:
     run.steps, run.evals, run.checkpoints = [steps[s] for s in sorted(steps)], sorted(evals.items()), sorted(ckpts.items())
     for c in reversed(scan_checkpoints(run.run_dir, hash=False)):   # headers only: --follow rereads it often
         if c.meta:
-            run.train_config, run.meta_path, run.checkpoint_step = c.meta.get("train_config"), c.path / "meta.json", c.step
+            run.train_config, run.meta_path, run.checkpoint_step = c.meta.get("train_config"), c.path / META_FILE, c.step
             break
     return run
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import _view
 from phases.common.console import UserError, duration, paint, run_command, use_color
-from phases.common.paths import base_dir
+from phases.common.paths import base_dir, tokenizer_dir
+from phases.phase0_tokenizer.bpe import FILENAME
 from phases.phase2_training.checkpoint import resolve_run, scan_checkpoints
 from phases.phase2_training.metrics import eta_seconds, metrics_path, read_metrics
 from phases.phase2_training.schedule import phase_of
@@ -53,7 +54,7 @@ def resume_command(run_dir: Path, meta: dict, target_steps: int | None = None) -
     saved["num_iterations"], env = target_steps or saved["num_iterations"], {}
     if not saved.get("tokenizer_dir") or not saved.get("data_dir"):  # "" = under the base dir of that time
         tok = Path(meta.get("tokenizer", ""))
-        old_base = tok.parent.parent if tok.name == "tokenizer.json" and tok.parent.name == "tokenizer" else None
+        old_base = tok.parent.parent if tok.name == FILENAME and tok.parent.name == tokenizer_dir().name else None
         if old_base is not None and old_base.resolve() != base_dir().resolve():
             env["MINI_NANOCHAT_BASE_DIR"] = str(old_base)
             notes.append(f"the run used the tokenizer and data of base dir {old_base}; the command sets it")

@@ -57,6 +57,7 @@ FORMAT_VERSION = 1
 STEP_PREFIX = "step_"
 FOLDER = re.compile(r"step_(\d+)(\.tmp-.*)?")    # a checkpoint folder, or a save a crash interrupted
 FILES = ("model.safetensors", "optim.pt")
+META_FILE = "meta.json"
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
