@@ -53,3 +53,16 @@ def test_corrupt_checkpoint_is_named_and_skipped(trainer, tiny_cfg):
         ck.verify_checkpoint(bad.parent)
     with pytest.warns(UserWarning, match="step_000008"):
         assert ck.latest_checkpoint(ckpts).step == 4  # resume falls back to the last good one
+
+
+def test_check_and_find_name_the_problem(trainer, tiny_cfg):
+    result = trainer.train(tiny_cfg.replace(num_iterations=8), show_progress=False)
+    run = result.run_dir
+    assert [c.step for c in ck.scan_checkpoints(run)] == [4, 8] and all(c.ok for c in ck.scan_checkpoints(run))
+    assert ck.find_checkpoint(f"{run}@4").step == 4 and ck.read_meta(run, step=8)["step"] == 8
+    with pytest.raises(Exception, match="no checkpoint at step 5; it has: step_000004, step_000008"):
+        ck.find_checkpoint(run, step=5)
+    (run / "checkpoints" / "step_000008" / "optim.pt").write_bytes(b"not a zip")
+    report = ck.check_checkpoint(run / "checkpoints" / "step_000008", hash=False)
+    assert report.problems == ["optim.pt is not a torch.save archive (truncated or overwritten)"]
+    assert ck.resolve_run(run / "checkpoints" / "step_000004") == run

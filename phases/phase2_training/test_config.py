@@ -52,3 +52,21 @@ def test_cli_pretrain_errors_are_clear(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
 
+
+
+def test_compose_unions_keys_without_a_diamond():
+    from dataclasses import dataclass, fields
+
+    from phases.phase2_training.config import compose
+
+    @dataclass
+    class Extra:
+        widgets: int = 3
+        num_iterations: int = 7          # a later part may change a default
+
+    Composed = compose("Composed", TrainConfig, Extra, module=__name__)
+    cfg = Composed()
+    assert isinstance(cfg, TrainConfig) and Composed.__mro__[1] is TrainConfig   # one base, no diamond
+    assert (cfg.widgets, cfg.num_iterations, cfg.depth) == (3, 7, 4)
+    assert [f.name for f in fields(Composed)][-1] == "widgets"
+    assert load_config(None, {"widgets": "5"}, cls=Composed).widgets == 5

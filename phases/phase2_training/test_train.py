@@ -124,3 +124,33 @@ def test_refuses_to_overwrite_a_run_without_resume(trainer, tiny_cfg):
     trainer.train(tiny_cfg.replace(num_iterations=4), show_progress=False)
     with pytest.raises(Exception, match="already holds checkpoints; pass --resume"):
         trainer.train(tiny_cfg.replace(num_iterations=4), show_progress=False)
+
+
+def test_recipe_hooks_are_called(tiny_cfg):
+    """make_model, extra_eval and the runtime reach the loop; extra numbers are logged with val bpb."""
+    from phases.phase1_transformer.model import GPT
+    from phases.phase2_training import train as loop
+    from phases.phase2_training.recipe import Recipe, Runtime, derive, make_data
+    seen = {"derive": [], "data": [], "model": 0, "eval": []}
+
+    def my_derive(cfg, vocab_size, runtime):
+        seen["derive"].append(runtime.world_size)
+        return derive(cfg, vocab_size, runtime)
+
+    def my_data(cfg, tok, tok_file, device, runtime, show_progress):
+        seen["data"].append(runtime.rank)
+        return make_data(cfg, tok, tok_file, device, runtime, show_progress)
+
+    def my_model(plan, device, dtype, seed):
+        seen["model"] += 1
+        return GPT.build(plan.model, device=device, dtype=dtype, seed=seed)
+
+    def my_eval(model, step):
+        seen["eval"].append(step)
+        return {"answer": 42.0}
+
+    recipe = Recipe(derive=my_derive, make_data=my_data, make_model=my_model, extra_eval=my_eval, runtime=Runtime())
+    result = loop.train(tiny_cfg.replace(num_iterations=4, eval_every=2), show_progress=False, recipe=recipe)
+    assert seen == {"derive": [1], "data": [0], "model": 1, "eval": [0, 2, 4]}
+    evals = _records(result.run_dir, "eval")
+    assert [e["answer"] for e in evals] == [42.0] * 3 and all("val_bpb" in e for e in evals)
