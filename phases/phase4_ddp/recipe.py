@@ -119,7 +119,6 @@ def train(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
 # --8<-- [end:train]
 
 
-# --8<-- [start:plan]
 def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = None) -> str:
     """What a run on ``world_size`` ranks would do, without a GPU: the model is built on meta."""
     from phases.phase1_transformer.model import GPT
@@ -129,7 +128,6 @@ def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = N
         model = GPT(plan.model)
     plan.num_params, plan.flops_per_token = model.param_counts()["total"], model.estimate_flops()
     return plan.describe() + f"\ngrad_sync: {cfg.grad_sync} on {world_size} ranks"
-# --8<-- [end:plan]
 
 
 if __name__ == "__main__":
