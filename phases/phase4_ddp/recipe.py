@@ -23,8 +23,8 @@ with any number of ranks. The command line is the one pretraining command:
 
 What it leaves out: tensor/pipeline parallelism, elastic membership changes mid-run.
 
-Run: ``python -m phases.phase4_ddp.recipe examples/cpu_ddp.toml [WORLD_SIZE]`` prints the
-plan of a run on WORLD_SIZE ranks (default 8) without any GPU.
+Run nothing here directly: ``mini-nanochat pretrain --config examples/cpu_ddp.toml --plan
+--world-size 8`` prints the plan of a run on 8 ranks without any GPU (``describe_plan``).
 """
 from __future__ import annotations
 
@@ -128,13 +128,3 @@ def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = N
         model = GPT(plan.model)
     plan.num_params, plan.flops_per_token = model.param_counts()["total"], model.estimate_flops()
     return plan.describe() + f"\ngrad_sync: {cfg.grad_sync} on {world_size} ranks"
-
-
-if __name__ == "__main__":
-    from phases.common.console import run_command
-
-    def main():
-        cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
-        print(describe_plan(cfg, int(sys.argv[2]) if len(sys.argv) > 2 else 8, vocab_size=32768))
-
-    sys.exit(run_command(main))
