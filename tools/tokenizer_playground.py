@@ -33,7 +33,7 @@ from pathlib import Path
 
 import _view
 from phases.common.console import UserError, run_command, use_color
-from phases.common.paths import base_dir, data_dir, tokenizer_dir
+from phases.common.paths import data_dir, tokenizer_dir, tool_dir
 from phases.phase0_tokenizer.bpe import FILENAME, SPECIAL_TOKEN_PURPOSES as PURPOSES, BPETokenizer
 from phases.phase0_tokenizer.chat import EXAMPLE as EXAMPLE_CHAT, ConversationError, render_conversation
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
@@ -74,7 +74,7 @@ def resolve_tokenizer(directory: Path | None, show_progress: bool) -> tuple[BPET
     main_file = tokenizer_dir() / FILENAME
     if main_file.is_file():
         return load_dir(main_file, "tokenizer")
-    small = base_dir() / PLAYGROUND_DIR
+    small = tool_dir(PLAYGROUND_DIR)
     if (small / FILENAME).is_file():
         note(f"no trained tokenizer at {main_file}; using the playground's small one "
              "(`mini-nanochat tokenizer train` makes the real one)")
