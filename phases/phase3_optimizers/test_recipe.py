@@ -5,9 +5,7 @@ through the Phase 2 loop with MuonAdamW resumes bitwise (torch.equal) on CPU flo
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
