@@ -76,9 +76,7 @@ from pathlib import Path
 
 # Runnable as a plain script from anywhere: make the repository root importable.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import phases.phase1_transformer.model  # noqa: F401
-except ImportError:
+if str(REPO_ROOT) not in sys.path:   # this checkout's phases, even if another one is installed
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402

@@ -55,9 +55,7 @@ from pathlib import Path
 
 # Runnable as a plain script from anywhere: make the repository root importable.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import phases.phase0_tokenizer.bpe  # noqa: F401
-except ImportError:
+if str(REPO_ROOT) not in sys.path:   # this checkout's phases, even if another one is installed
     sys.path.insert(0, str(REPO_ROOT))
 
 # HF tokenizers prints a warning in every forked child once its thread pool was used (our
