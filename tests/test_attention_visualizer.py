@@ -1,18 +1,17 @@
-"""Tests of tools/attention_visualizer.py: the PNG encoder, the maps, the numbers, every view.
+"""Tests of tools/attention_visualizer.py: the pictures, the maps, the numbers, every view, real runs.
 
 Every test runs with ``MINI_NANOCHAT_BASE_DIR`` pointing at a temporary folder (so no
 trained tokenizer is found unless a test makes one) and uses 2-layer models, so the file
-runs in seconds.
+runs in seconds. The checkpoint test opens a run a real (tiny) training made.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,23 +45,13 @@ def run_tool(capsys, *argv) -> tuple[int, str, str]:
 
 
 def read_png(path: Path) -> np.ndarray:
-    """A minimal decoder for what png_bytes writes: 8-bit RGB, filter 0 on every row."""
+    """An (height, width, 3) uint8 array from a PNG (Pillow: what matplotlib writes with)."""
+    from PIL import Image
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body), f"bad CRC in {kind!r}"
-        chunks[kind] = chunks.get(kind, b"") + body
-        pos += 12 + length
-    assert set(chunks) == {b"IHDR", b"IDAT", b"IEND"}
-    w, h, depth, ctype, _, _, _ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    assert (depth, ctype) == (8, 2)
-    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(h, 1 + 3 * w)
-    assert (rows[:, 0] == 0).all()                       # filter type 0 everywhere
-    return rows[:, 1:].reshape(h, w, 3)
+    image = Image.open(io.BytesIO(data))
+    assert image.mode in ("RGB", "RGBA") and (np.asarray(image)[..., 3:] == 255).all()   # opaque
+    return np.asarray(image.convert("RGB"))
 
 
 def on_colormap(rgb) -> bool:
@@ -226,21 +215,33 @@ def test_user_errors(capsys, argv, message):
     assert code == 2 and err.splitlines()[-1].startswith("error:") and message in err
 
 
-def test_checkpoint_roundtrip(tmp_path, capsys):
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    cfg = GPTConfig.from_depth(2, vocab_size=300, sequence_len=32, head_dim=16, n_kv_head=1)
-    model = GPT.build(cfg, seed=3)
-    for key, payload in (("nested", {"model_config": cfg.to_dict(), "step": 10}),
-                         ("top", {**cfg.to_dict(), "step": 10})):
-        run = tmp_path / key
-        run.mkdir()
-        safetensors_torch.save_file({f"_orig_mod.{k}": v.contiguous() for k, v in model.state_dict().items()},
-                                    str(run / "model.safetensors"))
-        (run / "config.json").write_text(json.dumps(payload))
-        loaded = av.load_model(run)
-        assert loaded.config == cfg
-        assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
-    code, out, _ = run_tool(capsys, "hello", "--checkpoint", str(tmp_path / "top"))
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_tokenized):
+    """A run directory made by a real (tiny, 3-step) training run of Phase 2's loop."""
+    from phases.phase2_training.config import TrainConfig
+    from phases.phase2_training.train import train
+    run = tmp_path_factory.mktemp("attention_run") / "run"
+    train(TrainConfig(depth=2, aspect_ratio=32, head_dim=16, sequence_len=32, device_batch_size=2, num_iterations=3,
+                      warmup_steps=1, eval_every=0, eval_tokens=256, sample_tokens=2, n_kv_head=1,
+                      data_dir=tiny_tokenized["data_dir"], tokenizer_dir=tiny_tokenized["tokenizer_dir"],
+                      run_dir=str(run)), show_progress=False, out=io.StringIO())
+    return run
+
+
+def test_checkpoint_roundtrip(trained_run, tiny_tokenized, capsys):
+    from phases.phase2_training import checkpoint as ck
+    meta = ck.read_meta(trained_run)
+    model, tok, _ = ck.load_model(trained_run)                   # what --checkpoint opens
+    assert model.config == GPTConfig(**meta["model_config"]) and tok.vocab_size == model.config.vocab_size
+    weights = ck.load_weights(ck.find_checkpoint(trained_run).path)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    for spec in (str(trained_run), f"{trained_run}@3", str(trained_run / "checkpoints" / "step_000003")):
+        code, out, err = run_tool(capsys, "hello", "--checkpoint", spec, "--json")
+        doc = json.loads(out)
+        assert code == 0 and not doc["model"]["fresh"] and "step 3" in doc["model"]["origin"]
+        assert doc["model"]["config"]["n_layer"] == 2 and "no trained tokenizer" not in err
+        assert [t["id"] for t in doc["tokens"]] == tiny_tokenized["tok"].encode("hello")   # the run's tokenizer
+    code, out, _ = run_tool(capsys, "hello", "--checkpoint", str(trained_run))
     assert code == 0 and "checkpoint" in out and "untrained" not in out
 
 

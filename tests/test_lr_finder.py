@@ -38,7 +38,7 @@ def test_smoothing_and_suggestions_on_a_synthetic_curve():
 
 def _model_and_optimizer():
     from phases.phase1_transformer.model import GPT
-    from phases.phase3_optimizers.train import MuonTrainConfig, derive, make_optimizer
+    from phases.phase3_optimizers.recipe import MuonTrainConfig, derive, make_optimizer
     cfg = MuonTrainConfig(depth=2, aspect_ratio=32, head_dim=32, sequence_len=16, total_batch_size=64,
                           device_batch_size=4, reference_batch_size=64, num_iterations=20)
     plan = derive(cfg, 128)

@@ -1,8 +1,9 @@
-"""Tests of tools/model_calculator.py: exact counts, measured activations, optimizer state, fit, CLI.
+"""Tests of tools/model_calculator.py: exact counts, the training plan, the fit, the CLI.
 
-The tool is a script (``tools`` is not a package), so it is loaded by path. Models are
-built on the meta device, so even d26 costs no memory; the one real forward pass uses a
-tiny config on the CPU.
+The tool is a script (``tools`` is not a package), so it is loaded by path. Models are built
+on the meta device, so even d26 costs no memory. The measurements it shows are tested where
+they live: Phase 1's test_memory.py (activations, KV cache), Phase 4's test_zero.py (optimizer
+state per rank), Phase 3's test_scaling.py (the plan's rules).
 """
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from pathlib import Path
 
 import pytest
 from _tools import load_tool
-import torch
-import torch.nn.functional as F
 
 from phases.phase1_transformer.config import GPTConfig, preset
-from phases.phase1_transformer.model import GPT
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "model_calculator.py"
@@ -60,77 +58,6 @@ def test_switches_change_the_counts():
         mc.make_config("d12", depth=12)
     with pytest.raises(mc.UserError):
         mc.make_config("nope")
-
-
-def test_activation_bytes_scale_linearly_with_batch():
-    cfg = tiny()
-    model = mc.meta_model(cfg)
-    a1, a2, a3 = (mc.activation_bytes(cfg, b, model=model) for b in (1, 2, 3))
-    assert a1 > 0 and a3 - a2 == a2 - a1  # exactly affine: fixed + b * per_sequence
-    m = mc.activation_model(cfg, torch.bfloat16, model, batch=4)
-    assert m["fixed"] + 4 * m["per_sequence"] == mc.activation_bytes(cfg, 4, model=model)
-    assert 0 <= m["fixed"] < m["per_sequence"]
-
-
-def test_activations_are_plausible():
-    cfg = tiny()
-    B, T, C, V = 2, cfg.sequence_len, cfg.n_embd, cfg.vocab_size
-    s = mc.measure_saved(cfg, B, dtype=torch.float32)
-    assert s["logits"] == B * T * V * 4             # the fused softcap loss keeps one (N, V) fp32 tensor
-    assert s["weight_copies"] == 0                   # fp32 compute: the parameters themselves are saved
-    assert s["other"] > cfg.n_layer * B * T * C * 4  # at least each block's input
-    bf16 = mc.measure_saved(cfg, B, dtype=torch.bfloat16)
-    model = mc.meta_model(cfg)
-    matmul_bytes = 2 * model.num_matmul_params()     # one bf16 copy of every Linear weight ...
-    assert matmul_bytes <= bf16["weight_copies"] <= matmul_bytes + 2 * model.param_counts()["scalars"]  # ... + scalars
-
-
-@pytest.mark.parametrize("kw", [{}, dict(n_kv_head=4, window_pattern="L", softcap=0.0)])
-def test_meta_measurement_equals_a_real_cpu_run(kw):
-    """The meta-device figure equals the bytes a real fp32 forward on the CPU saves, exactly."""
-    cfg = tiny(**kw)
-    meta = mc.measure_saved(cfg, 2, dtype=torch.float32, device="meta")
-    cpu = mc.measure_saved(cfg, 2, dtype=torch.float32, device="cpu", gpu_kernels=False)
-    assert meta == cpu
-
-
-def test_gpu_kernel_routing_keeps_the_math():
-    torch.manual_seed(0)
-    x = torch.randn(2, 5, 24, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(2, 5, 24, dtype=torch.float64)
-    ref = torch.autograd.grad((F.rms_norm(x, (24,)) * y).sum(), x)[0]
-    got = torch.autograd.grad((mc._FusedRMSNorm.apply(x, torch.finfo(x.dtype).eps) * y).sum(), x)[0]
-    assert torch.allclose(ref, got)
-    cfg = tiny()
-    model = GPT.build(cfg, seed=0, dtype=torch.float32)
-    idx = torch.randint(0, cfg.vocab_size, (2, cfg.sequence_len))
-    with mc.GPUKernels():
-        routed = model(idx, targets=idx)
-    assert torch.allclose(routed, model(idx, targets=idx), atol=1e-5)
-
-
-def test_kv_cache_bytes():
-    cfg = tiny()
-    model = mc.meta_model(cfg)
-    per_token = cfg.n_layer * 2 * cfg.n_kv_head * cfg.head_dim * 2
-    assert model.kv_bytes_per_token(torch.bfloat16) == per_token
-    assert mc.kv_cache_bytes(model, 1000, 3, torch.bfloat16) == 3 * 1000 * per_token
-    assert mc.meta_model(preset("d24")).kv_bytes_per_token(torch.bfloat16) == 147_456  # nanochat's figure
-
-
-def test_optimizer_state():
-    model = mc.meta_model(preset("d12"))
-    n = sum(p.numel() for p in model.parameters())
-    assert mc.optimizer_state_bytes(model, "adamw")["total"] == 2 * 4 * n
-    muon = mc.optimizer_state_bytes(model, "muon")
-    matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
-    assert muon["muon_momentum"] == 4 * sum(p.numel() for p in matrices)
-    assert muon["normuon_second_moment"] == 4 * sum(max(p.shape) for p in matrices)
-    assert muon["adamw_moments"] == 8 * (n - sum(p.numel() for p in matrices))
-    sharded = mc.optimizer_state_bytes(model, "muon", world=8)
-    assert muon["total"] / 8 <= sharded["total"] < muon["total"] / 4
-    with pytest.raises(mc.UserError):
-        mc.optimizer_state_bytes(model, "sgd")
 
 
 def test_training_plan_reproduces_nanochat():

@@ -58,6 +58,76 @@ def test_import_rules(phase):
                 assert int(m.group(1)) <= number, f"{path} imports a later phase: {name}"
 
 
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    return rel.name if rel.parts[0] == "tools" else ".".join(rel.parts).removesuffix(".__init__")
+
+
+def test_no_import_cycles():
+    """phases/, mini_nanochat/ and tools/ import each other without a cycle (function-level imports too)."""
+    files = [*(REPO / "phases").rglob("*.py"), *(REPO / "mini_nanochat").glob("*.py"), *(REPO / "tools").glob("*.py")]
+    modules = {_module_name(f): f for f in files}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{a.name}" for a in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+FORMAT_NAMES = ("metrics.jsonl", "meta.json", "model.safetensors", "optim.pt", "tokenizer.json", "train_info.json",
+                "manifest.json")
+FORMULAS = ("warmdown_ratio *", "* warmdown_ratio", "** 0.383", "2 ** 19", "1 - 0.9 **", "log2(")
+FORBIDDEN_IMPORTS = ("pyarrow", "safetensors", "mini_nanochat")
+
+
+@pytest.mark.parametrize("tool", sorted((REPO / "tools").glob("*.py")), ids=lambda p: p.name)
+def test_tools_are_views(tool):
+    """ADR 0002: a tool parses arguments and displays phase functions; it defines no format, formula
+    or schedule of its own (file names, parquet or safetensors reading, scaling and schedule
+    arithmetic live in the phases), and stays under 350 lines."""
+    source = tool.read_text()
+    assert len(source.splitlines()) <= 350, f"{tool.name} has {len(source.splitlines())} lines; the cap is 350"
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in FORMAT_NAMES:
+            pytest.fail(f"{tool.name}:{node.lineno} spells the file name {node.value!r}; import it from its phase")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad = [n for n in names if n.split(".")[0] in FORBIDDEN_IMPORTS]
+            assert not bad, f"{tool.name}:{node.lineno} imports {bad[0]}: read the format through its phase"
+    code = "\n".join(line.split("#")[0] for line in source.splitlines())
+    for formula in FORMULAS:
+        assert formula not in code, f"{tool.name} computes {formula!r} itself; call the phase that owns it"
+
+
+@pytest.mark.parametrize("phase", [p for p in PHASES if _built(p)], ids=lambda p: p.name)
+def test_one_test_file_per_module(phase):
+    """A checkpoint test file is named after the module it tests: test_<module>.py."""
+    for test in phase.glob("test_*.py"):
+        module = test.name.removeprefix("test_")
+        assert (phase / module).is_file(), f"{test.relative_to(REPO)} tests no module {module} of its phase"
+
+
 def test_modules_have_a_top_docstring_and_stay_readable():
     for path in list((REPO / "phases").rglob("*.py")) + list((REPO / "mini_nanochat").glob("*.py")) \
             + list((REPO / "tools").glob("*.py")):

@@ -8,7 +8,7 @@ Usage (from the repository root):
     python tools/attention_visualizer.py "The cat sat" --png out/ --html out/attention.html
     python tools/attention_visualizer.py --ids 72,105,33 --bos --json        # ids in, JSON out
     python tools/attention_visualizer.py "..." --window-pattern SSSL --window 8 --n-kv-head 2
-    python tools/attention_visualizer.py "Hello" --checkpoint RUN_DIR          # a trained model (Phase 2)
+    python tools/attention_visualizer.py "Hello" --checkpoint RUN_DIR          # a trained run (or cpu_demo@250)
 
 The maps come from ``GPT.attention_maps``: the model's real attention path (RoPE, QK-norm,
 grouped-query attention, sliding windows) run through ``explicit_attention``, which keeps
@@ -16,47 +16,41 @@ softmax(q k^T / sqrt(D)) that the fused kernel never returns. Row t of a map is 
 token t spreads its attention (summing to 1) over keys 0..t; the future and keys outside a
 sliding window are masked (blank in the terminal, grey in the pictures).
 
-Without ``--checkpoint`` the model is freshly initialised (``--preset``, default cpu-demo),
-so the maps show random projections, not learned behaviour; the output says so.
-Tokens come from ``--tokenizer DIR`` (default ``<base>/tokenizer``); without a trained
-tokenizer the prompt's UTF-8 bytes are the ids. Colour only on a terminal (``--no-color``,
-``NO_COLOR``). What it leaves out: text in the PNGs (the HTML page has the labels), the
-attention of new tokens over a KV cache during generation, bertviz's neuron view.
+``--checkpoint`` takes any run the project trained (a run name, run folder, ``RUN@STEP`` or
+step folder) and opens it with Phase 2's ``checkpoint.load_model``: its weights and the
+tokenizer it trained with. Without it the model is freshly initialised (``--preset``,
+default cpu-demo), so the maps show random projections, not learned behaviour; the output
+says so. Tokens come from ``--tokenizer DIR`` (default: the run's, else ``<base>/tokenizer``);
+without a trained tokenizer the prompt's UTF-8 bytes are the ids. Pictures are drawn with
+matplotlib (viridis; PNGs and the HTML page need the tools extra, the terminal view does not).
+Colour only on a terminal (``--no-color``, ``NO_COLOR``). What it leaves out: text in the
+PNGs (the HTML page has the labels), attention over a KV cache during generation, bertviz's
+neuron view.
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import math
-import struct
 import sys
-import zlib
 from pathlib import Path
-
-try:  # run as `python tools/attention_visualizer.py`: the repo root is not on sys.path
-    import phases.phase1_transformer.model  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
 
-from mini_nanochat.pipeline import default_tokenizer_dir
+import _view
+from _attention_pictures import (COLORMAP, MASKED, color_index, grid_rgb, heatmap_rgb,  # noqa: F401
+                                 png_bytes, render_html)
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.common import UserError, paint, run_command, use_color
 from phases.phase0_tokenizer.visualize import display_width, token_pieces
-from phases.phase1_transformer.config import PRESETS, GPTConfig, preset
+from phases.phase1_transformer.config import PRESETS, preset
 from phases.phase1_transformer.layers import attention_mask
 from phases.phase1_transformer.model import GPT
+from phases.phase2_training.checkpoint import load_model
 
 DEFAULT_PROMPT = "The cat sat on the mat. The cat"
-# A viridis-like colour map: dark purple (weight 0) -> blue -> green -> yellow (weight 1).
-ANCHORS = [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135),
-           (74, 194, 109), (159, 218, 58), (253, 231, 37)]
-MASKED = (176, 176, 176)   # neutral grey: not on the colour map, so never mistaken for a weight
-PAPER = (255, 255, 255)    # gaps between tiles of the grid picture
 RAMP = "·░▒▓█"             # plain-text shades, by sqrt(weight): < .04 < .16 < .36 < .64 <= 1
 MASKED_BG = "48;5;238"
 UNTRAINED = ("note: untrained weights. q and k are random projections, so these maps show no learned "
@@ -66,87 +60,7 @@ UNTRAINED = ("note: untrained weights. q and k are random projections, so these 
              "input. Phase 2 trains a model: pass it with --checkpoint.")
 
 
-def _lut() -> np.ndarray:
-    xs = np.linspace(0, len(ANCHORS) - 1, 256)
-    k = np.minimum(xs.astype(int), len(ANCHORS) - 2)
-    f = (xs - k)[:, None]
-    a = np.array(ANCHORS, dtype=float)
-    return np.rint(a[k] * (1 - f) + a[k + 1] * f).astype(np.uint8)   # (256, 3)
-
-
-COLORMAP = _lut()
-
-
-def color_index(weights) -> np.ndarray:
-    """Colour-map index 0..255 of each weight; sqrt so that small weights stay visible."""
-    return np.clip(np.rint(np.sqrt(np.clip(weights, 0, 1)) * 255), 0, 255).astype(int)
-
-
-# -- pictures: a PNG encoder in 15 lines ------------------------------------------------
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an (height, width, 3) uint8 array as a PNG: 8-bit RGB, no filtering, one IDAT."""
-    h, w, _ = rgb.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)  # filter byte 0
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
-
-
-def heatmap_rgb(weights: np.ndarray, mask: np.ndarray, cell: int) -> np.ndarray:
-    """(T, T) weights -> (T*cell, T*cell, 3) pixels; masked cells grey."""
-    rgb = COLORMAP[color_index(weights)]
-    rgb[~mask] = MASKED
-    return rgb.repeat(cell, axis=0).repeat(cell, axis=1)
-
-
-def grid_rgb(maps: list[np.ndarray], masks: list[np.ndarray], cell: int, gap: int = 4) -> np.ndarray:
-    """All layers (rows, layer 0 on top) x heads (columns) in one picture."""
-    L, H, T = len(maps), maps[0].shape[0], maps[0].shape[-1]
-    tile = T * cell
-    out = np.empty((L * (tile + gap) + gap, H * (tile + gap) + gap, 3), np.uint8)
-    out[:] = PAPER
-    for l in range(L):
-        for h in range(H):
-            y, x = gap + l * (tile + gap), gap + h * (tile + gap)
-            out[y:y + tile, x:x + tile] = heatmap_rgb(maps[l][h], masks[l], cell)
-    return out
-
-
 # -- the model ------------------------------------------------------------------------------
-def load_model(path: str | Path) -> GPT:
-    """A trained model: a folder with ``model.safetensors`` and ``config.json`` (from Phase 2)."""
-    path = Path(path).expanduser()
-    folder = path.parent if path.suffix == ".safetensors" else path
-    weights, cfg_path = folder / "model.safetensors", folder / "config.json"
-    if not weights.is_file() or not cfg_path.is_file():
-        raise UserError(f"no checkpoint at {path} (expected a folder with model.safetensors and config.json); "
-                        "checkpoints arrive with Phase 2 (training). Until then, leave out --checkpoint "
-                        "to look at a freshly initialised model")
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise UserError(f"corrupt {cfg_path}: {e}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{cfg_path} must hold a JSON object")
-    known = set(GPTConfig.__dataclass_fields__)
-    data = raw["model_config"] if isinstance(raw.get("model_config"), dict) else {k: v for k, v in raw.items()
-                                                                                  if k in known}
-    config = GPTConfig.from_dict(data)
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise UserError("reading model.safetensors needs the safetensors package: pip install safetensors") from None
-    model = GPT.build(config)
-    try:  # torch.compile saves keys as "_orig_mod.<name>"
-        model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in load_file(str(weights)).items()})
-    except Exception as e:  # a corrupt file, missing or misshapen tensors
-        raise UserError(f"{weights} does not match {cfg_path}: {str(e).splitlines()[0]}") from None
-    return model.eval()
-
-
 def build_fresh(args, vocab_needed: int) -> GPT:
     overrides = {k: v for k, v in (("depth", args.depth), ("n_kv_head", args.n_kv_head),
                                    ("window_pattern", args.window_pattern),
@@ -178,8 +92,8 @@ class ByteTokens:
         return i >= 256
 
 
-def prompt_tokens(args) -> tuple[object, list[int], list[str], str]:
-    """(tokenizer, ids, labels, where the tokens come from)."""
+def prompt_tokens(args, run_tok=None) -> tuple[object, list[int], list[str], str]:
+    """(tokenizer, ids, labels, where the tokens come from); ``run_tok``: the checkpoint's tokenizer."""
     if args.text is not None and args.ids is not None:
         raise UserError("give a prompt TEXT or --ids, not both")
     ids = None
@@ -188,8 +102,10 @@ def prompt_tokens(args) -> tuple[object, list[int], list[str], str]:
             ids = [int(x) for x in args.ids.replace(",", " ").split()]
         except ValueError:
             raise UserError(f"--ids takes comma-separated integers, got {args.ids!r}") from None
-    tok_dir = Path(args.tokenizer).expanduser() if args.tokenizer else default_tokenizer_dir()
-    if args.tokenizer or (tok_dir / FILENAME).exists():
+    tok_dir = Path(args.tokenizer).expanduser() if args.tokenizer else tokenizer_dir()
+    if run_tok is not None and not args.tokenizer:
+        tok, source = run_tok, f"the tokenizer of {args.checkpoint}"
+    elif args.tokenizer or (tok_dir / FILENAME).exists():
         tok, source = BPETokenizer.load(tok_dir), f"tokenizer {tok_dir}"
     else:
         tok, source = ByteTokens(), "raw UTF-8 bytes (no trained tokenizer)"
@@ -237,17 +153,8 @@ def summary_table(rows: list[dict], T: int, first_name: str) -> list[list[str]]:
     """The summary as strings, a header row first; "(max)" is the entropy of a uniform row."""
     return [["layer", "head", "kv", "window", "entropy", "(max)", "self", "prev", first_name]] + [
         [str(r["layer"]), str(r["head"]), str(r["kv_head"]), "full" if r["window"] >= T - 1 else str(r["window"]),
-         f"{r['entropy']:.2f}", f"{r['uniform_entropy']:.2f}"] + [_pct(r[k]) for k in ("self", "prev", "first")]
+         f"{r['entropy']:.2f}", f"{r['uniform_entropy']:.2f}"] + [_view.pct(r[k]) for k in ("self", "prev", "first")]
         for r in rows]
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1%}"
-
-
-def format_table(table: list[list[str]]) -> str:
-    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table)
 
 
 # -- the terminal view ------------------------------------------------------------------------------
@@ -268,7 +175,7 @@ def _cell(weight: float | None, color: bool) -> str:
     """One cell, two characters wide; ``None`` = masked."""
     if weight is None:
         return paint("  ", MASKED_BG, True) if color else "  "
-    if color:
+    if color and COLORMAP is not None:
         return paint("  ", f"48;5;{ansi256(COLORMAP[color_index(weight)])}", True)
     return RAMP[min(4, int(math.sqrt(max(0.0, weight)) * 5))] * 2
 
@@ -297,71 +204,6 @@ def render_heatmap(a: np.ndarray, mask: np.ndarray, labels: list[str], color: bo
     return "\n".join(lines)
 
 
-# -- the HTML page ---------------------------------------------------------------------------------------
-def data_uri(rgb: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
-
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Attention maps</title><style>
-body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}img{image-rendering:pixelated;display:block}
-.grid td{padding:3px;text-align:center;font-size:11px}.grid img{cursor:pointer;border:1px solid #ccc}
-.focus{display:grid;grid-template-columns:auto auto;gap:2px;align-items:end;width:max-content}
-.lab{font:%(fs)dpx/%(cell)dpx monospace;white-space:pre;text-align:right}
-.cols{display:flex}.cols span{writing-mode:vertical-rl;width:%(cell)dpx;font:%(fs)dpx monospace;white-space:pre}
-#tip{position:fixed;background:#222;color:#fff;padding:3px 6px;font:12px monospace;display:none;pointer-events:none}
-table.sum{border-collapse:collapse}
-table.sum td,table.sum th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}
-.sw{display:inline-block;width:14px;height:14px;vertical-align:middle}.note{background:#fff6d6;padding:8px}
-</style></head><body><h1>Attention maps</h1>%(body)s<div id="tip"></div><script>
-const D=%(data)s, tip=document.getElementById("tip");
-function hover(e){const im=e.target,T=D.labels.length,r=im.getBoundingClientRect();
- const q=Math.floor((e.clientY-r.top)/r.height*T),k=Math.floor((e.clientX-r.left)/r.width*T);
- if(q<0||k<0||q>=T||k>=T)return;const w=D.w[im.dataset.l][im.dataset.h][q*T+k];
- tip.textContent=`L${im.dataset.l} H${im.dataset.h}  query ${q} ${D.labels[q]} -> key ${k} ${D.labels[k]}: `
-  +(w<0?"masked":w.toFixed(4));
- tip.style.left=(e.clientX+12)+"px";tip.style.top=(e.clientY+12)+"px";tip.style.display="block";}
-document.querySelectorAll("img.map").forEach(im=>{im.onmousemove=hover;im.onmouseleave=()=>tip.style.display="none";
- if(im.id!=="big")im.onclick=()=>{const b=document.getElementById("big");b.src=im.src;b.dataset.l=im.dataset.l;
- b.dataset.h=im.dataset.h;document.getElementById("cap").textContent=im.title;};});
-</script></body></html>"""
-
-
-def render_html(maps, masks, labels, rows, layer, head, header: list[str], first_name: str = "first") -> str:
-    L, H, T = len(maps), maps[0].shape[0], len(labels)
-    big, thumb = (16 if T <= 48 else 8), max(2, min(8, 160 // T))
-    title = {(r["layer"], r["head"]): f"layer {r['layer']} head {r['head']}: entropy {r['entropy']:.2f} nats, "
-             f"self {_pct(r['self'])}, prev {_pct(r['prev'])}, {first_name} {_pct(r['first'])}" for r in rows}
-    esc = html.escape
-    parts = ["".join(f"<p>{esc(h)}</p>" if not h.startswith("note:") else f'<p class="note">{esc(h)}</p>'
-                     for h in header)]
-    legend = " ".join(f'<span class="sw" style="background:rgb{tuple(int(c) for c in COLORMAP[color_index(w)])}">'
-                      f"</span> {w:g}" for w in (0, 0.05, 0.2, 0.5, 1))
-    parts.append(f'<p>Rows are queries, columns keys; colour by sqrt(weight): {legend} '
-                 f'<span class="sw" style="background:rgb{MASKED}"></span> masked (future or outside the window). '
-                 "Hover a map for the weights; click a small map to show it here.</p>")
-    cols = "".join(f"<span>{esc(x[:14])}</span>" for x in labels)
-    row_labels = "\n".join(f"{esc(x[:14])} {t}" for t, x in enumerate(labels))
-    parts.append(f'<h2 id="cap">{esc(title[layer, head])}</h2><div class="focus"><div></div><div class="cols">'
-                 f'{cols}</div><div class="lab">{row_labels}</div><img class="map" id="big" '
-                 f'data-l="{layer}" data-h="{head}" width="{T * big}" height="{T * big}" '
-                 f'src="{data_uri(heatmap_rgb(maps[layer][head], masks[layer], 1))}"></div>')
-    parts.append('<h2>All layers × heads</h2><table class="grid"><tr><td></td>'
-                 + "".join(f"<td>head {h}</td>" for h in range(H)) + "</tr>")
-    for l in range(L):
-        parts.append(f"<tr><td>layer {l}</td>" + "".join(
-            f'<td><img class="map thumb" data-l="{l}" data-h="{h}" title="{esc(title[l, h])}" width="{T * thumb}" '
-            f'height="{T * thumb}" src="{data_uri(heatmap_rgb(maps[l][h], masks[l], 1))}"></td>'
-            for h in range(H)) + "</tr>")
-    table = summary_table(rows, T, first_name)
-    parts.append("</table><h2>Entropy (nats) and where the weight goes</h2><table class='sum'>"
-                 + "".join("<tr>" + "".join(f"<{t}>{c}</{t}>" for c in row) + "</tr>"
-                           for t, row in zip(["th"] + ["td"] * len(rows), table)) + "</table>")
-    weights = [[np.where(masks[l], np.round(maps[l][h].astype(float), 4), -1).ravel().tolist() for h in range(H)]
-               for l in range(L)]
-    data = json.dumps({"labels": labels, "w": weights}).replace("</", "<\\/")
-    return PAGE % dict(body="\n".join(parts), data=data, cell=big, fs=max(7, big - 4))
-
-
 # -- the command ------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -375,7 +217,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: <base>/tokenizer; "
                                                       "without one, the ids are UTF-8 bytes)")
     m = p.add_argument_group("model (a fresh, untrained one unless --checkpoint)")
-    m.add_argument("--checkpoint", metavar="PATH", help="a trained model's folder: model.safetensors + config.json")
+    m.add_argument("--checkpoint", metavar="RUN", help="a trained run: its name, folder, RUN@STEP or a step folder "
+                                                       "(Phase 2's checkpoints; its tokenizer comes with it)")
     m.add_argument("--preset", default="cpu-demo", choices=list(PRESETS), help="size of the fresh model (cpu-demo)")
     m.add_argument("--depth", type=int, metavar="N", help="override the preset's depth (width follows the depth dial)")
     m.add_argument("--n-kv-head", type=int, metavar="N", help="key/value heads: fewer than the query heads = GQA")
@@ -409,10 +252,10 @@ def run(args) -> None:
     for name in ("depth", "n_kv_head", "sequence_len", "window", "cell", "max_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-    model = load_model(args.checkpoint) if args.checkpoint else None
-    tok, ids, labels, source = prompt_tokens(args)
+    model, run_tok, meta = load_model(args.checkpoint) if args.checkpoint else (None, None, None)
+    tok, ids, labels, source = prompt_tokens(args, run_tok)
     if model is not None:
-        origin = f"checkpoint {args.checkpoint}"
+        origin = f"checkpoint {args.checkpoint} (step {meta['step']})"
     else:
         model = build_fresh(args, tok.vocab_size)
         origin = f"freshly initialised {args.preset} (seed {args.seed}), NOT trained"
@@ -451,7 +294,8 @@ def run(args) -> None:
     if args.html:
         path = Path(args.html).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_html(maps, masks, labels, rows, layer, head, header, first_name), encoding="utf-8")
+        path.write_text(render_html(maps, masks, labels, rows, layer, head, header,
+                                    summary_table(rows, T, first_name), first_name), encoding="utf-8")
         files.append(str(path))
     if args.json:
         print(json.dumps({"model": {"origin": origin, "fresh": not args.checkpoint, "config": cfg.to_dict(),
@@ -470,7 +314,8 @@ def run(args) -> None:
     print(f"\nper layer and head, averaged over the {T} query rows: entropy of a row in nats ((max) = every "
           f"allowed key equal),\nshare of weight on the token itself, the previous token and the "
           f"{'<|bos|>' if first_name == 'bos' else 'first'} token")
-    print(format_table(summary_table(rows, T, first_name)))
+    table = summary_table(rows, T, first_name)
+    print(_view.table(table[0], table[1:], right=set(range(len(table[0]))), rule=False))
     if T > 1:
         n = torch.arange(1, T + 1).float()
         print(f"(a uniform head with the full window would score self {float((1 / n).mean()):.1%}, "

@@ -3,183 +3,105 @@
 
 Usage (from the repository root):
 
-    python tools/checkpoint_browser.py list                        # every run under <base>/runs
-    python tools/checkpoint_browser.py list ~/my_runs --sort bpb   # best validation bpb first
-    python tools/checkpoint_browser.py inspect cpu_demo            # its latest valid checkpoint
-    python tools/checkpoint_browser.py inspect cpu_demo@200        # a given step (or a step_ folder path)
+    python tools/checkpoint_browser.py list --sort bpb             # every run under <base>/runs, best first
+    python tools/checkpoint_browser.py inspect cpu_demo@200        # one checkpoint: configs, state, tensors
     python tools/checkpoint_browser.py compare cpu_demo@100 cpu_demo@200 --prompt "def " --tokens 20
-    python tools/checkpoint_browser.py du
+    python tools/checkpoint_browser.py du                          # disk usage
     python tools/checkpoint_browser.py delete cpu_demo@100         # asks first; --yes skips the question
 
-A checkpoint is ``RUN``, ``RUN@STEP`` or the path of a ``step_NNNNNN`` folder; ``RUN`` is a run
-folder or a run name under <base>/runs, and alone means its newest valid checkpoint. ``list``,
-``inspect`` and ``du`` read only safetensors headers and meta.json (no tensor is loaded; ``list
---verify`` also hashes every file); ``compare`` loads both sets of weights: the relative change
-‖B−A‖/‖A‖ per tensor and per layer, then the same prompts continued greedily by both models,
-each with the tokenizer its meta.json records. The integrity checks are those of
-``tools/training_resume_helper.py``, loaded from next to this file.
+A checkpoint is ``RUN`` (its newest valid checkpoint), ``RUN@STEP`` or a ``step_NNNNNN`` folder;
+``RUN`` is a run folder or a run name under <base>/runs. ``list``, ``inspect`` and ``du`` read
+headers and meta.json only (Phase 2's ``checkpoint.check_checkpoint``; ``list --verify`` hashes
+every file too); ``compare`` loads both: the relative change ‖B−A‖/‖A‖ per tensor and layer,
+then both models continue the same prompts (``checkpoint.load_model``, ``evaluate.sample``).
 """
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import math
-import os
 import shutil
 import sys
 import textwrap
-import time
 from pathlib import Path
-
-try:  # run as `python tools/checkpoint_browser.py`: the repo root is not on sys.path
-    import phases.phase2_training.checkpoint  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+import _view
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.paths import runs_dir
+from phases.phase2_training import checkpoint as ck
+from phases.phase2_training.metrics import debias
+from phases.phase5_data.pretrain import PretrainConfig
 
-
-def _load_helper():
-    if "training_resume_helper" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "training_resume_helper", Path(__file__).resolve().parent / "training_resume_helper.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["training_resume_helper"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["training_resume_helper"]
-
-
-rh = _load_helper()
 DEFAULT_PROMPTS = ("Return the", "The following", "import ")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
-def _bpb(x) -> str:
-    return f"{x:.4f}" if isinstance(x, (int, float)) else "-"
+HIGHLIGHTS = ("num_iterations", "device_batch_size", "sequence_len", "matrix_lr", "embedding_lr", "unembedding_lr",
+              "scalar_lr", "weight_decay", "warmup_steps", "warmdown_ratio", "final_lr_frac", "seed", "device", "dtype")
 
 
 def _bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _date(path: Path) -> float:
-    meta = path / "meta.json"
-    return (meta if meta.exists() else path).stat().st_mtime
-
-
-def _fmt_date(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-
-def _table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
-    cells = [headers] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    def fmt(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join(fmt(r).rstrip() for r in [cells[0], ["-" * w for w in widths]] + cells[1:])
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run folders (those holding checkpoints/) at or below ``root``."""
-    if not root.is_dir():
-        raise UserError(f"{root} is not a directory")
-    runs = []
-    for here, dirs, _ in os.walk(root):
-        if "checkpoints" in dirs:
-            runs.append(Path(here))
-            dirs.clear()  # a run's insides are not searched for more runs
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-    return sorted(runs)
+def _mtime(path: Path) -> float:
+    return max((f.stat().st_mtime for f in path.iterdir()), default=path.stat().st_mtime)
 
 
 def resolve_checkpoint(spec: str) -> Path:
-    """``RUN``, ``RUN@STEP`` or a step_ folder -> the checkpoint folder."""
-    run, sep, step = spec.rpartition("@")
-    if not (sep and step.isdigit()):
-        run, step = spec, ""
+    """``RUN``, ``RUN@STEP`` or a step_ folder -> the checkpoint folder (valid or not: inspect shows why)."""
+    run, step = ck.split_spec(spec)
     path = Path(run).expanduser()
-    if path.is_dir() and rh.CKPT_NAME.fullmatch(path.name) and path.parent.name == "checkpoints":
+    if path.is_dir() and ck.FOLDER.fullmatch(path.name) and path.parent.name == "checkpoints":
         return path
-    run_dir = rh.resolve_run(run)
-    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if rh.CKPT_NAME.fullmatch(p.name))
-    if step:
-        path = run_dir / "checkpoints" / f"step_{int(step):06d}"
-        if not path.is_dir():
-            raise UserError(f"{run_dir} has no checkpoint at step {int(step)}; it has: {', '.join(names) or 'none'}")
-        return path
-    good = [c for c in rh.scan_run(run_dir, fast=True) if c.ok]
+    if step is not None:
+        return ck.step_folder(run, step)
+    good = [c for c in ck.scan_checkpoints(ck.resolve_run(run), hash=False) if c.ok]
     if not good:
-        raise UserError(f"{run_dir} has no valid checkpoint (found: {', '.join(names) or 'none'})")
+        raise UserError(f"{ck.resolve_run(run)} has no valid checkpoint")
     return good[-1].path
 
 
-def _checked(path: Path, fast: bool = True):
-    c = rh.check_checkpoint(path, fast)
-    if c.meta is None:
+def _checked(path: Path) -> ck.CheckReport:
+    if (c := ck.check_checkpoint(path, hash=False)).meta is None:
         raise UserError(f"{path}: {'; '.join(c.problems)}")
     return c
 
 
 # -- list / du ---------------------------------------------------------------------------------------
-def list_rows(root: Path, verify: bool = False) -> list[dict]:
-    rows = []
-    for run in find_runs(root):
-        for c in rh.scan_run(run, fast=not verify):
-            meta = c.meta or {}
-            rows.append({"run": str(run.relative_to(root)) if run != root else run.name, "step": c.step,
-                         "status": "ok" if c.ok else "incomplete" if ".tmp-" in c.path.name else "BAD",
-                         "val_bpb": meta.get("val_bpb"), "problems": c.problems, "path": str(c.path),
-                         "params": sum(t["numel"] for t in c.header["tensors"]) if c.header else None,
-                         "bytes": _bytes(c.path), "date": _date(c.path)})
-    return rows
-
-
 def cmd_list(args, color: bool) -> None:
-    root = Path(args.dir).expanduser() if args.dir else base_dir() / "runs"
-    rows = list_rows(root, args.verify)
-    def bpb(r):
-        return r["val_bpb"] if isinstance(r["val_bpb"], float) and math.isfinite(r["val_bpb"]) else math.inf
-    key = {"step": lambda r: (r["run"], r["step"]), "bpb": bpb, "date": lambda r: r["date"],
-           "size": lambda r: -r["bytes"]}[args.sort]
-    rows.sort(key=key)
-    if args.json:
-        print(json.dumps(rh._clean(rows), indent=1))
-        return
-    if not rows:
-        print(f"no checkpoints under {root}")
+    root = Path(args.dir).expanduser() if args.dir else runs_dir()
+    rows = [{"run": str(run.relative_to(root)) if run != root else run.name, "step": c.step,
+             "status": "ok" if c.ok else "incomplete" if ".tmp-" in c.path.name else "BAD",
+             "val_bpb": (c.meta or {}).get("val_bpb"), "problems": c.problems, "path": str(c.path),
+             "params": sum(t["numel"] for t in c.header["tensors"]) if c.header else None,
+             "bytes": _bytes(c.path), "date": _mtime(c.path)}
+            for run in ck.list_runs(root) for c in ck.scan_checkpoints(run, hash=args.verify)]
+    bpb = lambda r: r["val_bpb"] if _view.num(r["val_bpb"]) != "-" else math.inf  # noqa: E731
+    rows.sort(key={"step": lambda r: (r["run"], r["step"]), "bpb": bpb, "date": lambda r: r["date"],
+                   "size": lambda r: -r["bytes"]}[args.sort])
+    if args.json or not rows:
+        print(json.dumps(_view.clean(rows), indent=1) if args.json else f"no checkpoints under {root}")
         return
     state = {"ok": "32", "BAD": "31", "incomplete": "33"}
-    table = _table(["run", "step", "status", "val bpb", "params", "size", "date"],
-                   [[r["run"], r["step"], r["status"], f"{r['val_bpb']:.4f}" if bpb(r) < math.inf else "-",
-                     f"{r['params']:,}" if r["params"] else "-", _size(r["bytes"]), _fmt_date(r["date"])]
-                    for r in rows], right={1, 3, 4, 5})
-    lines = table.splitlines()
+    lines = _view.table(["run", "step", "status", "val bpb", "params", "size", "date"],
+                        [[r["run"], r["step"], r["status"], _view.num(r["val_bpb"]),
+                          f"{r['params']:,}" if r["params"] else "-", _view.size(r["bytes"]), _view.date(r["date"])]
+                         for r in rows], right={1, 3, 4, 5}).splitlines()
     for i, r in enumerate(rows):  # colour after aligning: escape codes have no width
         lines[i + 2] = lines[i + 2].replace(f" {r['status']} ", f" {paint(r['status'], state[r['status']], color)} ", 1)
     print("\n".join(lines))
     print(f"{len(rows)} checkpoint(s) in {len({r['run'] for r in rows})} run(s) under {root}; sha256 "
           + ("checked" if args.verify else "not checked (--verify hashes every file)"))
-    for r in rows:
-        if r["status"] != "ok":
-            print(f"  {r['run']} step {r['step']}: {'; '.join(r['problems'])}")
+    for r in (r for r in rows if r["status"] != "ok"):
+        print(f"  {r['run']} step {r['step']}: {'; '.join(r['problems'])}")
 
 
 def cmd_du(args, color: bool) -> None:
-    root = Path(args.dir).expanduser() if args.dir else base_dir() / "runs"
+    root = Path(args.dir).expanduser() if args.dir else runs_dir()
     report = []
-    for run in find_runs(root):
-        ckpts = sorted((p for p in (run / "checkpoints").iterdir() if p.is_dir()), key=lambda p: p.name)
-        sizes = {p.name: _bytes(p) for p in ckpts}
+    for run in ck.list_runs(root):
+        sizes = {c.path.name: _bytes(c.path) for c in ck.scan_checkpoints(run, hash=False)}
         total = _bytes(run)
         report.append({"run": str(run), "bytes": total, "checkpoints": sizes,
                        "incomplete_bytes": sum(v for k, v in sizes.items() if ".tmp-" in k),
@@ -189,30 +111,26 @@ def cmd_du(args, color: bool) -> None:
         print(json.dumps(report, indent=1))
         return
     for r in report:
-        print(paint(f"{_size(r['bytes']):>10}  {r['run']}", "1", color))
+        print(_view.bold(f"{_view.size(r['bytes']):>12}  {r['run']}", color))
         for name, n in r["checkpoints"].items():
-            print(f"{_size(n):>10}    {name}" + ("  (incomplete save: reclaimable)" if ".tmp-" in name else ""))
-        print(f"{_size(r['other_bytes']):>10}    (metrics and other files)")
-    print(f"{_size(sum(r['bytes'] for r in report)):>10}  total, {len(report)} run(s) under {root}")
+            print(f"{_view.size(n):>12}    {name}" + ("  (incomplete save: reclaimable)" if ".tmp-" in name else ""))
+        print(f"{_view.size(r['other_bytes']):>12}    (metrics and other files)")
+    print(f"{_view.size(sum(r['bytes'] for r in report)):>12}  total, {len(report)} run(s) under {root}")
 
 
 # -- inspect -----------------------------------------------------------------------------------------
-HIGHLIGHTS = ("num_iterations", "device_batch_size", "sequence_len", "matrix_lr", "embedding_lr", "unembedding_lr",
-              "scalar_lr", "weight_decay", "warmup_steps", "warmdown_ratio", "final_lr_frac", "seed", "device", "dtype")
-
-
 def inspect_report(path: Path) -> dict:
     c = _checked(path)
     meta = c.meta
     loop = dict(meta.get("loop_state", {}))
     if c.step and "smooth_loss" in loop:
-        loop["train_loss_ema"] = loop["smooth_loss"] / (1 - 0.9 ** c.step)  # the debiased EMA the console shows
+        loop["train_loss_ema"] = debias(loop["smooth_loss"], c.step)  # what the console showed
     tc = meta.get("train_config", {})
-    defaults = {f: getattr(rh.PretrainConfig(), f) for f in rh.PretrainConfig.__dataclass_fields__}
-    return {"path": str(path), "step": c.step, "ok": c.ok, "problems": c.problems, "date": _date(path),
+    defaults = {f: getattr(PretrainConfig(), f) for f in PretrainConfig.__dataclass_fields__}
+    return {"path": str(path), "step": c.step, "ok": c.ok, "problems": c.problems, "date": _mtime(path),
             "val_bpb": meta.get("val_bpb"), "torch": meta.get("torch"), "tokenizer": meta.get("tokenizer"),
             "model_config": meta.get("model_config", {}), "total_batch_size": meta.get("total_batch_size"),
-            "highlights": {k: tc[k] for k in HIGHLIGHTS if k in tc},
+            "highlights": {k: tc[k] for k in HIGHLIGHTS if k in tc}, "initial_lrs": meta.get("initial_lrs"),
             "other_settings": {k: v for k, v in tc.items()
                                if k not in HIGHLIGHTS and k in defaults and v != defaults[k]},
             "loop_state": loop, "data_state": meta.get("data_state"),
@@ -225,47 +143,50 @@ def inspect_report(path: Path) -> dict:
 def cmd_inspect(args, color: bool) -> None:
     r = inspect_report(resolve_checkpoint(args.ckpt))
     if args.json:
-        print(json.dumps(rh._clean(r), indent=1))
+        print(json.dumps(_view.clean(r), indent=1))
         return
-    h = lambda s: paint(s, "1", color)  # noqa: E731
+    h = lambda s: _view.bold(s, color)  # noqa: E731
+
     def kv(d, ind="  "):
         text = ", ".join(f"{k}={v}" if v != "" else f'{k}=""' for k, v in d.items())
         return textwrap.fill(text, 100, initial_indent=ind, subsequent_indent=ind)
     print(f"{h('checkpoint')}: {r['path']}")
-    print(f"step {r['step']}, saved {_fmt_date(r['date'])}, torch {r['torch']}, val bpb {_bpb(r['val_bpb'])}, "
+    print(f"step {r['step']}, saved {_view.date(r['date'])}, torch {r['torch']}, val bpb {_view.num(r['val_bpb'])}, "
           + (paint("integrity ok (headers; sha256 not checked)", "32", color) if r["ok"]
              else paint("PROBLEMS: " + "; ".join(r["problems"]), "31", color)))
     print(f"{h('model config')}:\n{kv(r['model_config'])}")
     print(f"{h('train config')} (total_batch_size {r['total_batch_size']:,} tokens/step):\n{kv(r['highlights'])}")
     if r["other_settings"]:
         print(f"  other non-default settings:\n{kv(r['other_settings'], '    ')}")
+    if r["initial_lrs"]:
+        print(f"{h('learning rates applied')} (peak, per optimizer group):\n"
+              + kv({k: f"{v:.4g}" for k, v in r["initial_lrs"].items()}))
     loop = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r["loop_state"].items()}
     print(f"{h('loop state')}:\n{kv(loop)}\n{h('data state')}: {r['data_state']}\n{h('tokenizer')}: {r['tokenizer']}")
     print(h("files") + ":")
     for name, f in r["files"].items():
-        size = _size(f["bytes"]) if f["bytes"] is not None else "MISSING"
-        print(f"  {name:18s} {size:>10}  sha256 {f['sha256'][:16]}…")
+        print(f"  {name:18s} {_view.size(f['bytes']) if f['bytes'] is not None else 'MISSING':>12}  "
+              f"sha256 {f['sha256'][:16]}…")
     t = r["tensors"]
-    print(f"{h('tensors')} ({len(t)}, {sum(x['numel'] for x in t):,} values, {_size(sum(x['bytes'] for x in t))}, "
+    print(f"{h('tensors')} ({len(t)}, {sum(x['numel'] for x in t):,} values, {_view.size(sum(x['bytes'] for x in t))}, "
           "from the safetensors header):")
-    print(_table(["name", "dtype", "shape", "numel", "bytes"],
-                 [[x["name"], x["dtype"], "x".join(map(str, x["shape"])) or "scalar", f"{x['numel']:,}",
-                   f"{x['bytes']:,}"] for x in t], right={3, 4}))
+    print(_view.table(["name", "dtype", "shape", "numel", "bytes"],
+                      [[x["name"], x["dtype"], "x".join(map(str, x["shape"])) or "scalar", f"{x['numel']:,}",
+                        f"{x['bytes']:,}"] for x in t], right={3, 4}))
 
 
 # -- compare -----------------------------------------------------------------------------------------
-def group_of(name: str) -> str:
+GROUPS = ("wte", "value embeds", "layer", "lm_head", "scalars and gates")   # in the order of the model
+
+
+def group_of(name: str) -> tuple[int, int, str]:
+    """(sort key..., label) of the part of the model a tensor belongs to."""
     parts = name.split(".")
-    if parts[0] == "blocks":
-        return f"layer {parts[1]}"
-    if parts[0] == "value_embeds":
-        return f"value embeds {parts[1]}"
-    return parts[0] if parts[0] in ("wte", "lm_head") else "scalars and gates"
-
-
-def _group_key(group: str) -> tuple[int, int]:
-    kinds = ("wte", "value embeds", "layer", "lm_head", "scalars and gates")
-    return kinds.index(group.rstrip("0123456789").strip()), int(group.split()[-1]) if group[-1].isdigit() else 0
+    if parts[0] in ("blocks", "value_embeds"):
+        kind = "layer" if parts[0] == "blocks" else "value embeds"
+        return GROUPS.index(kind), int(parts[1]), f"{kind} {parts[1]}"
+    kind = parts[0] if parts[0] in ("wte", "lm_head") else "scalars and gates"
+    return GROUPS.index(kind), 0, kind
 
 
 def weight_changes(wa: dict, wb: dict) -> dict:
@@ -281,31 +202,21 @@ def weight_changes(wa: dict, wb: dict) -> dict:
         tensors.append({"name": name, "rel_change": math.sqrt(d2 / a2) if a2 else math.inf, "cosine": cos})
         g = groups.setdefault(group_of(name), [0.0, 0.0, 0])
         g[0], g[1], g[2] = g[0] + d2, g[1] + a2, g[2] + 1
-    per_group = [{"group": k, "tensors": n, "rel_change": math.sqrt(d2 / a2) if a2 else math.inf}
-                 for k, (d2, a2, n) in sorted(groups.items(), key=lambda kv: _group_key(kv[0]))]
+    per_group = [{"group": k[2], "tensors": n, "rel_change": math.sqrt(d2 / a2) if a2 else math.inf}
+                 for k, (d2, a2, n) in sorted(groups.items())]
     d2, a2 = sum(g[0] for g in groups.values()), sum(g[1] for g in groups.values())
     return {"total_rel_change": math.sqrt(d2 / a2) if a2 else math.inf, "groups": per_group,
             "tensors": sorted(tensors, key=lambda t: -t["rel_change"]), "not_compared": mismatched}
 
 
-def generate_all(path: Path, meta: dict, prompts: list[str], tokens: int, tokenizer: str | None) -> list[str]:
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase1_transformer.model import GPT
-    from phases.phase2_training.checkpoint import load_weights
+def generate_all(path: Path, prompts: list[str], tokens: int, tokenizer: str | None) -> list[str]:
     from phases.phase2_training.evaluate import sample
-    tok_dir = Path(tokenizer).expanduser() if tokenizer else Path(meta.get("tokenizer", "")).parent
-    tok = BPETokenizer.load(tok_dir)
-    if tok.vocab_size != meta.get("vocab_size", tok.vocab_size):
-        raise UserError(f"tokenizer {tok_dir} has {tok.vocab_size} tokens; {path} was trained with "
-                        f"{meta['vocab_size']} (pass --tokenizer DIR)")
-    model = GPT.build(rh.GPTConfig.from_dict(meta["model_config"]), device="cpu", dtype=torch.float32, seed=0)
-    model.load_state_dict(load_weights(path), strict=True)
+    model, tok, _ = ck.load_model(path, dtype=torch.float32, tokenizer=tokenizer)
     with torch.no_grad():
         return [text for _, text in sample(model, tok, prompts, max_tokens=tokens)]
 
 
 def compare_report(pa: Path, pb: Path, prompts: list[str], tokens: int, generate: bool, tokenizer=None) -> dict:
-    from phases.phase2_training.checkpoint import load_weights
     ca, cb = _checked(pa), _checked(pb)
     diff = {}
     for section in ("model_config", "train_config"):
@@ -313,9 +224,9 @@ def compare_report(pa: Path, pb: Path, prompts: list[str], tokens: int, generate
         diff[section] = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
     r = {"a": str(pa), "b": str(pb), "steps": [ca.step, cb.step],
          "val_bpb": [ca.meta.get("val_bpb"), cb.meta.get("val_bpb")],
-         "config_diff": diff, "weights": weight_changes(load_weights(pa), load_weights(pb)), "prompts": prompts}
+         "config_diff": diff, "weights": weight_changes(ck.load_weights(pa), ck.load_weights(pb)), "prompts": prompts}
     if generate:
-        r["generations"] = [generate_all(p, c.meta, prompts, tokens, tokenizer) for p, c in ((pa, ca), (pb, cb))]
+        r["generations"] = [generate_all(p, prompts, tokens, tokenizer) for p in (pa, pb)]
     return r
 
 
@@ -325,28 +236,28 @@ def cmd_compare(args, color: bool) -> None:
     pa, pb = resolve_checkpoint(args.a), resolve_checkpoint(args.b)
     r = compare_report(pa, pb, list(DEFAULT_PROMPTS) + args.prompt, args.tokens, not args.no_generate, args.tokenizer)
     if args.json:
-        print(json.dumps(rh._clean(r), indent=1))
+        print(json.dumps(_view.clean(r), indent=1))
         return
-    h = lambda s: paint(s, "1", color)  # noqa: E731
-    print(f"{h('A')}: {r['a']} (step {r['steps'][0]}, val bpb {_bpb(r['val_bpb'][0])})")
-    print(f"{h('B')}: {r['b']} (step {r['steps'][1]}, val bpb {_bpb(r['val_bpb'][1])})")
+    h = lambda s: _view.bold(s, color)  # noqa: E731
+    for name, i in (("A", 0), ("B", 1)):
+        print(f"{h(name)}: {r[name.lower()]} (step {r['steps'][i]}, val bpb {_view.num(r['val_bpb'][i])})")
     for section, d in r["config_diff"].items():
         print(f"{h(section)}: " + ("identical" if not d else f"{len(d)} difference(s)"))
         for k, (a, b) in d.items():
             print(f"  {k}: {a!r} -> {b!r}")
     w = r["weights"]
     print(f"{h('weight change')} ‖B−A‖/‖A‖: {w['total_rel_change']:.4g} overall")
-    print(_table(["group", "tensors", "rel change"], [[g["group"], g["tensors"], f"{g['rel_change']:.4g}"]
-                                                       for g in w["groups"]], right={1, 2}))
+    print(_view.table(["group", "tensors", "rel change"], [[g["group"], g["tensors"], f"{g['rel_change']:.4g}"]
+                                                            for g in w["groups"]], right={1, 2}))
     shown = w["tensors"] if args.all_tensors else w["tensors"][:5]
     print(f"{'all tensors' if args.all_tensors else 'most changed tensors (--all-tensors for every one)'}:")
-    print(_table(["tensor", "rel change", "cosine"], [[t["name"], f"{t['rel_change']:.4g}", f"{t['cosine']:.4f}"]
-                                                       for t in shown], right={1, 2}))
+    print(_view.table(["tensor", "rel change", "cosine"], [[t["name"], f"{t['rel_change']:.4g}", f"{t['cosine']:.4f}"]
+                                                            for t in shown], right={1, 2}))
     if w["not_compared"]:
         print(f"not compared (only in one, or another shape): {', '.join(w['not_compared'])}")
     if "generations" in r:
         col = max(20, (shutil.get_terminal_size((100, 24)).columns - 3) // 2)
-        print(f"{h('greedy continuations')} ({args.tokens} tokens, quoted; A on the left, B on the right):")
+        print(f"{h('continuations')} ({args.tokens} tokens, quoted; A on the left, B on the right):")
         for i, prompt in enumerate(r["prompts"]):
             print(paint(f"prompt {prompt!r}", "36", color))
             a, b = ([repr(g[i])[k:k + col] for k in range(0, len(repr(g[i])), col)] for g in r["generations"])
@@ -356,16 +267,15 @@ def cmd_compare(args, color: bool) -> None:
 
 # -- delete ------------------------------------------------------------------------------------------
 def cmd_delete(args, color: bool) -> int:
-    if "@" not in args.ckpt and not rh.CKPT_NAME.fullmatch(Path(args.ckpt).name):
+    if "@" not in args.ckpt and not ck.FOLDER.fullmatch(Path(args.ckpt).name):
         raise UserError(f"name one checkpoint to delete: RUN@STEP or a step_ folder (not the run {args.ckpt!r})")
     path = resolve_checkpoint(args.ckpt)
-    run_dir = path.parent.parent
-    target = rh.check_checkpoint(path)
-    others = [c for c in rh.scan_run(run_dir) if c.ok and c.path != path]
+    target = ck.check_checkpoint(path)
+    others = [c for c in ck.scan_checkpoints(path.parent.parent) if c.ok and c.path != path]
     if target.ok and not others and not args.force:
-        raise UserError(f"{path.name} is the only valid checkpoint of {run_dir}: deleting it leaves nothing to "
-                        "resume from or sample; pass --force to delete it anyway")
-    what = f"{path} ({_size(_bytes(path))}, {'valid' if target.ok else 'invalid: ' + '; '.join(target.problems)})"
+        raise UserError(f"{path.name} is the only valid checkpoint of {path.parent.parent}: deleting it leaves "
+                        "nothing to resume from or sample; pass --force to delete it anyway")
+    what = f"{path} ({_view.size(_bytes(path))}, {'valid' if target.ok else 'invalid: ' + '; '.join(target.problems)})"
     if not args.yes:
         try:
             answer = input(f"delete {what}? [y/N] ")
@@ -397,27 +307,28 @@ def build_parser() -> argparse.ArgumentParser:
     ap.set_defaults(color=None)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add = functools.partial(sub.add_parser, parents=[common])
+    as_json = {"action": "store_true", "help": "machine-readable output"}
     p = add("list", help="every checkpoint of every run under DIR")
     p.add_argument("dir", nargs="?", help="folder to search (default <base>/runs); a run folder works too")
     p.add_argument("--sort", choices=("step", "bpb", "date", "size"), default="step",
                    help="step: by run then step (default); bpb: best first; date: oldest first; size: largest first")
     p.add_argument("--verify", action="store_true", help="also check every file's sha256 (reads all bytes)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", **as_json)
     p = add("inspect", help="configs, loop state and the tensor table of one checkpoint")
     p.add_argument("ckpt", metavar="CKPT")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = add("compare", help="config diff, weight change per layer, and both models' greedy text")
+    p.add_argument("--json", **as_json)
+    p = add("compare", help="config diff, weight change per layer, and both models' text")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--prompt", action="append", default=[], help="add a prompt (repeatable)")
     p.add_argument("--tokens", type=int, default=16, help="tokens to generate per prompt (16)")
     p.add_argument("--no-generate", action="store_true", help="skip the text generation")
-    p.add_argument("--tokenizer", help="tokenizer folder to use instead of the one meta.json records")
+    p.add_argument("--tokenizer", help="tokenizer folder to use instead of the one the run trained with")
     p.add_argument("--all-tensors", action="store_true", help="show the change of every tensor")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", **as_json)
     p = add("du", help="disk usage per run and checkpoint")
     p.add_argument("dir", nargs="?", help="folder to search (default <base>/runs)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", **as_json)
     p = add("delete", help="delete one checkpoint (asks first)")
     p.add_argument("ckpt", metavar="CKPT", help="RUN@STEP or a step_ folder")
     p.add_argument("--yes", action="store_true", help="do not ask")

@@ -32,60 +32,42 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-try:  # run as `python tools/dataset_inspector.py`: the repo root is not on sys.path
-    import phases.phase0_tokenizer.bpe  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
-from phases.phase0_tokenizer.chat import ConversationError, _messages, _parts, render_conversation  # noqa: E402
-from phases.phase0_tokenizer.common import (UserError, atomic_write_text, base_dir, paint, run_command,  # noqa: E402
-                                            use_color)
-from phases.phase0_tokenizer.visualize import render_mask  # noqa: E402
-from phases.phase5_data.stream import text_column_problem  # noqa: E402
+import _view  # noqa: F401  (puts the repository root on sys.path)
+from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.files import atomic_write_text
+from phases.common.paths import tokenizer_dir
+from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
+from phases.phase0_tokenizer.chat import ConversationError, check_conversation, render_conversation
+from phases.phase0_tokenizer.shards import list_shards, open_shard, read_row_group, shard_problem
+from phases.phase0_tokenizer.visualize import render_mask
 
 NUM_PERM, BANDS = 32, 8  # MinHash: 32 hashes in 8 bands of 4 -> pairs with Jaccard >= ~0.6 meet in a band
 PRIME = (1 << 31) - 1    # hashes below 2^31: a*h + b stays below 2^63, no uint64 overflow
 
 
-# ---------------------------------------------------------------------------
-# Reading: documents from parquet, conversations from JSONL (with line numbers)
-
-
-def parquet_files(path: Path) -> list[Path]:
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
-    if not files:
-        raise UserError(f"{path} holds no .parquet files")
-    return files
-
-
 def read_parquet(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], dict]:
     """Up to ``limit`` documents ``{"where", "text"}`` and file-level stats; problems are collected."""
     records, stats = [], {"files": 0, "row_groups": 0, "rows_in_files": 0, "null_rows": 0, "empty_docs": 0}
-    for f in parquet_files(path):
+    for f in list_shards(path, "all") if path.is_dir() else [path]:
         try:
-            pf = pq.ParquetFile(f)
-        except (pa.ArrowException, OSError) as e:
-            problems.append(f"{f}: not a readable parquet file ({e})")
+            pf = open_shard(f, allow_null=True)
+        except UserError as e:
+            problems.append(f"{f}: {shard_problem(f) or e}")
+            if "has no string column" in str(e):
+                stats["files"] += 1
             continue
         stats["files"] += 1
         stats["row_groups"] += pf.metadata.num_row_groups
         stats["rows_in_files"] += pf.metadata.num_rows
-        problem = text_column_problem(pf.schema_arrow)
-        if problem:
-            problems.append(f"{f}: {problem}")
-            continue
         for rg in range(pf.metadata.num_row_groups):
             if len(records) >= limit:
                 break
             try:
-                texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
-            except (pa.ArrowException, OSError) as e:
-                problems.append(f"{f}: row group {rg} cannot be read ({e})")
+                texts = read_row_group(f, rg, pf, allow_null=True)
+            except UserError as e:
+                problems.append(str(e))
                 continue
             for i, t in enumerate(texts[:limit - len(records)]):
                 where = f"{f.name} row group {rg} row {i}"
@@ -119,12 +101,8 @@ def read_chat(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], 
             if not isinstance(obj, (list, dict)):
                 raise ConversationError(f"expected a JSON array of messages or an object with 'messages', "
                                         f"got {type(obj).__name__}")
-            messages = _messages(obj)
-            for i, m in enumerate(messages):  # what render_conversation would reject, without a tokenizer
-                if m["role"] == "user" and not isinstance(m["content"], str):
-                    raise ConversationError(f"message {i}: user content must be a string")
-                if m["role"] == "assistant":
-                    _parts(m["content"], i)
+            messages = check_conversation(obj)   # what render_conversation would reject, without a tokenizer
+            for i, m in enumerate(messages):
                 if isinstance(m["content"], str) and not m["content"].strip():
                     raise ConversationError(f"message {i} ({m['role']}) has empty content")
         except json.JSONDecodeError as e:
@@ -165,10 +143,6 @@ def flat_text(record: dict) -> str:
         c = m["content"]
         out.append(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c))
     return "\n".join(out)
-
-
-# ---------------------------------------------------------------------------
-# Analyses
 
 
 def token_lengths(records: list[dict], tok: BPETokenizer | None) -> tuple[list[int], str]:
@@ -233,16 +207,12 @@ def duplicates(records: list[dict], threshold: float, seed: int = 0) -> dict:
             "near_threshold": threshold}
 
 
-# ---------------------------------------------------------------------------
-# Output
-
-
 def load_tokenizer(path: Path | None) -> BPETokenizer | None:
     if path is not None:
         if not (path / FILENAME).is_file():
             raise UserError(f"{path} holds no {FILENAME}; train one with `mini-nanochat tokenizer train`")
         return BPETokenizer.load(path)
-    default = base_dir() / "tokenizer"
+    default = tokenizer_dir()
     return BPETokenizer.load(default) if (default / FILENAME).is_file() else None
 
 

@@ -36,14 +36,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-try:  # run as `python tools/lr_finder.py`: the repo root is not on sys.path
-    import phases.phase0_tokenizer.common  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from phases.phase0_tokenizer.common import UserError, progress, run_command  # noqa: E402
+import _view
+from phases.common.console import UserError, progress, run_command
+from phases.phase2_training.metrics import debias
 
 KINDS = ("muon", "adamw")
 CONFIG_KEYS = {"muon": ("matrix_lr",), "adamw": ("embedding_lr", "unembedding_lr", "scalar_lr")}
@@ -61,11 +58,11 @@ class Sweep:
 
 
 def smooth(losses: list[float], beta: float) -> list[float]:
-    """Debiased exponential moving average (the first values are not pulled toward 0)."""
+    """Debiased exponential moving average (the first values are not pulled toward 0), as the loop logs it."""
     out, avg = [], 0.0
     for i, x in enumerate(losses):
         avg = beta * avg + (1 - beta) * x
-        out.append(avg / (1 - beta ** (i + 1)))
+        out.append(debias(avg, i + 1, beta))
     return out
 
 
@@ -120,7 +117,7 @@ def lr_range_test(model, optimizer, next_batch, kind: str, start: float = 0.01, 
     saved_opt = copy.deepcopy(optimizer.state_dict())
     saved_rng = torch.get_rng_state()
     result = Sweep(kind)
-    best = math.inf
+    best, avg = math.inf, 0.0
     bar = progress(total=steps, desc=f"{kind} sweep", unit="step", enabled=show_progress)
     try:
         for i in range(steps):
@@ -136,7 +133,8 @@ def lr_range_test(model, optimizer, next_batch, kind: str, start: float = 0.01, 
             optimizer.step()
             result.multipliers.append(m)
             result.losses.append(loss.item())
-            s = smooth(result.losses, beta)[-1]
+            avg = beta * avg + (1 - beta) * result.losses[-1]
+            s = debias(avg, i + 1, beta)
             result.smoothed.append(s)
             best = min(best, s)
             bar.update(1)
@@ -174,12 +172,7 @@ def explain(sweep: Sweep, cfg, plan) -> list[str]:
 
 
 def write_png(sweeps: list[Sweep], path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("the PNG needs matplotlib: pip install 'mini-nanochat[tools]'") from None
+    plt = _view.pyplot()
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6 * len(sweeps), 4), squeeze=False)
     for ax, sw in zip(axes[0], sweeps):
         ax.plot(sw.multipliers, sw.losses, color="0.75", lw=1, label="loss")
@@ -223,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out=None) -> dict:
     out = out or sys.stdout
     from phases.phase1_transformer.model import GPT
-    from phases.phase2_training.train import load_tokenizer, make_data
     from phases.phase2_training.config import parse_overrides
-    from phases.phase3_optimizers.train import derive, load_config, make_optimizer, set_hparams
+    from phases.phase2_training.recipe import Runtime, make_data
+    from phases.phase2_training.train import load_tokenizer
+    from phases.phase3_optimizers.recipe import derive, load_config, make_optimizer, set_hparams
 
     if args.png is not None and args.png.suffix.lower() != ".png":
         raise UserError(f"--png {args.png}: the file name must end in .png")
@@ -237,7 +231,7 @@ def run(args: argparse.Namespace, out=None) -> dict:
     torch.manual_seed(cfg.seed)
     model = GPT.build(plan.model, seed=cfg.seed)
     optimizer = make_optimizer(model, cfg, plan)
-    loader, _ = make_data(cfg, tok, tok_file, torch.device("cpu"), show_progress=False)
+    loader, _ = make_data(cfg, tok, tok_file, torch.device("cpu"), Runtime(), show_progress=False)
 
     def next_batch():  # one optimizer step's worth of rows (accumulation folded into one batch)
         xs, ys = zip(*(loader.next_batch() for _ in range(plan.grad_accum)))

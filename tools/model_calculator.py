@@ -10,46 +10,36 @@ Usage (from the repository root):
     python tools/model_calculator.py --compare d12 d20 d24 d26 --gpu H100 --gpus 8
     python tools/model_calculator.py --preset d26 --gpu-mem 80 --json
 
-Every number comes from the real ``GPT`` of Phase 1 built on PyTorch's meta device (shapes,
-no memory). Parameters are counted on its tensors; activation memory is *measured*: a forward
-pass on the meta device, summing the bytes of every tensor autograd saves for backward, with
-attention and RMSNorm given the footprint of the fused kernels a GPU runs. That is the eager
-(uncompiled) footprint; torch.compile usually saves less. Assumptions (printed too): weights
-and grads fp32, activations in the compute dtype (bf16 on CUDA); AdamW = 2 fp32 moments per
-parameter; nanochat's Muon = 1 fp32 momentum per block matrix + NorMuon's max(rows, cols) fp32
-second moment; optimizer state sharded over GPUs as nanochat does. Left out: CUDA context and
-allocator overhead (``--reserve``), optimizer temporaries. Tests load this file by path.
+Every number comes from the phases: the real ``GPT`` of Phase 1 built on PyTorch's meta device
+(shapes, no memory) for the parameter counts, Phase 1's ``memory`` module for the activations
+(measured: the bytes every tensor autograd saves in a training forward pass, attention and
+RMSNorm with the footprint of a GPU's fused kernels; the eager footprint, torch.compile usually
+saves less) and the KV cache, Phase 4's ``zero.state_bytes_per_rank`` for the optimizer state
+(MuonAdamW, sharded as ZeRO-2 shards it), Phase 3's ``scaling.scale`` for the horizon and batch,
+Phase 2's ``metrics.GPUS`` for peak FLOPS and memory. Weights and grads are fp32, activations in
+the compute dtype (bf16 on CUDA). Left out: CUDA context and allocator overhead (``--reserve``),
+optimizer temporaries. Tests load this file by path.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import sys
-from pathlib import Path
-
-try:  # run as `python tools/model_calculator.py`: the repo root is not on sys.path
-    import phases.phase1_transformer.model  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
-from phases.phase0_tokenizer.common import UserError, paint, run_command, use_color
+import _view
+from phases.common.console import UserError, duration, run_command, use_color
 from phases.phase1_transformer.config import PRESETS, GPTConfig
+from phases.phase1_transformer.memory import (GPUKernels, _FusedRMSNorm, activation_bytes,  # noqa: F401
+                                              activation_model, kv_cache_bytes, measure_saved, meta_model)
 from phases.phase1_transformer.model import GPT
+from phases.phase2_training.metrics import GPUS, gpu_spec
+from phases.phase3_optimizers.scaling import scale
+from phases.phase4_ddp.zero import state_bytes_per_rank
 
 GiB = 2 ** 30
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-# BF16 dense peak FLOPS (nanochat's table) and nominal memory in GiB (vendor figures).
-GPUS = {"H100": (989e12, 80), "H100-PCIe": (756e12, 80), "H100-NVL": (835e12, 94),
-        "H200": (989e12, 141), "H200-NVL": (836e12, 141), "A100": (312e12, 80), "L40S": (362e12, 48),
-        "L4": (121e12, 24), "B200": (2.25e15, 180), "GB200": (2.5e15, 186), "MI300X": (1.3074e15, 192),
-        "RTX4090": (165.2e12, 24), "RTX5090": (209.5e12, 32)}
-B_REF = 2 ** 19  # nanochat's reference batch (tokens) at d12
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -64,11 +54,6 @@ def make_config(preset: str | None = None, depth: int | None = None, **kw) -> tu
     return GPTConfig.from_depth(**args), args
 
 
-def meta_model(config: GPTConfig) -> GPT:
-    with torch.device("meta"):
-        return GPT(config)
-
-
 def param_report(model: GPT) -> dict:
     """Exact counts by component, nanochat's scaling params, the largest tensor, the Muon split."""
     counts = model.param_counts()
@@ -78,135 +63,6 @@ def param_report(model: GPT) -> dict:
                 matmul_params=model.num_matmul_params(), flops_per_token=model.estimate_flops(),
                 largest=dict(name=name, shape=list(p.shape), numel=p.numel()),
                 muon_params=sum(p.numel() for p in muon), muon_matrices=len(muon))
-
-
-# -- memory ---------------------------------------------------------------------------------
-def optimizer_state_bytes(model: GPT, kind: str = "muon", world: int = 1) -> dict:
-    """Optimizer state on one GPU. kind "adamw": 2 fp32 moments for every parameter; "muon":
-    nanochat's MuonAdamW (Muon for every 2-D block matrix, AdamW for the rest). With world > 1
-    the state is sharded as nanochat does: AdamW tensors >= 1024 elements by rows, each Muon
-    shape group by whole matrices (ceil(K / world) of K matrices per GPU)."""
-    if kind not in ("adamw", "muon"):
-        raise UserError(f"optimizer kind must be adamw or muon, got {kind!r}")
-    muon = [p for p in model.blocks.parameters() if p.ndim == 2] if kind == "muon" else []
-    ids, groups = {id(p) for p in muon}, {}
-    for p in muon:
-        groups[tuple(p.shape)] = groups.get(tuple(p.shape), 0) + 1
-    adamw = sum(8 * (p.numel() if world == 1 or p.numel() < 1024 else math.ceil(p.shape[0] / world) * p[0].numel())
-                for p in model.parameters() if id(p) not in ids)
-    momentum = sum(4 * r * c * math.ceil(k / world) for (r, c), k in groups.items())
-    second = sum(4 * max(r, c) * math.ceil(k / world) for (r, c), k in groups.items())
-    return dict(adamw_moments=adamw, muon_momentum=momentum, normuon_second_moment=second,
-                total=adamw + momentum + second)
-
-
-class _FusedRMSNorm(torch.autograd.Function):
-    """RMSNorm that saves what a fused GPU kernel saves: its input and fp32 1/rms per row."""
-
-    @staticmethod
-    def forward(ctx, x, eps):
-        rstd = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
-        ctx.save_for_backward(x, rstd)
-        return (x.float() * rstd).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, rstd = ctx.saved_tensors
-        xh, g = x.float() * rstd, grad.float()
-        return ((g - xh * (g * xh).mean(-1, keepdim=True)) * rstd).to(x.dtype), None
-
-
-class GPUKernels(TorchFunctionMode):
-    """Route rms_norm and SDPA to ops with a fused kernel's saved tensors (q, k, v, out, logsumexp).
-
-    On the meta device PyTorch would otherwise decompose attention into the math path, which
-    keeps the whole (B, H, T, T) attention matrix: not what a GPU (or this CPU) does.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.rms_norm:
-            x = args[0]
-            return _FusedRMSNorm.apply(x, kwargs.get("eps") or torch.finfo(x.dtype).eps)
-        if func is F.scaled_dot_product_attention:
-            q, k, v = args[:3]
-            mask = kwargs.get("attn_mask")
-            if mask is not None and mask.dtype == torch.bool:  # what SDPA does before a fused kernel
-                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf"))
-            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                q, k, v, 0.0, kwargs.get("is_causal", False), attn_mask=mask, scale=kwargs.get("scale"))[0]
-        return func(*args, **kwargs)
-
-
-def measure_saved(config: GPTConfig, batch: int, seq: int | None = None, dtype: torch.dtype = torch.bfloat16,
-                  device: str = "meta", model: GPT | None = None, gpu_kernels: bool | None = None) -> dict:
-    """Bytes autograd saves for backward in one training forward pass (loss included).
-
-    Each storage counts once (a tensor saved twice, or two views of one tensor, are one);
-    parameters and buffers are left out (they are the weights). "weight_copies" are compute-
-    dtype casts of parameters (bf16 copies of the matrices); "logits" are the fp32 (B*T, V)
-    tensors the loss keeps: the fused softcap loss keeps one, r = sigmoid(-2 z / cap) (log-softmax's
-    output without a softcap). ``device="cpu"`` runs the real model on real tensors.
-    """
-    seq = seq or config.sequence_len
-    if batch < 1 or seq < 1:
-        raise UserError(f"batch and sequence length must be >= 1 (got {batch}, {seq})")
-    if model is None:
-        model = meta_model(config) if device == "meta" else GPT.build(config, device=device, seed=0)
-    model.compute_dtype = dtype
-    own = {t.untyped_storage()._cdata for t in list(model.parameters()) + list(model.buffers())}
-    seen: dict[int, tuple[int, str]] = {}
-    keep = []  # hold every saved tensor so no storage address is reused while counting
-
-    def pack(t):
-        keep.append(t)
-        key = t.untyped_storage()._cdata
-        if key not in own and key not in seen:
-            base = t._base if t._base is not None else t
-            fn = base.grad_fn
-            is_copy = (fn is not None and type(fn).__name__ == "ToCopyBackward0"
-                       and type(fn.next_functions[0][0]).__name__ == "AccumulateGrad")
-            is_logits = ((fn is not None and type(fn).__name__ in ("TanhBackward0", "LogSoftmaxBackward0"))
-                         or (t.dim() == 2 and t.shape == (batch * seq, config.vocab_size)))  # the fused loss's
-            kind = "weight_copies" if is_copy else "logits" if is_logits else "other"
-            seen[key] = (t.untyped_storage().nbytes(), kind)
-        return t
-
-    idx = torch.zeros(batch, seq, dtype=torch.long, device=device)
-    kernels = GPUKernels() if (device == "meta" if gpu_kernels is None else gpu_kernels) else contextlib.nullcontext()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), kernels:
-        model(idx, targets=idx)
-    out = {k: sum(n for n, kind in seen.values() if kind == k) for k in ("weight_copies", "logits", "other")}
-    out["saved"] = sum(out.values())
-    return out
-
-
-def activation_bytes(config: GPTConfig, batch: int, seq: int | None = None, dtype: torch.dtype = torch.bfloat16,
-                     model: GPT | None = None) -> int:
-    """Eager activation memory of one training step: saved tensors + two more fp32 logits-sized
-    buffers, alive with them inside the loss (the raw logits and the log-sum-exp's temporary)."""
-    seq = seq or config.sequence_len
-    return measure_saved(config, batch, seq, dtype, model=model)["saved"] + logits_grad_bytes(config, batch, seq)
-
-
-def logits_grad_bytes(config: GPTConfig, batch: int, seq: int) -> int:
-    return 2 * batch * seq * config.vocab_size * 4
-
-
-def activation_model(config: GPTConfig, dtype: torch.dtype, model: GPT | None = None, batch: int = 2) -> dict:
-    """Measure at batch 1 and ``batch`` (>= 2); activations are exactly fixed + b * per_sequence."""
-    model = model or meta_model(config)
-    b, T = max(2, batch), config.sequence_len
-    m1, mb = (measure_saved(config, n, T, dtype, model=model) for n in (1, b))
-    a1, ab = (m["saved"] + logits_grad_bytes(config, n, T) for m, n in ((m1, 1), (mb, b)))
-    per_seq = (ab - a1) // (b - 1)
-    return dict(per_sequence=per_seq, fixed=a1 - per_seq, measured_batch=b,
-                measured=dict(mb, logits_grad=logits_grad_bytes(config, b, T)))
-
-
-def kv_cache_bytes(model: GPT, context: int, batch: int = 1, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Keys and values of every layer for ``batch`` sequences of ``context`` tokens (no window eviction)."""
-    return batch * context * model.kv_bytes_per_token(dtype)
 
 
 def fits(static_bytes: int, act_fixed: int, act_per_seq: int, gpu_bytes: float, max_batch: int = 1024) -> int:
@@ -220,26 +76,21 @@ def fits(static_bytes: int, act_fixed: int, act_per_seq: int, gpu_bytes: float, 
 # -- training cost -------------------------------------------------------------------------------
 def training_plan(scaling_params: int, ref_scaling_params: int, flops_per_token: float, ratio: float = 12,
                   tokens: float | None = None, total_batch: int | None = None) -> dict:
-    """nanochat's horizon and auto batch: D = ratio * N (or --tokens); B = 2^round(log2(2^19 (D/D_ref)^0.383))
-    with D_ref = ratio * N(d12); iterations = D // B; FLOPs = flops/token * B * iterations."""
+    """Phase 3's depth dial on the numbers (``scaling.scale``): horizon, auto batch, iterations, FLOPs."""
     if ratio <= 0 or (tokens is not None and tokens <= 0):
         raise UserError("--ratio and --tokens must be positive")
-    horizon = tokens if tokens is not None else ratio * scaling_params
-    auto = 2 ** round(math.log2(B_REF * (horizon / (ratio * ref_scaling_params)) ** 0.383))
-    batch = total_batch or auto
-    iters = int(horizon // batch)
-    if iters < 1:
-        raise UserError(f"the horizon ({horizon:,.0f} tokens) is smaller than one batch ({batch:,} tokens)")
-    return dict(horizon=horizon, auto_batch=auto, total_batch=batch, iterations=iters,
-                tokens=iters * batch, total_flops=flops_per_token * batch * iters,
-                tokens_per_param=iters * batch / scaling_params)
+    s = scale(scaling_params, ref_scaling_params, ratio, total_batch_size=total_batch or -1,
+              target_tokens=tokens if tokens is not None else -1.0)
+    return dict(horizon=s.target_tokens, auto_batch=s.auto_batch, total_batch=s.batch, iterations=s.iterations,
+                tokens=s.iterations * s.batch, total_flops=flops_per_token * s.batch * s.iterations,
+                tokens_per_param=s.iterations * s.batch / scaling_params)
 
 
-def gpu_spec(name: str) -> tuple[str, float, float]:
-    key = {k.lower().replace("-", ""): k for k in GPUS}.get(name.lower().replace("-", "").replace(" ", ""))
-    if key is None:
+def known_gpu(name: str) -> tuple[str, float, float]:
+    spec = gpu_spec(name)
+    if spec is None:
         raise UserError(f"unknown GPU {name!r}; known: {', '.join(GPUS)} (or give --tokens-per-sec / --gpu-mem)")
-    return key, *GPUS[key]
+    return spec
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -257,11 +108,11 @@ def analyse(args, preset: str | None = None) -> dict:
     ref = make_config(None, 12, **{k: v for k, v in build.items() if k not in ("depth", "n_kv_head")})[0]
     p = param_report(model)
     n = p["counts"]["total"]
-    opt = {k: optimizer_state_bytes(model, k, world) for k in ("adamw", "muon")}
+    opt = {k: state_bytes_per_rank(model, k, world) for k in ("adamw", "muon")}
     act = activation_model(cfg, dtype, model, B)
     plan = training_plan(p["scaling_params"], param_report(meta_model(ref))["scaling_params"],
                          p["flops_per_token"], args.ratio, args.tokens, args.total_batch_size)
-    gpu, context = gpu_spec(args.gpu) if args.gpu else None, args.context or T
+    gpu, context = known_gpu(args.gpu) if args.gpu else None, args.context or T
     r = dict(preset=preset or args.preset, config=cfg.to_dict(), describe=cfg.describe(), params=p,
              memory=dict(weights=dict(fp32=4 * n, bf16=2 * n), gradients=dict(fp32=4 * n, bf16=2 * n),
                          buffers=sum(b.numel() * b.element_size() for b in model.buffers()),
@@ -295,20 +146,15 @@ def analyse(args, preset: str | None = None) -> dict:
     return r
 
 
-def gib(x: float) -> str:
-    """Bytes in the largest binary unit that keeps the number >= 1 (GiB at most)."""
-    for unit, size in (("GiB", GiB), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if x >= size:
-            return f"{x / size:,.2f} {unit}"
-    return f"{x:,.0f} B"
+gib = _view.size
 
 
-def duration(hours: float) -> str:
-    return f"{hours:,.2f} h" if hours >= 1 else f"{hours * 60:.1f} min" if hours >= 1 / 60 else f"{hours * 3600:.0f} s"
+def hours(h: float) -> str:
+    return duration(h * 3600)
 
 
 def render(r: dict, color: bool) -> str:
-    h = lambda s: paint(s, "1", color)  # noqa: E731
+    h = lambda s: _view.bold(s, color)  # noqa: E731
     p, c, m, a, t, kv = (r[k] for k in ("params", "params", "memory", "activations", "training", "kv_cache"))
     c, n, w, o, s = p["counts"], p["counts"]["total"], m["weights"], m["optimizer"], a["measured"]
     L = [h(f"== {r['preset'] or 'custom'}: what the config derives"), r["describe"], "",
@@ -347,10 +193,10 @@ def render(r: dict, color: bool) -> str:
           f" = {t['tokens_per_param']:.2f} per scaling param",
           f"  total FLOPs           {t['total_flops']:.3g}"]
     if t.get("hours"):
-        L.append(f"  time                  {duration(t['hours'])} at {t['tokens_per_sec']:,.0f} tokens/s"
+        L.append(f"  time                  {hours(t['hours'])} at {t['tokens_per_sec']:,.0f} tokens/s"
                  f" ({t['time_basis']})")
         if "dollars" in t:
-            L.append(f"  cost                  ${t['dollars']:,.2f} ({t['gpus']} GPUs x {duration(t['hours'])})")
+            L.append(f"  cost                  ${t['dollars']:,.2f} ({t['gpus']} GPUs x {hours(t['hours'])})")
     else:
         L.append("  time                  give --gpu NAME (and --mfu) or --tokens-per-sec")
     if "fit" in r:
@@ -382,7 +228,7 @@ COMPARE_ROWS = (
     ("total batch", lambda r: f"{r['training']['total_batch']:,}"),
     ("iterations", lambda r: f"{r['training']['iterations']:,}"),
     ("train FLOPs", lambda r: f"{r['training']['total_flops']:.3g}"),
-    ("time", lambda r: duration(r["training"]["hours"]) if "hours" in r["training"] else "-"),
+    ("time", lambda r: hours(r["training"]["hours"]) if "hours" in r["training"] else "-"),
     ("device batch fits", lambda r: str(r["fit"]["best_batch"] or "no") if "fit" in r else "-"))
 
 
@@ -447,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.reserve < 0:
         raise UserError("--reserve must be >= 0")
     if args.gpu:
-        gpu_spec(args.gpu)  # fail fast, before any model is built
+        known_gpu(args.gpu)  # fail fast, before any model is built
     if args.compare:
         rows = [analyse(args, name) for name in args.compare]
         print(json.dumps(rows, indent=1) if args.json else render_compare(rows))

@@ -20,8 +20,9 @@ playground trains on first use and keeps in ``<base>/playground_tokenizer``. ``<
 Flags combine; their views print in the order of the list above. Colour only on a
 terminal (``--no-color`` or ``NO_COLOR`` turn it off, ``--color`` forces it).
 What it leaves out: GPT-2/GPT-4 columns (their vocabularies must be downloaded; the
-project runs offline) and a web UI. The rendering itself lives in
-``phases/phase0_tokenizer/visualize.py``.
+project runs offline) and a web UI. Everything shown comes from Phase 0: the rendering
+(``visualize.py``), the special tokens and their purposes (``bpe.py``), the small
+tokenizer's training (``trainer.py``).
 """
 from __future__ import annotations
 
@@ -30,44 +31,20 @@ import json
 import sys
 from pathlib import Path
 
-try:  # run as `python tools/tokenizer_playground.py`: the repo root is not on sys.path
-    import phases.phase0_tokenizer.bpe  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mini_nanochat.pipeline import (DEMO_TEXT, TrainSettings, default_data_dir, default_tokenizer_dir,
-                                    train_tokenizer)
-from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer, text_to_bytes
-from phases.phase0_tokenizer.chat import ConversationError, render_conversation
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
+import _view
+from phases.common.console import UserError, run_command, use_color
+from phases.common.paths import data_dir, tokenizer_dir, tool_dir
+from phases.phase0_tokenizer.bpe import FILENAME, SPECIAL_TOKEN_PURPOSES as PURPOSES, BPETokenizer
+from phases.phase0_tokenizer.chat import EXAMPLE as EXAMPLE_CHAT, ConversationError, render_conversation
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
-from phases.phase0_tokenizer.visualize import (colorize_tokens, display_width, merge_history, render_mask,
-                                               split_characters, token_pieces, token_table)
+from phases.phase0_tokenizer.merges import text_to_bytes
+from phases.phase0_tokenizer.trainer import TrainSettings, train_tokenizer
+from phases.phase0_tokenizer.visualize import (SAMPLE_TEXT, WHITESPACE, colorize_tokens, display_width, merge_history,
+                                               render_mask, split_characters, token_pieces, token_table)
 
 PLAYGROUND_DIR = "playground_tokenizer"
 PLAYGROUND_VOCAB = 2048          # small: trains in seconds, still learns common English words
 PLAYGROUND_CHARS = 3_000_000     # ~3 MB of the embedded corpus
-PURPOSES = {
-    "<|bos|>": "begins every document; the only special token pretraining sees",
-    "<|user_start|>": "opens a user turn",
-    "<|user_end|>": "closes a user turn",
-    "<|assistant_start|>": "opens an assistant turn (at inference the model writes after it)",
-    "<|assistant_end|>": "closes an assistant turn: the model learns to stop with it",
-    "<|python_start|>": "the assistant starts a python tool call",
-    "<|python_end|>": "the tool call ends; the engine runs it",
-    "<|output_start|>": "the tool's output begins (written by the engine, not the model)",
-    "<|output_end|>": "the tool's output ends",
-}
-EXAMPLE_CHAT = {"messages": [
-    {"role": "user", "content": "What is 12 squared, plus 1?"},
-    {"role": "assistant", "content": [
-        {"type": "text", "text": "Let me compute it."},
-        {"type": "python", "text": "12**2 + 1"},
-        {"type": "python_output", "text": "145"},
-        {"type": "text", "text": "12 squared plus 1 is 145."}]},
-    {"role": "user", "content": "Thanks!"},
-    {"role": "assistant", "content": "You're welcome 🙂"},
-]}
 KEY = "(one colour per token · space → tab ↵ newline ␍ CR; ⟨F0 9F⟩ = bytes of a character split across tokens)"
 KEY_PLAIN = KEY.replace("one colour per token", "| separates tokens")
 
@@ -75,8 +52,6 @@ KEY_PLAIN = KEY.replace("one colour per token", "| separates tokens")
 def note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr, flush=True)
 
-
-# -- which tokenizer ----------------------------------------------------------
 
 def describe(tok: BPETokenizer, path: Path) -> str:
     return f"{path} (vocab {tok.vocab_size}, {len(tok.merges)} merges)"
@@ -96,10 +71,10 @@ def resolve_tokenizer(directory: Path | None, show_progress: bool) -> tuple[BPET
     """--tokenizer DIR, else the trained one, else the playground's small one (trained now if needed)."""
     if directory is not None:
         return load_dir(directory, "--tokenizer")
-    main_file = default_tokenizer_dir() / FILENAME
+    main_file = tokenizer_dir() / FILENAME
     if main_file.is_file():
         return load_dir(main_file, "tokenizer")
-    small = base_dir() / PLAYGROUND_DIR
+    small = tool_dir(PLAYGROUND_DIR)
     if (small / FILENAME).is_file():
         note(f"no trained tokenizer at {main_file}; using the playground's small one "
              "(`mini-nanochat tokenizer train` makes the real one)")
@@ -108,14 +83,12 @@ def resolve_tokenizer(directory: Path | None, show_progress: bool) -> tuple[BPET
     note(f"no tokenizer at {main_file} yet, so the playground trains a small one now "
          f"(vocab {PLAYGROUND_VOCAB} on ~{PLAYGROUND_CHARS / 1e6:g} MB of the embedded corpus; "
          "the first run also builds that corpus). It is kept for next time.")
-    info = ensure_embedded_corpus(default_data_dir(), show_progress=show_progress)
+    info = ensure_embedded_corpus(data_dir("embedded"), show_progress=show_progress)
     settings = TrainSettings(PLAYGROUND_VOCAB, str(info.out_dir), PLAYGROUND_CHARS, 10_000)
     tok, seconds = train_tokenizer(settings, small, show_progress=show_progress)
     note(f"trained the small tokenizer in {seconds:.1f}s -> {small / FILENAME}")
     return tok, describe(tok, small / FILENAME) + " [small playground tokenizer]"
 
-
-# -- the views (each returns text) --------------------------------------------
 
 class Playground:
     def __init__(self, tok: BPETokenizer, name: str, color: bool, table: bool = True,
@@ -123,7 +96,7 @@ class Playground:
         self.tok, self.name, self.color, self.table, self.against = tok, name, color, table, against
 
     def title(self, text: str) -> str:
-        return paint(f"== {text}", "1", self.color)
+        return _view.bold(f"== {text}", self.color)
 
     @staticmethod
     def ratio(nbytes: int, ntokens: int) -> str:
@@ -163,7 +136,7 @@ class Playground:
         w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
         bos_as_text = len(self.tok.encode("<|bos|>"))
         return "\n".join([self.title(f"special tokens ({len(rows)})"),
-                          *(f"{i:>{w0}}  {paint(n.ljust(w1), '1', self.color)}  {p}" for i, n, p in rows), "",
+                          *(f"{i:>{w0}}  {_view.bold(n.ljust(w1), self.color)}  {p}" for i, n, p in rows), "",
                           f"Typing a name is not the token: the text '<|bos|>' encodes to {bos_as_text} ordinary "
                           "tokens. Only code (render_conversation, encode(prepend=...)) inserts special "
                           "tokens, so a user cannot forge a turn boundary."])
@@ -251,13 +224,11 @@ class Playground:
 
 def preview(text: str, width: int = 40) -> str:
     """A one-line preview of a text (visible whitespace), cut to ``width`` columns."""
-    shown = "".join({" ": "·", "\t": "→", "\n": "↵", "\r": "␍"}.get(c, c) for c in text)
+    shown = "".join(WHITESPACE.get(c, c) for c in text)
     while display_width(shown) > width:
         shown = shown[:-2] + "…"
     return shown
 
-
-# -- interactive mode ------------------------------------------------------------
 
 HELP = """type text to tokenize it, or a command:
   special              the special tokens and what they are for
@@ -315,23 +286,8 @@ def repl(pg: Playground) -> None:
         print()
 
 
-# -- command line ----------------------------------------------------------------
-
-EPILOG = """examples:
-  %(prog)s "Hello 🙂 world"                 tokens, stats and a detail table
-  %(prog)s - < notes.txt                    tokenize a file (- reads standard input)
-  %(prog)s -i                               interactive mode (also: no arguments)
-  %(prog)s --special --vocab                several views at once
-  %(prog)s --compare "Hello" "Bonjour" "こんにちは"
-  %(prog)s "def f(x): return x" --against ~/other_tokenizer
-  %(prog)s --merges 300                     how token 300 was built
-  %(prog)s --merges "tokenization"          ... each token of a text
-  %(prog)s --chat                           built-in conversation with a tool call
-  %(prog)s --chat convo.json                {"messages": [...]} or a bare list of messages
-  %(prog)s "text" --no-color | less         plain output (also NO_COLOR=1, or any pipe)
-
-Without --tokenizer it uses $MINI_NANOCHAT_BASE_DIR/tokenizer (`mini-nanochat tokenizer
-train`), else trains a small one (vocab 2048) on first use and keeps it."""
+EPILOG = ("examples:\n" + __doc__.split("\n\n")[2]
+          + "\n\n'-' as TEXT reads standard input; --chat FILE takes {\"messages\": [...]} or a bare list.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,7 +324,7 @@ def run(args: argparse.Namespace) -> None:
     pg = Playground(tok, name, color, table=args.table, against=against)
     text = sys.stdin.read() if args.text == "-" else args.text
     if against and text is None and not args.compare and not args.interactive:
-        text = DEMO_TEXT  # --against alone: compare on a sample of prose, code, numbers, emoji
+        text = SAMPLE_TEXT  # --against alone: compare on a sample of prose, code, numbers, emoji
     views = [(args.special, pg.special), (args.vocab, pg.vocab),
              (text is not None, lambda: pg.text(text)),
              (bool(args.compare), lambda: pg.compare(args.compare)),

@@ -8,202 +8,39 @@ Usage (from the repository root):
     python tools/training_resume_helper.py cpu_demo --target-steps 2000   # resume *and* extend
     python tools/training_resume_helper.py cpu_demo --json
 
-Checks, without loading a weight: meta.json (names the right step); the safetensors header (parses,
-tensors back to back, file = 8 + header + data bytes); tensor names and shapes = what model_config
-builds (on the meta device); optim.pt is a torch.save archive; sha256 = meta.json's (``--fast``
-skips it). ``.tmp-`` folders are saves a crash interrupted. For the newest valid checkpoint: LR
-schedule position, progress, time left (recent step times in metrics.jsonl), steps a crash lost,
-and the resume command: ``mini-nanochat pretrain --run-dir DIR --resume`` plus ``--set key=value``
-for every saved train_config value that differs from today's defaults, so the config matches.
+The checks are Phase 2's ``checkpoint.check_checkpoint`` (without loading a weight: meta.json
+names the right step; the safetensors header parses, its tensors lie back to back and fill the
+file, names and shapes are what model_config builds; optim.pt is a torch.save archive; sha256
+= meta.json's, which ``--fast`` skips). ``.tmp-`` folders are saves a crash interrupted. For
+the newest valid checkpoint: where it sits on the LR schedule (``schedule.phase_of``, with the
+learning rates each optimizer group really applies), progress, time left (recent step times
+in metrics.jsonl), steps a crash lost, and the resume command: ``mini-nanochat pretrain
+--run-dir DIR --resume`` plus ``--set key=value`` for every saved train_config value that
+differs from today's defaults, so the config matches.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
-import os
-import re
 import shlex
 import statistics
 import sys
-import time
-import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 
-try:  # run as `python tools/training_resume_helper.py`: the repo root is not on sys.path
-    import phases.phase2_training.checkpoint  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import torch
-
-from phases.phase0_tokenizer.common import UserError, base_dir, paint, run_command, use_color
-from phases.phase1_transformer.config import GPTConfig
-from phases.phase1_transformer.model import GPT
-from phases.phase2_training.checkpoint import FORMAT_VERSION, sha256_file
-from mini_nanochat.pretrain import PretrainConfig  # the settings `mini-nanochat pretrain` accepts
-from phases.phase2_training.schedule import lr_multiplier
-
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-               "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-CKPT_NAME = re.compile(r"step_(\d+)(\.tmp-.*)?")
+import _view
+from phases.common.console import UserError, duration, paint, run_command, use_color
+from phases.common.paths import base_dir, tokenizer_dir
+from phases.phase0_tokenizer.bpe import FILENAME
+from phases.phase2_training.checkpoint import resolve_run, scan_checkpoints
+from phases.phase2_training.metrics import eta_seconds, metrics_path, read_metrics
+from phases.phase2_training.schedule import phase_of
+from phases.phase5_data.pretrain import PretrainConfig  # the settings `mini-nanochat pretrain` accepts
 
 
-def resolve_run(arg: str | os.PathLike) -> Path:
-    """A run folder from a path (the run, its checkpoints/ or one step_ folder) or a run name."""
-    p = Path(arg).expanduser()
-    if not p.exists() and os.sep not in str(arg):
-        p = base_dir() / "runs" / str(arg)
-    if not p.is_dir():
-        raise UserError(f"{arg}: no such run directory (nor a run name under {base_dir() / 'runs'})")
-    if CKPT_NAME.fullmatch(p.name) and p.parent.name == "checkpoints":
-        p = p.parent.parent
-    elif p.name == "checkpoints":
-        p = p.parent
-    if not (p / "checkpoints").is_dir():
-        raise UserError(f"{p} is not a run directory: it has no checkpoints/ folder")
-    return p
-
-
-def read_safetensors_header(path: Path) -> dict:
-    """Parse and check a .safetensors header (8-byte length + JSON) without reading tensor data."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
-        if n < 2 or n > size - 8:
-            raise UserError(f"{path.name}: header length {n:,} does not fit a {size:,}-byte file "
-                            "(truncated, or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UserError(f"{path.name}: the header is not valid JSON ({e})") from None
-    metadata = header.pop("__metadata__", None) if isinstance(header, dict) else {}
-    tensors = []
-    for name, info in header.items() if isinstance(header, dict) else [("<header>", None)]:
-        try:
-            dtype, shape, (start, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path.name}: malformed header entry for tensor {name!r}") from None
-        if dtype not in DTYPE_BYTES:
-            raise UserError(f"{path.name}: tensor {name!r} has an unknown dtype {dtype!r}")
-        numel = math.prod(shape)
-        if end - start != numel * DTYPE_BYTES[dtype]:
-            raise UserError(f"{path.name}: tensor {name!r} spans {end - start:,} bytes, but {dtype} "
-                            f"{shape} needs {numel * DTYPE_BYTES[dtype]:,}")
-        tensors.append({"name": name, "dtype": dtype, "shape": shape, "numel": numel,
-                        "bytes": end - start, "offsets": [start, end]})
-    tensors.sort(key=lambda t: t["offsets"])
-    pos = 0
-    for t in tensors:
-        if t["offsets"][0] != pos:
-            raise UserError(f"{path.name}: tensor data is not contiguous at {t['name']!r} "
-                            f"(starts at byte {t['offsets'][0]:,}, expected {pos:,})")
-        pos = t["offsets"][1]
-    if size != 8 + n + pos:
-        raise UserError(f"{path.name}: the file is {size:,} bytes but its header describes "
-                        f"8 + {n:,} + {pos:,} = {8 + n + pos:,} (truncated or padded)")
-    return {"tensors": tensors, "header_bytes": n, "data_bytes": pos, "file_bytes": size, "metadata": metadata}
-
-
-@functools.lru_cache(maxsize=8)
-def expected_shapes(model_config_json: str) -> dict[str, list[int]]:
-    """Names and shapes of the state_dict a model_config builds (on the meta device: no memory)."""
-    with torch.device("meta"):
-        model = GPT(GPTConfig.from_dict(json.loads(model_config_json)))
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
-
-
-
-
-@dataclass
-class Check:
-    path: Path
-    step: int
-    problems: list[str] = field(default_factory=list)
-    meta: dict | None = None
-    header: dict | None = None
-    ok = property(lambda self: not self.problems)
-
-
-def check_checkpoint(path: Path, fast: bool = False) -> Check:
-    """Every integrity check short of loading tensors; problems are listed, never raised."""
-    m = CKPT_NAME.fullmatch(path.name)
-    c = Check(path, int(m.group(1)) if m else -1)
-    if m is None or m.group(2):
-        c.problems.append("incomplete: a save was interrupted (crash or kill while writing); safe to delete")
-        return c
-    try:
-        c.meta = meta = json.loads((path / "meta.json").read_text())
-    except FileNotFoundError:
-        c.problems.append("meta.json is missing")
-        return c
-    except (ValueError, OSError) as e:
-        c.problems.append(f"meta.json is corrupt ({e})")
-        return c
-    if meta.get("format_version") != FORMAT_VERSION:
-        c.problems.append(f"meta.json: unsupported format_version {meta.get('format_version')!r}")
-        return c
-    if meta.get("step") != c.step:
-        c.problems.append(f"meta.json says step {meta.get('step')!r} but the folder is step {c.step}")
-    files = meta.get("files", {})
-    c.problems += [f"meta.json records no sha256 for {n}" for n in ("model.safetensors", "optim.pt") if n not in files]
-    c.problems += [f"{n} is missing" for n in files if not (path / n).is_file()]
-    weights = path / "model.safetensors"
-    if weights.is_file():
-        try:
-            c.header = read_safetensors_header(weights)
-        except UserError as e:
-            c.problems.append(str(e))
-    if c.header is not None and "model_config" in meta:
-        try:
-            want = expected_shapes(json.dumps(meta["model_config"], sort_keys=True))
-        except (UserError, TypeError, ValueError) as e:
-            want = None
-            c.problems.append(f"meta.json: model_config cannot build a model ({e})")
-        got = {t["name"].removeprefix("_orig_mod."): t["shape"] for t in c.header["tensors"]}
-        if want is not None and got != want:
-            bad = sorted(set(want) ^ set(got)) + sorted(k for k in set(want) & set(got) if want[k] != got[k])
-            c.problems.append(f"model.safetensors does not match model_config: {len(bad)} tensor(s) missing, "
-                              f"extra or of another shape, e.g. {', '.join(bad[:3])}")
-    if (path / "optim.pt").is_file() and not zipfile.is_zipfile(path / "optim.pt"):
-        c.problems.append("optim.pt is not a torch.save archive (truncated or overwritten)")
-    if not fast:
-        c.problems += [f"{n}: sha256 mismatch (corrupt or truncated since it was saved)"
-                       for n, digest in files.items() if (path / n).is_file() and sha256_file(path / n) != digest]
-    return c
-
-
-def scan_run(run_dir: Path, fast: bool = False) -> list[Check]:
-    """Every step_ folder (and .tmp- leftover) of a run, oldest first."""
-    ckdir = run_dir / "checkpoints"
-    found = [p for p in ckdir.iterdir() if p.is_dir() and CKPT_NAME.fullmatch(p.name)] if ckdir.is_dir() else []
-    found.sort(key=lambda p: (int(CKPT_NAME.fullmatch(p.name)[1]), p.name))
-    return [check_checkpoint(p, fast) for p in found]
-
-
-def schedule_position(tc: dict, step: int) -> dict:
+def schedule_position(tc: dict, step: int, initial_lrs: dict | None = None) -> dict:
     """Where optimizer step ``step`` (the next one a resume runs) sits on the run's LR schedule."""
-    n, warmup = tc["num_iterations"], tc["warmup_steps"]
-    warmdown_start = n - round(tc["warmdown_ratio"] * n) + 1  # first step whose multiplier is < 1
-    phase = ("finished" if step >= n else "warmup" if step < warmup else
-             "constant" if step < warmdown_start else "warmdown")
-    lrm = lr_multiplier(min(step, n), n, warmup, tc["warmdown_ratio"], tc["final_lr_frac"])
-    lrs = {k: tc[f"{k}_lr"] * lrm for k in ("matrix", "embedding", "unembedding", "scalar")}
-    return {"step": step, "phase": phase, "multiplier": lrm, "warmup_steps": warmup,
-            "warmdown_start": warmdown_start, "num_iterations": n, "lrs": lrs}
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path, records = run_dir / "metrics.jsonl", []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # a line cut by a crash
-            pass
-    return [r for r in records if isinstance(r, dict)]
+    return phase_of(step, tc, initial_lrs)
 
 
 def _value(v) -> str:
@@ -217,7 +54,7 @@ def resume_command(run_dir: Path, meta: dict, target_steps: int | None = None) -
     saved["num_iterations"], env = target_steps or saved["num_iterations"], {}
     if not saved.get("tokenizer_dir") or not saved.get("data_dir"):  # "" = under the base dir of that time
         tok = Path(meta.get("tokenizer", ""))
-        old_base = tok.parent.parent if tok.name == "tokenizer.json" and tok.parent.name == "tokenizer" else None
+        old_base = tok.parent.parent if tok.name == FILENAME and tok.parent.name == tokenizer_dir().name else None
         if old_base is not None and old_base.resolve() != base_dir().resolve():
             env["MINI_NANOCHAT_BASE_DIR"] = str(old_base)
             notes.append(f"the run used the tokenizer and data of base dir {old_base}; the command sets it")
@@ -235,7 +72,7 @@ def format_command(argv: list[str], env: dict) -> str:
 
 
 def analyse(run_dir: Path, fast: bool = False, target_steps: int | None = None) -> dict:
-    checks = scan_run(run_dir, fast)
+    checks = scan_checkpoints(run_dir, hash=not fast)
     good = [c for c in checks if c.ok]
     rep = {"run_dir": str(run_dir), "fast": fast,
            "checkpoints": [{"name": c.path.name, "step": c.step, "ok": c.ok, "problems": c.problems,
@@ -250,16 +87,16 @@ def analyse(run_dir: Path, fast: bool = False, target_steps: int | None = None) 
                            "header_bytes": c.header["header_bytes"], "data_bytes": c.header["data_bytes"],
                            "file_bytes": c.header["file_bytes"], "hashed": sorted(meta["files"]) if not fast else []}
     n = target_steps or tc["num_iterations"]
-    rep["schedule"] = schedule_position({**tc, "num_iterations": n}, c.step)
-    records = read_metrics(run_dir)
-    steps = [r for r in records if r.get("event") == "step" and isinstance(r.get("step"), int)]
+    rep["schedule"] = schedule_position({**tc, "num_iterations": n}, c.step, meta.get("initial_lrs"))
+    steps = [r for r in read_metrics(run_dir) if r.get("event") == "step" and isinstance(r.get("step"), int)] \
+        if metrics_path(run_dir).is_file() else []
     dts = [r["dt"] for r in steps[-20:] if isinstance(r.get("dt"), (int, float))]
     median_dt = statistics.median(dts) if dts else None
     remaining = max(0, n - c.step)
     rep["progress"] = {"step": c.step, "num_iterations": n, "fraction": c.step / n,
                        "tokens": c.step * meta["total_batch_size"], "total_tokens": n * meta["total_batch_size"],
                        "remaining_steps": remaining, "median_dt": median_dt,
-                       "remaining_seconds": remaining * median_dt if median_dt is not None else None}
+                       "remaining_seconds": eta_seconds(c.step, n, median_dt) if median_dt is not None else None}
     lost = [r for r in steps if r["step"] > c.step]
     rep["lost"] = {"logged_to": max([r["step"] for r in steps], default=0), "steps": len({r["step"] for r in lost}),
                    "seconds": sum(r.get("dt", 0.0) for r in lost)}
@@ -281,7 +118,7 @@ def analyse(run_dir: Path, fast: bool = False, target_steps: int | None = None) 
 
 
 def render(rep: dict, color: bool) -> str:
-    b = lambda s: paint(s, "1", color)  # noqa: E731
+    b = lambda s: _view.bold(s, color)  # noqa: E731
     out = [f"{b('run')}: {rep['run_dir']}", f"{b('checkpoints')} ({len(rep['checkpoints'])}, oldest first"
            + (", sha256 not checked: --fast" if rep["fast"] else "") + "):"]
     for c in rep["checkpoints"]:
@@ -309,29 +146,19 @@ def render(rep: dict, color: bool) -> str:
              f"at LR multiplier {s['multiplier']:.4f}")
     out.append(f"{b('schedule')}: {where} ({', '.join(spans) or 'constant throughout'})")
     if s["phase"] != "finished":
-        out.append("  learning rates then: " + ", ".join(f"{k} {v:.3g}" for k, v in s["lrs"].items()))
+        applied = s.get("applied") or s["lrs"]
+        out.append(f"  learning rates then{'' if s.get('applied') else ' (config values: the run predates the record of applied ones)'}: "
+                   + ", ".join(f"{k} {v:.3g}" for k, v in applied.items()))
     if p["median_dt"] is not None and p["remaining_steps"]:
         out.append(f"{b('remaining')}: {p['remaining_steps']:,} steps x {p['median_dt'] * 1000:.0f} ms (median of the "
-                   f"last step times) = about {_hms(p['remaining_seconds'])} of training, evaluations not included")
+                   f"last step times) = about {duration(p['remaining_seconds'])} of training, evaluations not included")
     out.append(f"{b('lost work')}: " + (f"the log reaches step {lost['logged_to']}: {lost['steps']} step(s) "
-                                        f"({_hms(lost['seconds'])}) after the checkpoint will be redone"
+                                        f"({duration(lost['seconds'])}) after the checkpoint will be redone"
                                         if lost["steps"] else "none (the log ends at the checkpoint)"))
     if "resume" in rep:
         out += [b("resume with") + ":", "  " + rep["resume"]["command"]]
     out += [f"{b('note')}: {n}" for n in rep["notes"]]
     return "\n".join(out)
-
-
-def _hms(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds >= 60 else f"{seconds:.1f}s"
-
-
-def _clean(x):  # JSON without NaN / Infinity
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,7 +182,7 @@ def run(args) -> int:
     if args.target_steps is not None and args.target_steps < 1:
         raise UserError("--target-steps must be >= 1")
     rep = analyse(resolve_run(args.run), args.fast, args.target_steps)
-    print(json.dumps(_clean(rep), indent=1) if args.json else render(rep, use_color(force=args.color)))
+    print(json.dumps(_view.clean(rep), indent=1) if args.json else render(rep, use_color(force=args.color)))
     return 0 if rep["latest_valid"] else 1
 
 

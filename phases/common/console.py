@@ -2,10 +2,11 @@
 
 - ``UserError``: raised for mistakes a user can fix (bad flag, missing file); command-line
   entry points run through ``run_command``, which prints ``error: <message>`` without a
-  traceback and exits with status 2.
-- ``use_color`` / ``paint``: ANSI colour that respects ``NO_COLOR`` and pipes.
-- ``progress``: a progress bar on stderr (redrawn in place on a terminal, a few plain lines
-  when piped, silent when disabled).
+  traceback and exits with status 2. ``positive_int`` is the argparse type for counts.
+- ``use_color`` / ``paint``: ANSI colour that respects ``NO_COLOR`` and pipes;
+  ``duration``: a time span for people (``12.3s``, ``1:02:03``).
+- ``progress``: a tqdm progress bar on stderr (redrawn in place on a terminal, a few plain
+  lines when piped, silent when disabled).
 
 What it leaves out: logging frameworks.
 Run nothing here directly; it is imported.
@@ -14,9 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO, TypeVar
+from typing import Callable, Iterable, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -46,6 +46,33 @@ def run_command(fn: Callable[[], object]) -> int:
     return 0
 
 
+def command(description: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None,
+            runner: Callable[[Callable[[], object]], int] = run_command) -> int:
+    """``python -m phases.…``: parse ``add_arguments``' flags (plus ``--no-progress``), call ``run(args)``.
+
+    Every runnable module exposes ``add_arguments(parser)`` / ``run(args)``; ``mini-nanochat``
+    mounts the same pair as a subcommand, so both command lines behave the same.
+    """
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    return runner(lambda: run(args))
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number > 0 (``1_000`` allowed); anything else is a usage error."""
+    import argparse
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def cpu_model() -> str:
     """The CPU's model name (benchmarks state the hardware next to every figure)."""
     import platform
@@ -56,6 +83,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def duration(seconds: float | None) -> str:
+    """A time span for people: ``12.3s`` under a minute, else ``H:MM:SS`` (``unknown`` for None)."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 60:
+        return f"{max(0.0, seconds):.1f}s"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def use_color(stream: TextIO | None = None, force: bool | None = None) -> bool:
@@ -77,85 +114,43 @@ def paint(text: str, code: str, enabled: bool) -> str:
 # Progress
 
 
-class progress:
-    """Iterate with a progress bar on stderr: ``for x in progress(items, total=n, desc="docs")``.
+class _Lines:
+    """What tqdm writes, as plain lines: in a log or CI output a redraw ("\\r…") becomes one line."""
 
-    Also usable by hand: ``bar = progress(total=n); bar.update(k); bar.close()``.
-    On a terminal the bar is redrawn in place; otherwise at most ~10 plain lines are
-    printed, so logs and CI output stay readable. ``enabled=False`` silences it.
-    """
+    def __init__(self, stream: TextIO):
+        self.stream, self.encoding = stream, getattr(stream, "encoding", None) or "utf-8"
 
-    def __init__(self, iterable: Iterable[T] | None = None, total: float | None = None,
-                 desc: str = "", unit: str = "it", enabled: bool = True,
-                 stream: TextIO | None = None):
-        self.iterable = iterable
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)  # type: ignore[arg-type]
-        self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.n = 0.0
-        self.start = time.perf_counter()
-        self._last_draw = 0.0
-        self._last_decile = -1
-        self._closed = False
+    def write(self, text: str) -> None:
+        if text.startswith("\r"):
+            text = text[1:].rstrip()
+            if text:
+                self.stream.write(text + "\n")
+        elif text.strip():
+            self.stream.write(text)
 
-    def __iter__(self) -> Iterator[T]:
-        assert self.iterable is not None, "progress() needs an iterable to iterate"
-        try:
-            for item in self.iterable:
-                yield item
-                self.update(1)
-        finally:
-            self.close()
-
-    def __enter__(self) -> "progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def update(self, k: float = 1) -> None:
-        self.n += k
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.tty:
-            if now - self._last_draw >= 0.1:
-                self._draw(now, end="\r")
-        elif self.total:
-            decile = int(10 * self.n / self.total)
-            if decile > self._last_decile and decile < 10:
-                self._last_decile = decile
-                self._draw(now, end="\n")
-
-    def _draw(self, now: float, end: str) -> None:
-        self._last_draw = now
-        elapsed = now - self.start
-        rate = self.n / elapsed if elapsed > 0 else 0.0
-        if self.total:
-            frac = min(1.0, self.n / self.total)
-            width = 24
-            filled = int(frac * width)
-            bar = "#" * filled + "-" * (width - filled)
-            eta = (self.total - self.n) / rate if rate > 0 else 0.0
-            msg = (f"{self.desc}: {frac * 100:5.1f}% |{bar}| {_fmt(self.n)}/{_fmt(self.total)} {self.unit}"
-                   f" [{elapsed:.1f}s, eta {eta:.1f}s, {_fmt(rate)} {self.unit}/s]")
-        else:
-            msg = f"{self.desc}: {_fmt(self.n)} {self.unit} [{elapsed:.1f}s, {_fmt(rate)} {self.unit}/s]"
-        self.stream.write(("\x1b[2K" if self.tty else "") + msg + end)
+    def flush(self) -> None:
         self.stream.flush()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.enabled:
-            self._draw(time.perf_counter(), end="\n")
 
+def progress(iterable: Iterable[T] | None = None, total: float | None = None, desc: str = "",
+             unit: str = "it", enabled: bool = True, stream: TextIO | None = None):
+    """A tqdm progress bar on stderr: ``for x in progress(items, desc="docs")`` or by hand,
+    ``bar = progress(total=n); bar.update(k); bar.close()``.
 
-def _fmt(x: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:.2f}{unit}"
-    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
+    On a terminal tqdm redraws it in place. Piped (a log file, CI) it is quiet: plain lines
+    at about every 10% of a known total (every 30 s otherwise), never carriage returns.
+    ``enabled=False`` (``--no-progress``) silences it. tqdm never colours its bar, so
+    ``NO_COLOR`` has nothing to turn off here.
+    """
+    from tqdm import tqdm
+
+    stream = stream if stream is not None else sys.stderr
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    scale = unit == "B" or not total or total >= 100_000    # 2.05M chars, 31.4kB; but 7/40 files
+    options = dict(total=total, desc=desc, unit=unit, disable=not enabled, unit_scale=scale, leave=True)
+    if hasattr(stream, "isatty") and stream.isatty():
+        return tqdm(iterable, file=stream, dynamic_ncols=True, mininterval=0.1, **options)
+    every = max(1, int(total) // 10) if total else None
+    return tqdm(iterable, file=_Lines(stream), ascii=True, ncols=80, mininterval=0 if every else 30,
+                miniters=every or 1, **options)

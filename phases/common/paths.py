@@ -7,6 +7,7 @@ Everything goes under ``base_dir()``: ``$MINI_NANOCHAT_BASE_DIR``, default
     <base>/tokenizer/        the trained tokenizer (tokenizer.json)
     <base>/tokens/           cached token arrays (Phase 2's simple loader)
     <base>/runs/<name>/      training runs: metrics.jsonl, checkpoints/
+    <base>/<tool>/           a learning tool's own cache (tool_dir: the playground's small tokenizer)
 
 What it leaves out: per-user config files.
 Run nothing here directly; it is imported.
@@ -48,3 +49,8 @@ def runs_dir() -> Path:
 def run_dir(name: str) -> Path:
     """One run's folder: ``<base>/runs/<name>``."""
     return runs_dir() / name
+
+
+def tool_dir(name: str) -> Path:
+    """A learning tool's own cache: ``<base>/<name>`` (e.g. the playground's small tokenizer)."""
+    return base_dir() / name

@@ -3,57 +3,54 @@
 This is the tokenizer every later phase uses. It follows nanochat's tokenizer:
 
 - byte-level: the 256 byte values are the first 256 tokens, so any text can be encoded;
-- text is first split into chunks by the GPT-4 regex, with nanochat's one change
-  (digits grouped 1-2 at a time instead of 1-3); merges never cross a chunk boundary;
-- training is the *incremental* algorithm: count each unique chunk once, keep a count
-  for every adjacent pair and the set of chunks it occurs in, and after each merge
-  update only the chunks that contained the merged pair (never a full recount);
-- the pair merged next is the most frequent one, ties broken by the smallest
-  ``(left_id, right_id)``; this is rustbpe's rule, so both train the same merges;
+- training (``merges.py``): text split into chunks by the GPT-4 regex (digits grouped
+  1-2), unique chunks counted, then the incremental merge loop with rustbpe's tie rule,
+  so both train the same merges;
 - nine special tokens are appended after the merges (``<|bos|>`` … ``<|output_end|>``);
 - encoding follows tiktoken's rule (merge the adjacent pair whose *bytes* have the
   lowest rank, leftmost first), so the pure-Python encoder and the tiktoken fast path
-  (``fast.py``) give identical ids.
+  give identical ids. The tokenizer owns its fast path: ``tiktoken_encoding()`` exports
+  the merges to a tiktoken ``Encoding`` (built once), and ``encode`` / ``encode_batch``
+  use it when tiktoken is installed and the text is plain UTF-8 (lone surrogates, which
+  tiktoken would replace, take the pure-Python path, so round trips stay exact).
 
-What it leaves out: rustbpe's Rust speed (we use two processes for chunk counting and
-plain dicts for the merge loop), tiktoken-style threading in ``encode_batch``, and
-pickled files (we save JSON: loading never executes code).
+What it leaves out: pickled files (we save JSON: loading never executes code; nanochat
+pickles its tiktoken Encoding, we rebuild it from the JSON in well under a second).
 
 Run: ``python -m phases.phase0_tokenizer.bpe`` trains a small tokenizer on the
-embedded corpus and prints a few encodings (``mini-nanochat tokenizer train`` is the
-full command).
+embedded corpus, prints a few encodings and compares the speed of both encoders
+(``mini-nanochat tokenizer train`` is the full command).
 """
 from __future__ import annotations
 
 import codecs
-import heapq
-import itertools
 import json
 import os
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import regex
+from phases.common.console import UserError
+from phases.common.files import atomic_write_text
+from phases.phase0_tokenizer.merges import SPLIT_PATTERN, compiled, count_chunks, text_to_bytes, train_merges
 
-from phases.phase0_tokenizer.common import UserError, atomic_write_text, progress
-
-# --8<-- [start:split_pattern]
-# GPT-4's split pattern (cl100k) with nanochat's change: \p{N}{1,2} instead of {1,3}.
-SPLIT_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
-)
-# --8<-- [end:split_pattern]
+try:
+    import tiktoken  # the fast path: optional (pip install tiktoken)
+except ImportError:
+    tiktoken = None
 
 # --8<-- [start:special_tokens]
-SPECIAL_TOKENS = (
-    "<|bos|>",             # begins every document; the only special token pretraining sees
-    "<|user_start|>", "<|user_end|>",
-    "<|assistant_start|>", "<|assistant_end|>",
-    "<|python_start|>", "<|python_end|>",    # the assistant calls the python tool
-    "<|output_start|>", "<|output_end|>",    # the tool's output comes back
-)
+SPECIAL_TOKEN_PURPOSES = {  # name -> what it is for; their ids follow the merges, in this order
+    "<|bos|>": "begins every document; the only special token pretraining sees",
+    "<|user_start|>": "opens a user turn",
+    "<|user_end|>": "closes a user turn",
+    "<|assistant_start|>": "opens an assistant turn (at inference the model writes after it)",
+    "<|assistant_end|>": "closes an assistant turn: the model learns to stop with it",
+    "<|python_start|>": "the assistant starts a python tool call",
+    "<|python_end|>": "the tool call ends; the engine runs it",
+    "<|output_start|>": "the tool's output begins (written by the engine, not the model)",
+    "<|output_end|>": "the tool's output ends",
+}
+SPECIAL_TOKENS = tuple(SPECIAL_TOKEN_PURPOSES)
 # --8<-- [end:special_tokens]
 
 FORMAT = "mini-nanochat-bpe"
@@ -80,165 +77,8 @@ def _surrogate_or_replace(exc: UnicodeError):
 codecs.register_error("mini_nanochat.surrogates", _surrogate_or_replace)
 
 
-def text_to_bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
 def bytes_to_text(data: bytes) -> str:
     return data.decode("utf-8", "mini_nanochat.surrogates")
-
-
-# ---------------------------------------------------------------------------
-# Training, step 1: split every document into chunks and count the unique chunks.
-
-_COMPILED: dict[str, regex.Pattern] = {}
-
-
-def _compiled(pattern: str) -> regex.Pattern:
-    if pattern not in _COMPILED:
-        _COMPILED[pattern] = regex.compile(pattern)
-    return _COMPILED[pattern]
-
-
-def _count_batch(args: tuple[str, list[str]]) -> tuple[Counter, int]:
-    pattern, docs = args
-    findall = _compiled(pattern).findall
-    counts: Counter = Counter()
-    for doc in docs:
-        counts.update(findall(doc))  # Counter.update on a list counts in C
-    return counts, sum(map(len, docs))
-
-
-def _batches(texts: Iterable[str], batch_chars: int) -> Iterable[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for text in texts:
-        if not isinstance(text, str):
-            raise UserError(f"training texts must be str, got {type(text).__name__}")
-        batch.append(text)
-        size += len(text)
-        if size >= batch_chars:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
-def count_chunks(texts: Iterable[str], pattern: str = SPLIT_PATTERN, workers: int | None = None,
-                 show_progress: bool = False) -> Counter:
-    """Split each text with ``pattern`` and count how often every unique chunk occurs.
-
-    With ``workers > 1`` the batches are counted in parallel processes (the result is
-    the same, counting is order-independent). ``None`` means one worker per CPU, max 8.
-    """
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
-    total: Counter = Counter()
-    bar = progress(desc="split+count", unit="chars", enabled=show_progress)
-    batches = iter(_batches(texts, batch_chars=1 << 20))
-    first = next(batches, [])
-    second = next(batches, None)
-    if second is None:
-        workers = 1  # one batch: a process pool would only add start-up time
-    jobs = ((pattern, b) for b in itertools.chain([first], [] if second is None else [second], batches))
-    if workers <= 1:
-        for batch_counts, chars in map(_count_batch, jobs):
-            total.update(batch_counts)
-            bar.update(chars)
-    else:
-        import multiprocessing as mp
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            for batch_counts, chars in pool.imap_unordered(_count_batch, jobs, chunksize=1):
-                total.update(batch_counts)
-                bar.update(chars)
-    bar.close()
-    return total
-
-
-# ---------------------------------------------------------------------------
-# Training, step 2: the incremental merge loop.
-
-# --8<-- [start:train_merges]
-def train_merges(chunk_counts: dict[str, int], num_merges: int,
-                 show_progress: bool = False) -> list[tuple[int, int]]:
-    """Learn ``num_merges`` merges from unique chunks and their counts.
-
-    Returns the merges in order; merge ``k`` creates token id ``256 + k``.
-    """
-    words: list[list[int]] = []  # each unique chunk as a list of token ids (bytes at first)
-    counts: list[int] = []       # how often that chunk occurs in the corpus
-    for chunk, c in chunk_counts.items():
-        ids = list(text_to_bytes(chunk))
-        if len(ids) >= 2:        # a 1-byte chunk has no pair: it can never merge
-            words.append(ids)
-            counts.append(c)
-
-    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
-    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words it may occur in
-    for wi, ids in enumerate(words):
-        c = counts[wi]
-        for pair in zip(ids, ids[1:]):
-            pair_counts[pair] += c
-            where[pair].add(wi)
-
-    # A max-heap of (count, pair) as a min-heap of (-count, pair): the smallest pair wins
-    # ties. Entries go stale when a count drops; we fix them lazily when they surface.
-    heap = [(-c, pair) for pair, c in pair_counts.items()]
-    heapq.heapify(heap)
-
-    merges: list[tuple[int, int]] = []
-    bar = progress(total=num_merges, desc="merges", unit="merges", enabled=show_progress)
-    while len(merges) < num_merges and heap:
-        neg, pair = heapq.heappop(heap)
-        current = pair_counts.get(pair, 0)
-        if current <= 0:
-            continue                                   # merged away entirely
-        if -neg != current:
-            heapq.heappush(heap, (-current, pair))     # stale: requeue with the true count
-            continue
-
-        new_id = 256 + len(merges)
-        merges.append(pair)
-        a, b = pair
-        created: dict[tuple[int, int], set[int]] = defaultdict(set)
-        for wi in where.pop(pair):
-            ids = words[wi]
-            try:
-                i = ids.index(a)                       # jump to the first candidate (C speed)
-            except ValueError:
-                continue
-            c, n = counts[wi], len(ids)
-            out = ids[:i]
-            while i < n:
-                if ids[i] == a and i + 1 < n and ids[i + 1] == b:
-                    # x a b y  ->  x N y : pairs (x,a) and (b,y) disappear, (x,N), (N,y) appear
-                    if out:
-                        x = out[-1]
-                        pair_counts[(x, a)] -= c
-                        pair_counts[(x, new_id)] += c
-                        created[(x, new_id)].add(wi)
-                    if i + 2 < n:
-                        y = ids[i + 2]
-                        pair_counts[(b, y)] -= c
-                        pair_counts[(new_id, y)] += c
-                        created[(new_id, y)].add(wi)
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            words[wi] = out
-        pair_counts[pair] = 0  # every occurrence was merged
-        # Only pairs containing new_id are new; every other pair count only went down.
-        for p, ws in created.items():
-            c = pair_counts[p]
-            if c > 0:
-                where[p] = ws
-                heapq.heappush(heap, (-c, p))
-        bar.update(1)
-    bar.close()
-    return merges
-# --8<-- [end:train_merges]
 
 
 # ---------------------------------------------------------------------------
@@ -264,10 +104,10 @@ class BPETokenizer:
         n = len(self.vocab)
         self.special_tokens = {name: n + k for k, name in enumerate(special_tokens)}
         self.special_names = {i: name for name, i in self.special_tokens.items()}
-        self._split = _compiled(pattern).findall
+        self._split = compiled(pattern).findall
         self._cache: dict[str, list[int]] = {}
-        self.use_fast = use_fast
-        self._fast = None  # built lazily by fast.to_tiktoken
+        self.use_fast = use_fast and tiktoken is not None
+        self._encoding = None  # the tiktoken Encoding, built on first use
 
     # -- training -----------------------------------------------------------
     @classmethod
@@ -351,14 +191,25 @@ class BPETokenizer:
             ids.extend(got)
         return ids
 
+    # -- the fast path ----------------------------------------------------------
+    def tiktoken_encoding(self):
+        """These merges as a tiktoken ``Encoding`` (Rust, same ids), built once; None without tiktoken."""
+        if tiktoken is None:
+            return None
+        if self._encoding is None:
+            # tiktoken wants rank == id for every mergeable token; duplicates of the same
+            # bytes (possible in principle) keep the lowest id, as self.ranks does.
+            self._encoding = tiktoken.Encoding(
+                name=f"mini-nanochat-{self.vocab_size}", pat_str=self.pattern,
+                mergeable_ranks=dict(self.ranks), special_tokens=dict(self.special_tokens),
+                explicit_n_vocab=None if len(self.ranks) != len(self.vocab) else self.vocab_size)
+        return self._encoding
+
     def encode_ordinary(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
-        if self.use_fast:
-            from phases.phase0_tokenizer.fast import fast_encode_ordinary
-            ids = fast_encode_ordinary(self, text)
-            if ids is not None:
-                return ids
+        if self.use_fast and _utf8_clean(text):
+            return self.tiktoken_encoding().encode_ordinary(text)
         return self.encode_ordinary_python(text)
 
     def _special_id(self, token: int | str) -> int:
@@ -377,14 +228,13 @@ class BPETokenizer:
         return ids
 
     def encode_batch(self, texts: Sequence[str], prepend: int | str | None = None,
-                     append: int | str | None = None) -> list[list[int]]:
-        if self.use_fast:
-            from phases.phase0_tokenizer.fast import fast_encode_batch
-            batch = fast_encode_batch(self, texts)
-            if batch is not None:
-                pre = [] if prepend is None else [self._special_id(prepend)]
-                post = [] if append is None else [self._special_id(append)]
-                return [pre + ids + post for ids in batch]
+                     append: int | str | None = None, num_threads: int = 8) -> list[list[int]]:
+        """``encode`` of each text; on the fast path tiktoken encodes on ``num_threads`` threads."""
+        if self.use_fast and all(map(_utf8_clean, texts)):
+            pre = [] if prepend is None else [self._special_id(prepend)]
+            post = [] if append is None else [self._special_id(append)]
+            batch = self.tiktoken_encoding().encode_ordinary_batch(list(texts), num_threads=num_threads)
+            return [pre + ids + post for ids in batch]
         return [self.encode(t, prepend=prepend, append=append) for t in texts]
 
     # -- decoding -----------------------------------------------------------
@@ -447,12 +297,32 @@ class BPETokenizer:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)})"
 
 
-if __name__ == "__main__":
-    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts
+def _utf8_clean(text: str) -> bool:
+    """Strict UTF-8 can encode it (no lone surrogates): tiktoken would alter those."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
-    info = ensure_embedded_corpus()
+
+if __name__ == "__main__":
+    import time
+
+    from phases.common.paths import data_dir
+    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
+
+    info = ensure_embedded_corpus(data_dir())
     tok = BPETokenizer.train(iter_texts(info.out_dir, "train", max_chars=5_000_000),
                              vocab_size=2048, show_progress=True)
     for s in ["Hello world!", "def forward(self, x):", "2024 tokens, 12345 digits"]:
         ids = tok.encode(s)
         print(f"{s!r} -> {ids} -> {[tok.decode([i]) for i in ids]}")
+    text = "\n".join(iter_texts(info.out_dir, "val", max_chars=2_000_000))
+    for name, encode in [("python", tok.encode_ordinary_python), ("tiktoken", tok.encode_ordinary)]:
+        t0 = time.perf_counter()
+        ids = encode(text)
+        print(f"{name:>8}: {len(text.encode()) / (time.perf_counter() - t0) / 1e6:6.2f} MB/s, {len(ids)} tokens")

@@ -39,6 +39,16 @@ class Tokenizer(Protocol):  # what rendering needs from a tokenizer
 
 
 PART_TYPES = ("text", "python", "python_output")
+EXAMPLE = {"messages": [  # two turns, one with a python tool call: every kind of span the mask knows
+    {"role": "user", "content": "What is 12 squared, plus 1?"},
+    {"role": "assistant", "content": [
+        {"type": "text", "text": "Let me compute it."},
+        {"type": "python", "text": "12**2 + 1"},
+        {"type": "python_output", "text": "145"},
+        {"type": "text", "text": "12 squared plus 1 is 145."}]},
+    {"role": "user", "content": "Thanks!"},
+    {"role": "assistant", "content": "You're welcome 🙂"},
+]}
 
 
 def _messages(conversation: Any) -> list[dict]:
@@ -93,11 +103,25 @@ def _parts(content: Any, index: int) -> list[tuple[str, str]]:
     return parts
 
 
+def check_conversation(conversation: Any) -> list[dict]:
+    """The messages, checked as ``render_conversation`` checks them (no tokenizer needed).
+
+    A ``ConversationError`` names the first problem; the dataset inspector lists them.
+    """
+    messages = _messages(conversation)
+    for i, m in enumerate(messages):
+        if m["role"] == "user" and not isinstance(m["content"], str):
+            raise ConversationError(f"message {i}: user content must be a string, got {type(m['content']).__name__}")
+        if m["role"] == "assistant":
+            _parts(m["content"], i)
+    return messages
+
+
 # --8<-- [start:render_conversation]
 def render_conversation(tokenizer: Tokenizer, conversation: Any,
                         max_tokens: int = 2048) -> tuple[list[int], list[int]]:
     """Return ``(ids, mask)`` of equal length; ``mask[i] == 1`` where the loss applies."""
-    messages = _messages(conversation)
+    messages = check_conversation(conversation)
     sp = tokenizer.encode_special
     ids: list[int] = []
     mask: list[int] = []
@@ -109,9 +133,6 @@ def render_conversation(tokenizer: Tokenizer, conversation: Any,
     add([sp("<|bos|>")], 0)
     for i, m in enumerate(messages):
         if m["role"] == "user":
-            if not isinstance(m["content"], str):
-                raise ConversationError(f"message {i}: user content must be a string, "
-                                        f"got {type(m['content']).__name__}")
             add([sp("<|user_start|>")], 0)
             add(tokenizer.encode(m["content"]), 0)
             add([sp("<|user_end|>")], 0)
@@ -150,14 +171,7 @@ def render_for_completion(tokenizer: Tokenizer, conversation: Any) -> list[int]:
 if __name__ == "__main__":
     from phases.phase0_tokenizer.bpe import BPETokenizer
 
-    tok = BPETokenizer.train(["What is 2+2? It is 4. " * 50], vocab_size=300)
-    convo = {"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "What is 2+2?"},
-        {"role": "assistant", "content": [{"type": "python", "text": "2+2"},
-                                          {"type": "python_output", "text": "4"},
-                                          {"type": "text", "text": "It is 4."}]},
-    ]}
-    ids, mask = render_conversation(tok, convo)
+    tok = BPETokenizer.train([str(EXAMPLE) * 50], vocab_size=300)
+    ids, mask = render_conversation(tok, EXAMPLE)
     for i, m in zip(ids, mask):
         print(f"{m} {i:5d} {tok.decode([i])!r}")

@@ -5,20 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import impl_fixture
+
 GOLDEN_TEXT = Path(__file__).parent / "testdata" / "golden.txt"
 GOLDEN_VOCAB = 512
 
 
-@pytest.fixture(scope="session")
-def bpe(impl_loader):
-    """The tokenizer module: must define ``BPETokenizer`` (``--impl PATH`` replaces it)."""
-    return impl_loader("bpe", "phases.phase0_tokenizer.bpe", main=True)
-
-
-@pytest.fixture(scope="session")
-def chat(impl_loader):
-    """The chat-format module: ``render_conversation``, ``render_for_completion``."""
-    return impl_loader("chat", "phases.phase0_tokenizer.chat")
+bpe = impl_fixture("bpe", "phases.phase0_tokenizer.bpe", main=True, doc="Must define BPETokenizer.")
+chat = impl_fixture("chat", "phases.phase0_tokenizer.chat", doc="Must define render_conversation, render_for_completion.")
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@
 Every install of this project already holds megabytes of real English prose about code:
 the docstrings of the Python standard library, the ``pydoc_data`` help topics and the
 docstrings of our dependencies (torch, numpy, sympy, networkx, ...). This file turns them
-into the same layout as the pretraining shards a later phase downloads: parquet files
-``shard_00000.parquet``, ``shard_00001.parquet``, ... with one string column ``text``,
-one document per row, and the last shard held out for validation. So the tokenizer (and
-later the data loader) can be trained and tested with no network at all.
+into the same layout as the pretraining shards a later phase downloads (``shards.py``:
+``shard_00000.parquet``, ... with one string column ``text``, the last shard held out for
+validation). So the tokenizer (and later the data loader) can be trained and tested with
+no network at all. This file extracts, cleans and writes; ``shards.py`` reads it back.
 
 How it works:
 
@@ -22,7 +22,8 @@ The result is deterministic for given Python and package versions. What it leave
 downloading anything, HTML/reST rendering of the docstrings, near-duplicate detection.
 
 Run it: ``python -m phases.phase0_tokenizer.corpus [--force] [--out DIR]`` builds the
-corpus into ``$MINI_NANOCHAT_BASE_DIR/data/embedded`` (or reuses it) and prints a report.
+corpus into ``$MINI_NANOCHAT_BASE_DIR/data/embedded`` (or reuses it) and prints a report
+(``mini-nanochat data embedded`` mounts the same ``add_arguments`` / ``run``).
 """
 from __future__ import annotations
 
@@ -42,20 +43,21 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from phases.phase0_tokenizer.common import UserError, atomic_path, atomic_write_text, base_dir, progress
+from phases.common.console import UserError, command, progress
+from phases.common.files import atomic_write_text
+from phases.common.paths import data_dir
+from phases.phase0_tokenizer import shards as shard_format
+from phases.phase0_tokenizer.shards import SHARD_GLOB, shard_name, write_shard
 
 FORMAT_VERSION = 1
 BUILDER_VERSION = 1  # bump whenever extraction or cleaning changes, so old builds count as stale
 MIN_CHARS = 64  # shorter docstrings are mostly "Return self." one-liners: little prose, many repeats
 MIN_TEXT_FRACTION = 0.5  # letters + whitespace; below this a "doc" is byte escapes or a bare heading
-ROWS_PER_GROUP = 1024
 SEED = 42
-SHARD_GLOB = "shard_*.parquet"
 MANIFEST = "manifest.json"
 
 # Our direct dependencies first, then what they pull in, then the packaging tools.
@@ -254,7 +256,7 @@ def extract_documents(packages: Sequence[str] | None = None, include_stdlib: boo
                         bar.update(1)
             except (OSError, BrokenProcessPool):  # no processes allowed here: go serial
                 per_file.clear()
-                bar.n = 0
+                bar.reset(total=len(all_files))
         for path in all_files[len(per_file):]:
             per_file.append(_docs_from_file(path))
             bar.update(1)
@@ -310,14 +312,6 @@ def _split_shards(docs: list[str], shard_chars: int) -> list[list[str]]:
     return shards
 
 
-def _write_shard(path: Path, docs: list[str]) -> None:
-    table = pa.table({"text": pa.array(docs, type=pa.string())})
-    with atomic_path(path) as tmp:
-        # Unique texts gain nothing from dictionary encoding; zstd keeps the files small.
-        pq.write_table(table, tmp, row_group_size=ROWS_PER_GROUP, compression="zstd",
-                       use_dictionary=False)
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -350,11 +344,11 @@ def build_embedded_corpus(out_dir: str | os.PathLike | None = None, *,
                           shard_chars: int = 2_000_000, force: bool = False,
                           show_progress: bool = True, stdlib_modules: Sequence[str] | None = None,
                           include_topics: bool | None = None) -> CorpusInfo:
-    """Build (or reuse) the corpus in ``out_dir`` (default ``base_dir()/data/embedded``)."""
+    """Build (or reuse) the corpus in ``out_dir`` (default ``data_dir("embedded")``)."""
     start = time.perf_counter()
     if shard_chars <= 0:
         raise UserError(f"shard_chars must be positive, got {shard_chars}")
-    out = Path(out_dir) if out_dir is not None else base_dir() / "data" / "embedded"
+    out = Path(out_dir) if out_dir is not None else data_dir("embedded")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
     pkgs = DEFAULT_PACKAGES if packages is None else tuple(packages)
@@ -384,15 +378,15 @@ def build_embedded_corpus(out_dir: str | os.PathLike | None = None, *,
     (out / MANIFEST).unlink(missing_ok=True)
     shard_stats: list[ShardStat] = []
     for i, shard_docs in enumerate(shards):
-        path = out / f"shard_{i:05d}.parquet"
-        _write_shard(path, shard_docs)
+        path = out / shard_name(i)
+        write_shard(path, shard_docs)
         split = "val" if i == len(shards) - 1 else "train"
         shard_stats.append(ShardStat(path.name, len(shard_docs),
                                      sum(len(d.encode("utf-8")) for d in shard_docs), _sha256(path), split))
     manifest = {**key, "key": key, "num_docs": len(docs),
                 "num_bytes": sum(s.bytes for s in shard_stats),
                 "packages": stats["packages"], "skipped_files": stats["skipped_files"],
-                "min_chars": MIN_CHARS, "rows_per_group": ROWS_PER_GROUP,
+                "min_chars": MIN_CHARS, "rows_per_group": shard_format.ROWS_PER_GROUP,
                 "val_shard": shard_stats[-1].name, "shards": [vars(s) for s in shard_stats]}
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     keep = {s.name for s in shard_stats}
@@ -426,56 +420,19 @@ def format_report(info: CorpusInfo) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Reading shards back
+# The command line
 
 
-def list_shards(data_dir: str | os.PathLike, split: str = "train") -> list[Path]:
-    """Shard paths of ``split``: "train" (all but the last), "val" (the last) or "all"."""
-    if split not in ("train", "val", "all"):
-        raise UserError(f"split must be 'train', 'val' or 'all', got {split!r}")
-    folder = Path(data_dir)
-    shards = sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
-    if not shards:
-        raise UserError(f"no {SHARD_GLOB} files in {folder}; build the offline corpus with "
-                        "`mini-nanochat data embedded` (or pass the folder that holds the shards)")
-    if split != "all" and len(shards) < 2:
-        raise UserError(f"{folder} holds a single shard; train/val splitting needs at least 2")
-    return shards if split == "all" else shards[-1:] if split == "val" else shards[:-1]
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default <base>/data/embedded)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if an up-to-date corpus exists")
 
 
-def iter_texts(data_dir: str | os.PathLike, split: str = "train", *, max_chars: int | None = None,
-               doc_cap: int | None = None) -> Iterator[str]:
-    """Stream documents of ``split`` row group by row group (never the whole file in memory).
-
-    Each document is cropped to ``doc_cap`` characters, and iteration stops once
-    ``max_chars`` characters were yielded (the last document cropped to land exactly on it).
-    """
-    for name, value in (("max_chars", max_chars), ("doc_cap", doc_cap)):
-        if value is not None and value <= 0:
-            raise UserError(f"{name} must be positive, got {value}")
-    budget = max_chars
-    for path in list_shards(data_dir, split):
-        pf = pq.ParquetFile(path)
-        for rg in range(pf.num_row_groups):
-            for text in pf.read_row_group(rg, columns=["text"]).column("text").to_pylist():
-                if doc_cap is not None:
-                    text = text[:doc_cap]
-                if budget is not None:
-                    text = text[:budget]
-                    budget -= len(text)
-                yield text
-                if budget == 0:
-                    return
+def run(args) -> CorpusInfo:
+    info = build_embedded_corpus(args.out, force=args.force, show_progress=not getattr(args, "no_progress", False))
+    print(format_report(info))
+    return info
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the embedded (offline) docstring corpus.")
-    parser.add_argument("--out", help="output folder (default: $MINI_NANOCHAT_BASE_DIR/data/embedded)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    args = parser.parse_args()
-    try:
-        print(format_report(build_embedded_corpus(args.out, force=args.force)))
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    sys.exit(command("Build the embedded (offline) docstring corpus.", add_arguments, run))

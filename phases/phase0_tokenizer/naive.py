@@ -1,9 +1,9 @@
 """The naive BPE trainer: recount every pair after every merge.
 
 This is BPE exactly as it is usually first explained, and the reference the fast,
-incremental trainer in ``bpe.py`` is tested against: on the same text both must learn
+incremental trainer in ``merges.py`` is tested against: on the same text both must learn
 the *same* merges (same rule: most frequent pair, ties to the smallest pair). It
-is O(merges x corpus), which is why ``bpe.py`` updates counts incrementally instead.
+is O(merges x corpus), which is why ``merges.py`` updates counts incrementally instead.
 The benchmark (``tests/benchmarks/bench_tokenizer.py``) times it on a slice.
 
 What it leaves out: everything but training (use ``BPETokenizer(merges)`` to encode).
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from phases.phase0_tokenizer.bpe import SPLIT_PATTERN, count_chunks, text_to_bytes
+from phases.phase0_tokenizer.merges import SPLIT_PATTERN, count_chunks, text_to_bytes
 
 
 # --8<-- [start:naive]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from phases.phase0_tokenizer import corpus
-from phases.phase0_tokenizer.common import UserError
+from phases.phase0_tokenizer import corpus, shards
+from phases.common.console import UserError
 
 pytestmark = pytest.mark.phase0
 
@@ -46,7 +45,7 @@ def test_layout_and_manifest(tmp_path: Path) -> None:
     for path in info.shards:
         pf = pq.ParquetFile(path)
         assert pf.schema_arrow.names == ["text"] and str(pf.schema_arrow.field("text").type) == "string"
-        assert pf.num_row_groups == -(-pf.metadata.num_rows // corpus.ROWS_PER_GROUP)
+        assert pf.num_row_groups == -(-pf.metadata.num_rows // shards.ROWS_PER_GROUP)
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert manifest["val_shard"] == names[-1] and info.val_shard == info.shards[-1]
     assert [s["split"] for s in manifest["shards"]] == ["train"] * (len(names) - 1) + ["val"]
@@ -61,7 +60,7 @@ def test_layout_and_manifest(tmp_path: Path) -> None:
 
 
 def test_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(corpus, "ROWS_PER_GROUP", 4)
+    monkeypatch.setattr(shards, "ROWS_PER_GROUP", 4)
     info = build(tmp_path / "c", shard_chars=20_000)
     pf = pq.ParquetFile(info.shards[0])
     assert pf.num_row_groups > 1
@@ -72,12 +71,12 @@ def test_deterministic(tmp_path: Path) -> None:
     a, b = build(tmp_path / "a"), build(tmp_path / "b")
     assert [s.sha256 for s in a.shard_stats] == [s.sha256 for s in b.shard_stats]
     assert [p.read_bytes() for p in a.shards] == [p.read_bytes() for p in b.shards]
-    assert list(corpus.iter_texts(a.out_dir, "all")) == list(corpus.iter_texts(b.out_dir, "all"))
+    assert list(shards.iter_texts(a.out_dir, "all")) == list(shards.iter_texts(b.out_dir, "all"))
 
 
 def test_documents_clean_and_unique(tmp_path: Path) -> None:
     info = build(tmp_path / "c")
-    texts = list(corpus.iter_texts(info.out_dir, "all"))
+    texts = list(shards.iter_texts(info.out_dir, "all"))
     assert len(texts) == info.num_docs
     assert all(len(t) >= corpus.MIN_CHARS and t == t.strip() and "\r" not in t for t in texts)
     normalised = [" ".join(t.split()) for t in texts]
@@ -148,39 +147,13 @@ def test_crash_mid_build_leaves_no_manifest(tmp_path: Path, monkeypatch: pytest.
             raise RuntimeError("disk on fire")
         real_write(table, where, **kwargs)
 
-    monkeypatch.setattr(corpus.pq, "write_table", flaky_write)
+    monkeypatch.setattr(shards.pq, "write_table", flaky_write)
     with pytest.raises(RuntimeError, match="disk on fire"):
         build(out, force=True)
     assert not (out / "manifest.json").exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
-    monkeypatch.setattr(corpus.pq, "write_table", real_write)
+    monkeypatch.setattr(shards.pq, "write_table", real_write)
     assert build(out).built  # the next call repairs it
-
-
-def test_iter_texts_limits(tmp_path: Path) -> None:
-    info = build(tmp_path / "c")
-    capped = list(corpus.iter_texts(info.out_dir, "train", doc_cap=100))
-    assert capped and all(len(t) <= 100 for t in capped) and max(map(len, capped)) == 100
-    limited = list(corpus.iter_texts(info.out_dir, "train", max_chars=1_234))
-    assert sum(map(len, limited)) == 1_234
-    train = list(corpus.iter_texts(info.out_dir, "train"))
-    val = list(corpus.iter_texts(info.out_dir, "val"))
-    assert len(train) + len(val) == info.num_docs and val == shard_texts(info.val_shard)
-    with pytest.raises(UserError):
-        list(corpus.iter_texts(info.out_dir, max_chars=0))
-
-
-def test_list_shards(tmp_path: Path) -> None:
-    info = build(tmp_path / "c")
-    assert corpus.list_shards(info.out_dir, "val") == [info.val_shard]
-    assert corpus.list_shards(info.out_dir, "train") == info.shards[:-1]
-    assert corpus.list_shards(info.out_dir, "all") == info.shards
-    (tmp_path / "empty").mkdir()
-    for folder in (tmp_path / "empty", tmp_path / "missing"):
-        with pytest.raises(UserError, match=re.escape("mini-nanochat data embedded")):
-            corpus.list_shards(folder)
-    with pytest.raises(UserError, match="split"):
-        corpus.list_shards(info.out_dir, "test")
 
 
 def test_defaults_and_user_errors(tmp_path: Path) -> None:

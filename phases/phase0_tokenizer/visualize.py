@@ -15,8 +15,9 @@ Two rules make the display honest:
 What it leaves out: HTML output, terminal-width wrapping, grapheme clusters (a flag
 emoji is two code points and may still be drawn as two pieces).
 
-Run: ``python -m phases.phase0_tokenizer.visualize "Hello 🙂 world"`` trains a tiny
-tokenizer and prints every view (the playground does the same with your real one).
+Run: ``python -m phases.phase0_tokenizer.visualize "Hello 🙂 world"`` shows the tokens of a
+text with the trained tokenizer (``mini-nanochat tokenizer encode`` mounts the same
+``add_arguments`` / ``run``; the playground shows every view).
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from phases.phase0_tokenizer.common import paint, use_color
+from phases.common.console import paint, use_color
 
 WHITESPACE = {" ": "·", "\t": "→", "\r": "␍", "\n": "↵"}
+SAMPLE_TEXT = ("Hello world! The tokenizer splits text into pieces: it's 2025, "   # prose, numbers,
+               "naïve café 🙂 日本語.\n    def f(x): return x ** 2")               # accents, emoji, code
 # Pastel backgrounds (256-colour codes) with black text: readable on dark and light
 # terminals; six, so neighbours always differ and the pattern does not look like meaning.
 BACKGROUNDS = ("30;48;5;217", "30;48;5;151", "30;48;5;223", "30;48;5;153", "30;48;5;183", "30;48;5;158")
@@ -251,14 +254,34 @@ def merge_history(tok, token_id: int) -> str:
     return "\n".join(lines)
 
 
+def add_arguments(parser) -> None:
+    from pathlib import Path
+    parser.add_argument("text", help="the text to encode ('-' reads standard input)")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default <base>/tokenizer)")
+    parser.add_argument("--ids-only", action="store_true", help="print only the ids, space-separated")
+    parser.add_argument("--no-color", action="store_true", help="no ANSI colours (NO_COLOR is honoured too)")
+
+
+def run(args) -> None:
+    """Encode a text with the trained tokenizer and show its tokens (``mini-nanochat tokenizer encode``)."""
+    import sys
+
+    from phases.common.paths import tokenizer_dir
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    from phases.phase0_tokenizer.merges import text_to_bytes
+    text = sys.stdin.read() if args.text == "-" else args.text
+    tok = BPETokenizer.load(args.tokenizer or tokenizer_dir())
+    ids = tok.encode(text)
+    if args.ids_only:
+        print(" ".join(map(str, ids)))
+        return
+    print(colorize_tokens(tok, ids, color=use_color() and not args.no_color))
+    print(f"ids: {ids}")
+    print(f"{len(text_to_bytes(text))} bytes -> {len(ids)} tokens")
+
+
 if __name__ == "__main__":
     import sys
 
-    from phases.phase0_tokenizer.bpe import BPETokenizer
-
-    sample = sys.argv[1] if len(sys.argv) > 1 else "Hello 🙂 world!\n\tthe end"
-    tok = BPETokenizer.train([sample * 20, "the then there 🙂🙂"], vocab_size=300)
-    ids = tok.encode(sample)
-    print(colorize_tokens(tok, ids, color=use_color()), token_table(tok, ids), sep="\n\n")
-    print()
-    print(merge_history(tok, max(i for i in ids)))
+    from phases.common.console import command
+    sys.exit(command("Encode a text and show its tokens (colour per token, visible whitespace).", add_arguments, run))

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 
 
 @dataclass(frozen=True)

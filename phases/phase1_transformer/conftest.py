@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import impl_fixture
 
-@pytest.fixture(scope="session")
-def gpt(impl_loader):
-    """The model module: must define ``GPTConfig`` and ``GPT`` (``--impl PATH`` replaces it)."""
-    return impl_loader("model", "phases.phase1_transformer.model", main=True)
+gpt = impl_fixture("model", "phases.phase1_transformer.model", main=True, fixture="gpt",
+                   doc="Must define GPTConfig and GPT.")
+layers = impl_fixture("layers", "phases.phase1_transformer.layers",
+                      doc="The attention paths and the softcap loss.")
+sampling = impl_fixture("sampling", "phases.phase1_transformer.sampling", doc="Temperature, top-k, top-p.")
 
 
 @pytest.fixture
@@ -16,14 +18,3 @@ def tiny_config(gpt):
     return gpt.GPTConfig.from_depth(4, vocab_size=256, sequence_len=64, aspect_ratio=16, head_dim=16,
                                     n_kv_head=2, window_pattern="SSSL")
 
-
-@pytest.fixture(scope="session")
-def layers(impl_loader):
-    """The layers module (attention paths, the softcap loss): ``--impl layers=PATH`` replaces it."""
-    return impl_loader("layers", "phases.phase1_transformer.layers")
-
-
-@pytest.fixture(scope="session")
-def sampling(impl_loader):
-    """The sampler (temperature, top-k, top-p): ``--impl sampling=PATH`` replaces it."""
-    return impl_loader("sampling", "phases.phase1_transformer.sampling")

@@ -7,6 +7,11 @@ config into a ``Plan``: the model configuration from the depth dial, the batch a
 (tokens per step, gradient accumulation), the horizon and the cost, and ``Plan.describe``
 prints all of it before training starts.
 
+Later phases add keys of their own. A phase that changes Phase 2's defaults subclasses
+``TrainConfig`` once (Phase 3); keys that combine across phases are plain dataclasses that
+``compose`` unions into one flat config class (Phase 5's pretraining config = Phase 3's +
+Phase 4's + Phase 5's keys), so no class inherits twice and one TOML file sets them all.
+
 What it leaves out: the automatic batch size, horizon and LR scaling from depth (Phase 3).
 
 Run: ``python -m phases.phase2_training.config examples/cpu_demo.toml``.
@@ -18,7 +23,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.config import GPTConfig
 
 if sys.version_info >= (3, 11):
@@ -74,6 +79,7 @@ class TrainConfig:
     run_dir: str = ""                # "" = <base>/runs/<run_name>
     save_every: int = 100            # 0 = only at the end
     keep_last: int = 2
+    stop_after_step: int = 0         # > 0: checkpoint and stop after this step (resume later); 0 = off
     seed: int = 42
     device: str = ""                 # "" = cuda if available, else cpu
     dtype: str = ""                  # "" = Phase 1's policy (bf16 on capable CUDA, else fp32)
@@ -97,6 +103,26 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+# --8<-- [start:compose]
+def compose(name: str, base: type, *parts: type, module: str | None = None) -> type:
+    """One flat config class: ``base``'s keys, then each part's (a later default wins).
+
+    The result subclasses ``base`` only (its methods and ``isinstance`` checks keep working);
+    the parts are plain dataclasses of keys, copied in, never inherited: no diamond.
+    ``module``: the caller's ``__name__``, where the class says it lives.
+    """
+    specs: dict[str, tuple] = {}
+    for part in (base, *parts):
+        for f in fields(part):
+            if f.name in specs and type(specs[f.name][2].default) is not type(f.default):
+                raise TypeError(f"{part.__name__}.{f.name} changes the type of an existing key")
+            specs[f.name] = (f.name, f.type, dataclasses.field(default=f.default))
+    cls = dataclasses.make_dataclass(name, list(specs.values()), bases=(base,))
+    cls.__module__ = module or __name__       # (make_dataclass's own module= needs Python 3.12)
+    return cls
+# --8<-- [end:compose]
 
 
 def _coerce(field: dataclasses.Field, value, source: str):

@@ -1,7 +1,19 @@
-"""Fixtures for Phase 2's checkpoint: a tiny corpus, tokenizer and model config, built once."""
+"""Fixtures for Phase 2's checkpoint: the modules under test, a tiny corpus, tokenizer and run config.
+
+Each module can be swapped: ``--impl schedule=my_schedule.py``, ``--impl data=…``,
+``--impl evaluate=…``, and ``--impl PATH`` (or ``train=PATH``) for the loop itself.
+"""
 from __future__ import annotations
 
 import pytest
+
+from conftest import impl_fixture
+
+schedule = impl_fixture("schedule", "phases.phase2_training.schedule", doc="Must define lr_multiplier.")
+data = impl_fixture("data", "phases.phase2_training.data", doc="Must define TokenLoader and eval_batches.")
+evaluate = impl_fixture("evaluate", "phases.phase2_training.evaluate", doc="Must define evaluate_bpb.")
+trainer = impl_fixture("train", "phases.phase2_training.train", main=True, fixture="trainer",
+                       doc="Must define train(cfg, resume=False, show_progress=True) honouring stop_after_step.")
 
 
 @pytest.fixture(scope="session")
@@ -23,26 +35,3 @@ def tiny_cfg(tiny_world, tmp_path):
                        num_iterations=12, warmup_steps=2, eval_every=4, eval_tokens=2048, save_every=4,
                        sample_tokens=4, data_dir=tiny_world["data_dir"], tokenizer_dir=tiny_world["tokenizer_dir"],
                        run_dir=str(tmp_path / "run"), matrix_lr=0.01, embedding_lr=0.02, unembedding_lr=0.01)
-
-
-# The modules under test; each can be swapped: --impl schedule=my_schedule.py, --impl data=…,
-# --impl evaluate=…, and --impl PATH (or train=PATH) for the loop itself.
-@pytest.fixture(scope="session")
-def schedule(impl_loader):
-    return impl_loader("schedule", "phases.phase2_training.schedule")
-
-
-@pytest.fixture(scope="session")
-def data(impl_loader):
-    return impl_loader("data", "phases.phase2_training.data")
-
-
-@pytest.fixture(scope="session")
-def evaluate(impl_loader):
-    return impl_loader("evaluate", "phases.phase2_training.evaluate")
-
-
-@pytest.fixture(scope="session")
-def trainer(impl_loader):
-    """The loop module: must define ``train(cfg, resume=False, show_progress=True)``."""
-    return impl_loader("train", "phases.phase2_training.train", main=True)

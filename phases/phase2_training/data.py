@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phases.phase0_tokenizer.common import UserError, atomic_path, base_dir, progress
-from phases.phase0_tokenizer.corpus import iter_texts, list_shards
+from phases.common.console import UserError, progress
+from phases.common.files import atomic_path
+from phases.common.paths import tokenizer_dir, tokens_dir
+from phases.phase0_tokenizer.shards import iter_texts, list_shards
 
 
 def _fingerprint(tokenizer_file: Path, data_dir: Path, split: str) -> str:
@@ -45,7 +47,7 @@ def tokenize_split(tok, tokenizer_file: str | os.PathLike, data_dir: str | os.Pa
                    cache_dir: str | os.PathLike | None = None, show_progress: bool = True) -> np.ndarray:
     """All documents of ``split`` as one array of ids, each document preceded by ``<|bos|>``."""
     data_dir, tokenizer_file = Path(data_dir), Path(tokenizer_file)
-    cache_dir = Path(cache_dir) if cache_dir else base_dir() / "tokens"
+    cache_dir = Path(cache_dir) if cache_dir else tokens_dir()
     path = cache_dir / f"{split}-{_fingerprint(tokenizer_file, data_dir, split)}.npy"
     if path.exists():
         try:
@@ -136,7 +138,7 @@ if __name__ == "__main__":
     from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
 
     info = ensure_embedded_corpus()
-    tok_dir = base_dir() / "tokenizer"
+    tok_dir = tokenizer_dir()
     tok = BPETokenizer.load(tok_dir)
     tokens = tokenize_split(tok, tok_dir / "tokenizer.json", info.out_dir, "val")
     x, y = TokenLoader(tokens, 2, 16).next_batch()

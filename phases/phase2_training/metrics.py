@@ -3,16 +3,22 @@
 - ``MetricsLog`` appends one JSON object per line to ``<run>/metrics.jsonl`` and flushes
   it, so a crash loses at most the line being written; on resume, ``truncate_after(step)``
   drops records of steps the crash lost, so the file always tells one consistent story.
+  ``read_metrics`` is the one reader of that file (the tools and the resume use it).
+  Records: ``step`` (loss, smooth_loss, lrm, dt, tok_per_s, mfu, train_time, tokens),
+  ``eval`` (val_bpb and any extra evaluation), ``samples``, ``checkpoint`` (path).
   ``tensorboard=True`` / ``wandb=True`` also send the numbers there (each needs its package;
   asking for one that is not installed is a clear error, not a silent no-op).
 - ``StepTimer`` prints the training line: step, debiased EMA loss, LR multiplier, step
   time, tokens/s, MFU, ETA — redrawn in place on a terminal, every ``log_every`` steps
   otherwise.
-- ``peak_flops``: the denominator of MFU. On a known GPU, its dense bf16 peak (nanochat's
-  table); otherwise a matmul peak measured on the spot, so "MFU" on a CPU means "share of
+- ``peak_flops``: the denominator of MFU. On a known GPU (``GPUS``: peak and memory, which the
+  model calculator reads too), its dense bf16 peak (nanochat's table); otherwise a matmul peak
+  measured on the spot, so "MFU" on a CPU means "share of
   what this machine's matmul reaches", stated as such.
 
 What it leaves out: a web dashboard (``tools/training_dashboard.py`` renders the file).
+
+Run nothing here directly; it is imported.
 """
 from __future__ import annotations
 
@@ -20,15 +26,18 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError, atomic_write_text
+from phases.common.console import UserError, duration
+from phases.common.files import atomic_write_text
 
-GPU_PEAK_BF16 = {  # dense bf16 FLOP/s by device-name substring (first match wins)
-    "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "H200 NVL": 836e12, "H200": 989e12,
-    "A100": 312e12, "L40S": 362e12, "L4": 121e12, "GB200": 2.5e15, "B200": 2.25e15,
-    "MI300X": 1.3074e15, "RTX 4090": 165.2e12, "RTX 5090": 209.5e12,
+METRICS_FILE = "metrics.jsonl"
+GPUS = {  # device-name substring -> (dense bf16 FLOP/s: nanochat's table, memory in GiB); first match wins
+    "H100 NVL": (835e12, 94), "H100 PCIe": (756e12, 80), "H100": (989e12, 80), "H200 NVL": (836e12, 141),
+    "H200": (989e12, 141), "A100": (312e12, 80), "L40S": (362e12, 48), "L4": (121e12, 24), "GB200": (2.5e15, 186),
+    "B200": (2.25e15, 180), "MI300X": (1.3074e15, 192), "RTX 4090": (165.2e12, 24), "RTX 5090": (209.5e12, 32),
 }
 
 
@@ -49,19 +58,79 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float
             return best
 
 
+def gpu_spec(name: str) -> tuple[str, float, float] | None:
+    """(table name, bf16 peak FLOP/s, GiB) of a GPU named like ``H100``, ``h100-pcie`` or a CUDA device name."""
+    squash = lambda text: text.lower().replace("-", "").replace(" ", "").replace("_", "")  # noqa: E731
+    for key, (peak, mem) in GPUS.items():
+        if squash(key) == squash(name) or key in name:
+            return key, peak, mem
+    return None
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in GPU_PEAK_BF16.items():
-            if key in name:
-                return value
-    return measure_matmul_peak(device, dtype)
+    """The denominator of MFU: a known GPU's bf16 peak, else a matmul peak measured here."""
+    spec = gpu_spec(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    return spec[1] if spec else measure_matmul_peak(device, dtype)
+
+
+def debias(ema: float, step: int, beta: float = 0.9) -> float:
+    """An exponential moving average started at 0, corrected for that start (Adam's bias correction)."""
+    return ema / (1 - beta ** step) if step > 0 else ema
+
+
+def eta_seconds(step: int, num_iterations: int, dt: float, train_time: float = 0.0, max_seconds: float = 0.0) -> float:
+    """Training time left: the steps to go (or the time budget left, if sooner) at ``dt`` seconds a step."""
+    remaining = num_iterations - step
+    if max_seconds > 0:
+        remaining = min(remaining, (max_seconds - train_time) / max(dt, 1e-9))
+    return max(0.0, remaining) * dt
+
+
+def metrics_path(run: str | os.PathLike) -> Path:
+    """``<run>/metrics.jsonl`` for a run folder; a path to the file itself is returned as is."""
+    run = Path(run)
+    return run if run.suffix == ".jsonl" else run / METRICS_FILE
+
+
+def parse_records(lines: Iterable[str], report: dict | None = None) -> list[dict]:
+    """The JSON object records among ``lines``, in order. A line that is not one is skipped;
+    ``report`` (if given) counts them: ``bad_lines``, and ``cut_last_line`` when it is the
+    last line (a crash mid-write, or a line still being written)."""
+    lines = list(lines)
+    records, bad, cut = [], 0, False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
+                raise ValueError("not a record")
+        except ValueError:
+            if i == len(lines) - 1:
+                cut = True
+            else:
+                bad += 1
+            continue
+        records.append(record)
+    if report is not None:
+        report.update(bad_lines=bad, cut_last_line=cut)
+    return records
+
+
+def read_metrics(run: str | os.PathLike, report: dict | None = None) -> list[dict]:
+    """Every record of a run's ``metrics.jsonl`` (the run folder or the file), in file order."""
+    path = metrics_path(run)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    return parse_records(text.split("\n"), report)
 
 
 class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool = False, wandb: bool = False, config: dict | None = None):
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_FILE
         self.tb = self.wb = None
         if tensorboard:
             try:
@@ -80,14 +149,8 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drop records with a step beyond ``step`` (they belong to work a crash lost)."""
         self.file.close()
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except ValueError:
-                continue  # a line cut by a crash
-        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]   # a line cut by a crash goes too
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.file = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -121,7 +184,7 @@ class StepTimer:
         if not self.enabled:
             return
         line = (f"step {step:5d}/{total} ({100 * step / total:5.1f}%) | loss {loss:.4f} | lrm {lrm:.3f} | "
-                f"dt {dt * 1000:6.0f}ms | tok/s {tok_per_s:8,.0f} | mfu {100 * mfu:5.1f}% | eta {_hms(eta_s)}")
+                f"dt {dt * 1000:6.0f}ms | tok/s {tok_per_s:8,.0f} | mfu {100 * mfu:5.1f}% | eta {duration(eta_s)}")
         if self.tty:
             self.out.write("\r\x1b[2K" + line)
             self.out.flush()
@@ -139,8 +202,3 @@ class StepTimer:
         if self.live:
             self.out.write("\n")
             self.live = False
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -13,10 +13,20 @@ each optimizer step. Warmup protects the first steps, when Adam's moment estimat
 still noise; the long linear warmdown to a small final fraction is where most of the loss
 improvement of a short run is harvested.
 
+``phase_of(step, cfg)`` says where a step sits: warmup, constant, warmdown or finished, the
+multiplier, the boundaries, and the learning rates actually applied (each optimizer group's
+``initial_lr``, which already holds Phase 3's batch and width scaling, times the multiplier).
+The tools call it instead of redoing the arithmetic.
+
 What it leaves out: cosine schedules (nanochat uses linear), Muon's momentum and weight-decay
 schedules (Phase 3).
+
+Run: ``python -m phases.phase2_training.schedule`` prints the multiplier at a few steps.
 """
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
 
 
 # --8<-- [start:lr_multiplier]
@@ -31,6 +41,38 @@ def lr_multiplier(step: int, num_iterations: int, warmup_steps: int = 40,
     progress = (num_iterations - step) / warmdown_steps   # 1 -> 0 over the warmdown
     return progress + (1 - progress) * final_lr_frac
 # --8<-- [end:lr_multiplier]
+
+
+def is_last_step(step: int, num_iterations: int, train_time: float = 0.0, max_seconds: float = 0.0) -> bool:
+    """The run's horizon: ``num_iterations`` steps, or its time budget (``max_seconds`` > 0), whichever first."""
+    return step >= num_iterations or (max_seconds > 0 and train_time >= max_seconds)
+
+
+def warmdown_start(num_iterations: int, warmdown_ratio: float) -> int:
+    """The first step whose multiplier is below 1 (``num_iterations`` when there is no warmdown)."""
+    return num_iterations - round(warmdown_ratio * num_iterations) + 1
+
+
+def phase_of(step: int, cfg, initial_lrs: Mapping[str, float] | None = None) -> dict:
+    """Where optimizer step ``step`` (0-based) sits on the schedule of ``cfg`` (a config or its dict).
+
+    Returns ``phase`` (warmup / constant / warmdown / finished), ``multiplier``, the
+    boundaries, ``lrs`` (the config's base learning rates x the multiplier) and, given a
+    run's ``initial_lrs`` (one per optimizer group, saved in every checkpoint), ``applied``:
+    the learning rate each group really uses at that step.
+    """
+    c = cfg if isinstance(cfg, Mapping) else dataclasses.asdict(cfg)
+    n, warmup = int(c["num_iterations"]), int(c["warmup_steps"])
+    down = warmdown_start(n, float(c["warmdown_ratio"]))
+    phase = ("finished" if step >= n else "warmup" if step < warmup else
+             "constant" if step < down else "warmdown")
+    lrm = lr_multiplier(min(step, n), n, warmup, c["warmdown_ratio"], c["final_lr_frac"])
+    lrs = {k: c[f"{k}_lr"] * lrm for k in ("matrix", "embedding", "unembedding", "scalar") if f"{k}_lr" in c}
+    point = {"step": step, "phase": phase, "multiplier": lrm, "warmup_steps": warmup,
+             "warmdown_start": down, "num_iterations": n, "lrs": lrs}
+    if initial_lrs:
+        point["applied"] = {name: lr * lrm for name, lr in initial_lrs.items()}
+    return point
 
 
 if __name__ == "__main__":

@@ -2,45 +2,46 @@
 
 One optimizer step = ``grad_accum`` micro-batches, each forward + backward with the loss
 divided by ``grad_accum`` (so the gradient is the mean over the whole batch), then the
-learning rates are set from the schedule, AdamW steps and the gradients are cleared.
+learning rates are set from the schedule, the optimizer steps and the gradients are cleared.
 Around it: validation bpb every ``eval_every`` steps, samples, a debiased EMA of the
 training loss, tokens/s, MFU and ETA on the console and in ``metrics.jsonl``, and atomic
 checkpoints every ``save_every`` steps. ``resume=True`` continues from the latest good
 checkpoint; on CPU float32 the resumed run is bitwise identical to an uninterrupted one.
-Ctrl-C saves a checkpoint of the last completed step before exiting.
+Ctrl-C saves a checkpoint of the last completed step before exiting; ``stop_after_step = k``
+saves step k and returns, so a run can be split into several sittings.
 
 What it leaves out: several processes (Phase 4), Muon and depth auto-scaling (Phase 3),
-the streaming packer (Phase 5). Those phases plug in through a ``Recipe`` (how to derive
-the plan, build the optimizer, set its hyperparameters each step, build the data streams,
-and the ``Runtime``: which rank this process is and how ranks talk) instead of editing
-this loop. Alone, the runtime is rank 0 of 1 and every one of its hooks does nothing.
+the streaming packer (Phase 5), fine-tuning (Phase 8). Those phases plug in through a
+``Recipe`` (``recipe.py``: typed parts for the plan, the model, the optimizer and its
+hyperparameters, the data, extra evaluations, and the ``Runtime`` of this process) instead
+of editing this loop. ``add_training_arguments`` / ``config_from_args`` / ``run_training`` are
+the pieces of the one pretraining command line (``phases/phase5_data/pretrain.py``).
 
 Run: ``mini-nanochat pretrain --config examples/cpu_demo.toml`` (or ``train(TrainConfig())``).
 """
 from __future__ import annotations
 
-import contextlib
+import argparse
 import dataclasses
 import io
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from phases.common.console import UserError, positive_int
+from phases.common.paths import run_dir as named_run_dir
+from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.common import UserError, base_dir
-from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
-from phases.phase1_transformer.model import GPT
 from phases.phase2_training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from phases.phase2_training.config import Plan, TrainConfig, derive
-from phases.phase2_training.data import TokenLoader, eval_batches, tokenize_split
+from phases.phase2_training.config import Plan, TrainConfig, parse_overrides
 from phases.phase2_training.evaluate import evaluate_bpb, sample, token_byte_lengths
-from phases.phase2_training.metrics import MetricsLog, StepTimer, peak_flops
-from phases.phase2_training.schedule import lr_multiplier
+from phases.phase2_training.metrics import MetricsLog, StepTimer, debias, eta_seconds, peak_flops
+from phases.phase2_training.recipe import Recipe, data_state_for
+from phases.phase2_training.schedule import is_last_step, lr_multiplier
 
 
 @dataclass
@@ -53,100 +54,8 @@ class RunResult:
     tok_per_s: float = 0.0
     mfu: float = 0.0
     train_time: float = 0.0
-
-
-# --8<-- [start:param_groups]
-def param_groups(model: GPT, cfg: TrainConfig) -> list[dict]:
-    """One AdamW group per kind of parameter; each remembers its initial_lr for the schedule."""
-    kinds: dict[str, list] = {"matrix": [], "embedding": [], "unembedding": [], "scalar": []}
-    for name, p in model.named_parameters():
-        if name.startswith(("wte.", "value_embeds.")):
-            kinds["embedding"].append(p)
-        elif name.startswith("lm_head."):
-            kinds["unembedding"].append(p)
-        elif name.startswith("blocks.") and p.ndim == 2:
-            kinds["matrix"].append(p)
-        else:                                   # lambdas, smear gate: a handful of numbers
-            kinds["scalar"].append(p)
-    lrs = {"matrix": cfg.matrix_lr, "embedding": cfg.embedding_lr,
-           "unembedding": cfg.unembedding_lr, "scalar": cfg.scalar_lr}
-    return [{"params": ps, "lr": lrs[k], "initial_lr": lrs[k], "kind": k,
-             "weight_decay": cfg.weight_decay if k == "matrix" else 0.0}
-            for k, ps in kinds.items() if ps]
-# --8<-- [end:param_groups]
-
-
-def make_adamw(model: GPT, cfg: TrainConfig, plan: Plan) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg), betas=(cfg.adam_beta1, cfg.adam_beta2), eps=1e-10)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig, lrm: float) -> None:
-    """Hyperparameters of step ``step``: every group's LR follows the schedule's multiplier."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * lrm
-
-
-def make_data(cfg: TrainConfig, tok: BPETokenizer, tok_file: Path, device: torch.device,
-              show_progress: bool, rank: int = 0, world_size: int = 1):
-    """The training stream (next_batch/state_dict/load_state_dict) and fixed validation batches."""
-    if cfg.data_dir:
-        data_dir = Path(cfg.data_dir).expanduser()
-    else:
-        data_dir = Path(ensure_embedded_corpus(show_progress=show_progress).out_dir)
-    train_tokens = tokenize_split(tok, tok_file, data_dir, "train", show_progress=show_progress)
-    val_tokens = tokenize_split(tok, tok_file, data_dir, "val", show_progress=show_progress)
-    loader = TokenLoader(train_tokens, cfg.device_batch_size, cfg.sequence_len, rank, world_size, device=device)
-    val = eval_batches(val_tokens, cfg.device_batch_size, cfg.sequence_len, cfg.eval_tokens,
-                       rank, world_size, device=device)
-    return loader, val
-
-
-# --8<-- [start:runtime]
-class Runtime:
-    """Where this process stands among the ranks of a run. Phase 2 runs alone: rank 0 of 1.
-
-    Phase 4 subclasses it with real collectives; the loop only ever calls these hooks, so
-    one loop serves one process and many.
-    """
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_master(self) -> bool:
-        """Rank 0 alone prints, logs metrics, samples and writes checkpoint files."""
-        return self.rank == 0
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model                                  # Phase 4: DistributedDataParallel(model)
-
-    def sync_gradients(self, trained: torch.nn.Module, last_micro: bool):
-        return contextlib.nullcontext()               # Phase 4: no_sync() except on the last micro-batch
-
-    def sum(self, values: list[float]) -> list[float]:
-        return list(values)                           # Phase 4: all_reduce(SUM) over ranks
-
-    def max(self, value: float) -> float:
-        return value                                  # Phase 4: all_reduce(MAX): every rank agrees
-
-    def barrier(self) -> None:
-        pass
-
-    def gather(self, obj) -> list:
-        return [obj]                                  # Phase 4: all_gather_object: every rank's obj
-
-
-def data_state_for(saved: dict, rank: int, world_size: int) -> dict:
-    """This rank's loader state from a checkpoint's ``data_state``.
-
-    One process saves its loader's state as is; W ranks save ``{"per_rank": [state_0, ...]}``.
-    Resuming with another world size hands the loader rank 0's state and lets the loader
-    decide: Phase 2's position is global (every rank's is the same), Phase 5's refuses.
-    """
-    if "per_rank" not in saved:
-        return saved
-    states = saved["per_rank"]
-    return states[rank] if len(states) == world_size else states[0]
-# --8<-- [end:runtime]
+    is_master: bool = True       # rank 0 (speaks for the run)
+    stopped: bool = False        # stopped at stop_after_step, before num_iterations
 
 
 class _Discard(io.TextIOBase):
@@ -169,20 +78,6 @@ class _NoLog:
         pass
 
 
-@dataclass
-class Recipe:
-    """The parts of a run that later phases replace; the loop itself stays as it is.
-
-    Phase 3 swaps in MuonAdamW, its momentum/weight-decay schedules and the depth
-    auto-scaling; Phase 5 swaps in the streaming packer.
-    """
-    derive: Callable[..., Plan] = derive                  # (cfg, vocab_size) -> Plan
-    make_optimizer: Callable = make_adamw                 # (model, cfg, plan) -> optimizer
-    set_hparams: Callable = set_lr                        # (optimizer, step, cfg, lrm) -> None
-    make_data: Callable = make_data                       # (cfg, tok, tok_file, device, show_progress)
-    runtime: Runtime = field(default_factory=Runtime)     # rank 0 of 1; Phase 4: torchrun's ranks
-
-
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -201,11 +96,12 @@ def _dtype(cfg: TrainConfig, device: torch.device):
 
 
 def run_dir_of(cfg: TrainConfig) -> Path:
-    return Path(cfg.run_dir).expanduser() if cfg.run_dir else base_dir() / "runs" / cfg.run_name
+    """The run folder: ``cfg.run_dir``, else ``<base>/runs/<run_name>``."""
+    return Path(cfg.run_dir).expanduser() if cfg.run_dir else named_run_dir(cfg.run_name)
 
 
 def load_tokenizer(cfg: TrainConfig) -> tuple[BPETokenizer, Path]:
-    tok_dir = Path(cfg.tokenizer_dir).expanduser() if cfg.tokenizer_dir else base_dir() / "tokenizer"
+    tok_dir = Path(cfg.tokenizer_dir).expanduser() if cfg.tokenizer_dir else tokenizer_dir()
     return BPETokenizer.load(tok_dir), tok_dir / FILENAME
 
 
@@ -218,7 +114,8 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
     say = (lambda *a: print(*a, file=out, flush=True))
     device = _device(cfg)
     tok, tok_file = load_tokenizer(cfg)
-    plan: Plan = recipe.derive(cfg, tok.vocab_size)
+    plan: Plan = recipe.derive(cfg, tok.vocab_size, rt)
+    cfg = plan.config                         # the config as derived: -1 values filled in
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
     start = latest_checkpoint(ckpt_dir) if resume else None
@@ -229,12 +126,12 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                         "or choose another run_name / run_dir")
 
     # -- data -------------------------------------------------------------------
-    loader, val = recipe.make_data(cfg, tok, tok_file, device, show_progress)
+    loader, val = recipe.make_data(cfg, tok, tok_file, device, rt, show_progress)
     token_bytes = token_byte_lengths(tok, device)
 
     # -- model and optimizer ---------------------------------------------------------
     torch.manual_seed(cfg.seed)
-    model = GPT.build(plan.model, device=device, dtype=_dtype(cfg, device), seed=cfg.seed)
+    model = recipe.make_model(plan, device, _dtype(cfg, device), cfg.seed)
     plan.num_params = model.param_counts()["total"]
     plan.flops_per_token = model.estimate_flops()
     optimizer = recipe.make_optimizer(model, cfg, plan)
@@ -280,15 +177,22 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         meta = {"model_config": dataclasses.asdict(plan.model), "train_config": dataclasses.asdict(cfg),
                 "total_batch_size": plan.total_batch_size, "vocab_size": tok.vocab_size,
                 "val_bpb": loop["val_bpb"], "loop_state": dict(loop), "data_state": data_state,
+                "initial_lrs": {str(g.get("name", g.get("kind", i))): g["initial_lr"]
+                                for i, g in enumerate(optimizer.param_groups) if "initial_lr" in g},
                 "tokenizer": str(tok_file), "torch": torch.__version__}
         path = save_checkpoint(ckpt_dir, at_step, model, optimizer, meta, cfg.keep_last, optimizer_state)
         log.write({"event": "checkpoint", "step": at_step, "path": str(path)})
         rt.barrier()
 
-    result = RunResult(run_dir, step, math.nan, loop["min_val_bpb"])
+    result = RunResult(run_dir, step, math.nan, loop["min_val_bpb"], is_master=rt.is_master)
     start_step = step
     while True:
-        last = step >= cfg.num_iterations or (cfg.max_seconds > 0 and loop["train_time"] >= cfg.max_seconds)
+        if step == cfg.stop_after_step and step > start_step:    # a planned pause: save, stop, resume later
+            checkpoint(step, loader.state_dict())
+            timer.message(f"stopped after step {step} (stop_after_step); --resume continues the run")
+            result.stopped = True
+            break
+        last = is_last_step(step, cfg.num_iterations, loop["train_time"], cfg.max_seconds)
         # -- evaluate, sample, save (never counted as training time) ----------------------
         if last or (cfg.eval_every > 0 and step % cfg.eval_every == 0):
             model.eval()
@@ -296,10 +200,11 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
             if rt.world_size > 1:                                 # each rank saw its shard of val
                 nats, nbytes = rt.sum([nats, nbytes])
                 bpb = nats / (math.log(2) * nbytes) if nbytes else math.nan
+            extra = recipe.extra_eval(model, step)                # e.g. chat evaluations (Phase 8)
             model.train()
             loop["val_bpb"], loop["min_val_bpb"] = bpb, min(loop["min_val_bpb"], bpb)
-            log.write({"event": "eval", "step": step, "val_bpb": bpb})
-            timer.message(f"step {step:5d} | val bpb {bpb:.4f}")
+            log.write({"event": "eval", "step": step, "val_bpb": bpb, **extra})
+            timer.message(f"step {step:5d} | val bpb {bpb:.4f}" + "".join(f" | {k} {v:.4g}" for k, v in extra.items()))
         if rt.is_master and (last or (cfg.sample_every > 0 and step % cfg.sample_every == 0 and step > 0)):
             samples = sample(model, tok, max_tokens=cfg.sample_tokens)
             log.write({"event": "samples", "step": step, "samples": samples})
@@ -346,20 +251,65 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         step += 1
         loop["train_time"] += dt
         loop["smooth_loss"] = 0.9 * loop["smooth_loss"] + 0.1 * train_loss
-        smooth = loop["smooth_loss"] / (1 - 0.9 ** step)          # debiased EMA
+        smooth = debias(loop["smooth_loss"], step)                # the EMA, corrected for its 0 start
         tok_per_s = plan.total_batch_size / dt
         mfu = plan.flops_per_token * tok_per_s / peak
-        remaining = cfg.num_iterations - step
-        if cfg.max_seconds > 0:
-            remaining = min(remaining, (cfg.max_seconds - loop["train_time"]) / max(dt, 1e-9))
         record = {"event": "step", "step": step, "loss": train_loss, "smooth_loss": smooth, "lrm": lrm,
                   "dt": dt, "tok_per_s": tok_per_s, "mfu": mfu, "train_time": loop["train_time"],
                   "tokens": step * plan.total_batch_size}
         log.write(record)
-        timer.step(step, cfg.num_iterations, smooth, lrm, dt, tok_per_s, mfu, max(0.0, remaining) * dt)
+        timer.step(step, cfg.num_iterations, smooth, lrm, dt, tok_per_s, mfu,
+                   eta_seconds(step, cfg.num_iterations, dt, loop["train_time"], cfg.max_seconds))
         result.tok_per_s, result.mfu = tok_per_s, mfu
     timer.close()
     log.close()
     result.step, result.val_bpb, result.min_val_bpb = step, loop["val_bpb"], loop["min_val_bpb"]
     result.train_time = loop["train_time"]
+    return result
+
+
+# -- the command line (mounted by phases/phase5_data/pretrain.py and mini-nanochat pretrain) --------
+
+FLAGS = ("depth", "num_iterations", "device_batch_size", "total_batch_size", "run_name", "run_dir", "save_every",
+         "eval_every", "stop_after_step", "seed", "device", "compile")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a training command: a TOML file, ``--set`` overrides, dedicated flags, --resume."""
+    add = parser.add_argument
+    add("--config", type=Path, default=None, help="a TOML file (see examples/)")
+    add("--depth", type=positive_int, help="the dial: model depth (width and heads follow)")
+    add("--num-iterations", type=int, help="optimizer steps (-1: from the tokens:params ratio)")
+    add("--device-batch-size", type=positive_int, help="rows per forward/backward")
+    add("--total-batch-size", type=int, help="tokens per optimizer step (-1: from the depth)")
+    add("--run-name", help="run folder name under <base>/runs")
+    add("--run-dir", type=Path, help="run folder (overrides --run-name)")
+    add("--save-every", type=int, help="checkpoint every N steps (0 = only at the end)")
+    add("--eval-every", type=int, help="validation bpb every N steps (0 = only at the end)")
+    add("--stop-after-step", type=int, help="checkpoint and stop after step N; --resume continues later")
+    add("--seed", type=int, help="random seed")
+    add("--device", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    add("--compile", action="store_true", default=None, help="torch.compile the model")
+    add("--resume", action="store_true", help="continue from the run's latest good checkpoint")
+    add("--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key, e.g. --set matrix_lr=0.004 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ...] = FLAGS) -> TrainConfig:
+    """Defaults < --config < --set < the dedicated ``flags``; ``load_config(path, overrides)`` picks the class."""
+    overrides = parse_overrides(args.set)
+    for flag in flags:
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[flag] = str(value) if isinstance(value, Path) else value
+    return load_config(args.config, overrides)
+
+
+def run_training(args: argparse.Namespace, load_config, train, flags: tuple[str, ...] = FLAGS) -> RunResult:
+    """Config from the flags, ``train(cfg, resume=..., show_progress=...)``, and the done line (rank 0 only)."""
+    cfg = config_from_args(args, load_config, flags)
+    result = train(cfg, resume=args.resume, show_progress=not getattr(args, "no_progress", False))
+    if result.is_master:
+        print(f"{'stopped' if result.stopped else 'done'}: step {result.step}, val bpb {result.val_bpb:.4f} "
+              f"(best {result.min_val_bpb:.4f}), {result.train_time:.0f}s of training -> {result.run_dir}", flush=True)
     return result

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 
 
 # --8<-- [start:adamw_update]

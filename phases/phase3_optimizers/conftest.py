@@ -2,32 +2,20 @@
 
 ``--impl=my_optim.py`` replaces both ``adamw`` and ``muon`` (one file defining ``AdamW``,
 ``orthogonalize`` and ``MuonAdamW``); ``--impl adamw=…`` / ``--impl muon=…`` /
-``--impl scaling=…`` / ``--impl train=…`` replace one module each.
+``--impl scaling=…`` / ``--impl recipe=…`` replace one module each.
 """
 from __future__ import annotations
 
 import pytest
 
+from conftest import impl_fixture
 
-@pytest.fixture(scope="session")
-def adamw(impl_loader):
-    return impl_loader("adamw", "phases.phase3_optimizers.adamw", main=True)
-
-
-@pytest.fixture(scope="session")
-def muon(impl_loader):
-    return impl_loader("muon", "phases.phase3_optimizers.muon", main=True)
-
-
-@pytest.fixture(scope="session")
-def scaling(impl_loader):
-    return impl_loader("scaling", "phases.phase3_optimizers.scaling")
-
-
-@pytest.fixture(scope="session")
-def trainer(impl_loader):
-    """Must define ``MuonTrainConfig``, ``derive``, ``param_groups``, ``set_hparams`` and ``train``."""
-    return impl_loader("train", "phases.phase3_optimizers.train")
+adamw = impl_fixture("adamw", "phases.phase3_optimizers.adamw", main=True, doc="Must define AdamW.")
+muon = impl_fixture("muon", "phases.phase3_optimizers.muon", main=True,
+                    doc="Must define orthogonalize and MuonAdamW.")
+scaling = impl_fixture("scaling", "phases.phase3_optimizers.scaling", doc="Must define table, scale, depth_scaling.")
+recipe = impl_fixture("recipe", "phases.phase3_optimizers.recipe",
+                      doc="Must define MuonTrainConfig, derive, param_groups, set_hparams, recipe and train.")
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +25,14 @@ def tiny_world(make_tiny_world):
 
 
 @pytest.fixture
-def tiny_cfg(tiny_world, tmp_path, monkeypatch, trainer):
+def tiny_cfg(tiny_world, tmp_path, monkeypatch, recipe):
     """A seconds-long MuonAdamW run: depth 2, width 64, 32-token rows, 128-token batches.
 
     ``reference_batch_size`` = the batch, so the LR batch scale is 1 and the LRs are
     nanochat's own (times the width scale for AdamW groups).
     """
     monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tiny_world["root"] / "base"))
-    return trainer.MuonTrainConfig(
+    return recipe.MuonTrainConfig(
         depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4, total_batch_size=128,
         reference_batch_size=128, num_iterations=12, warmup_steps=2, muon_momentum_warmup=4,
         eval_every=4, eval_tokens=2048, save_every=4, sample_tokens=4, data_dir=tiny_world["data_dir"],

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase3_optimizers.adamw import adamw_group_step, check_hparams
 
 # --8<-- [start:coefficients]

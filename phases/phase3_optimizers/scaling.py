@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.config import GPTConfig
 from phases.phase1_transformer.model import GPT
 
@@ -100,34 +100,46 @@ def auto_batch_size(tokens: float, ref_tokens: float, ref_batch: int = REFERENCE
     return 2 ** round(math.log2(ref_batch * (tokens / ref_tokens) ** BATCH_EXPONENT))
 
 
-def depth_scaling(model: GPTConfig, reference: GPTConfig, ratio: float, weight_decay: float,
-                  total_batch_size: int = -1, num_iterations: int = -1, target_flops: float = -1.0,
-                  ref_batch: int = REFERENCE_BATCH) -> Scaling:
-    """nanochat's rules; -1 means "derive it". Horizon precedence: iterations > FLOPs > ratio."""
+def scale(params: int, ref_params: int, ratio: float, weight_decay: float = 0.0, total_batch_size: int = -1,
+          num_iterations: int = -1, target_flops: float = -1.0, flops_per_token: float = 0.0,
+          ref_batch: int = REFERENCE_BATCH, target_tokens: float = -1.0, width: int = REFERENCE_WIDTH) -> Scaling:
+    """nanochat's rules on the numbers alone (N, N(d12)); -1 means "derive it".
+
+    Horizon D: ``target_tokens`` if given, else ``ratio`` x N; D_ref = ``ratio`` x N(d12).
+    Iterations: ``num_iterations`` > ``target_flops`` (needs ``flops_per_token``) > D // B.
+    """
     if ratio <= 0:
         raise UserError(f"target_param_data_ratio must be > 0 (it sets the horizon D), got {ratio}")
     if ref_batch < 1:
         raise UserError(f"reference_batch_size must be >= 1, got {ref_batch}")
-    n, n_ref = scaling_params(model), scaling_params(reference)
-    d, d_ref = int(ratio * n), ratio * n_ref
+    d, d_ref = int(target_tokens if target_tokens > 0 else ratio * params), ratio * ref_params
     auto = auto_batch_size(d, d_ref, ref_batch)
     batch = total_batch_size if total_batch_size > 0 else auto
     if num_iterations > 0:
         iters, source = num_iterations, "num_iterations"
     elif target_flops > 0:
-        iters, source = round(target_flops / (flops_per_token(model) * batch)), "target_flops"
+        iters, source = round(target_flops / (flops_per_token * batch)), "target_flops"
     else:
         iters, source = d // batch, "ratio"
     if iters < 1:
         raise UserError(f"the horizon gives {iters} iterations at batch {batch:,}; "
                         "raise target_param_data_ratio / target_flops or set num_iterations")
-    return Scaling(params=n, ref_params=n_ref, ratio=ratio, target_tokens=d, ref_tokens=int(d_ref),
+    return Scaling(params=params, ref_params=ref_params, ratio=ratio, target_tokens=d, ref_tokens=int(d_ref),
                    auto_batch=auto, batch=batch, batch_source="set" if total_batch_size > 0 else "auto",
                    iterations=iters, iterations_source=source,
                    lr_batch_scale=math.sqrt(batch / ref_batch),
-                   dmodel_scale=(model.n_embd / REFERENCE_WIDTH) ** -0.5,
+                   dmodel_scale=(width / REFERENCE_WIDTH) ** -0.5,
                    weight_decay=weight_decay * math.sqrt(batch / ref_batch) * d_ref / d,
                    reference_batch=ref_batch)
+
+
+def depth_scaling(model: GPTConfig, reference: GPTConfig, ratio: float, weight_decay: float,
+                  total_batch_size: int = -1, num_iterations: int = -1, target_flops: float = -1.0,
+                  ref_batch: int = REFERENCE_BATCH) -> Scaling:
+    """``scale`` for a model and its d12 reference: N counted on the real GPT (meta device)."""
+    return scale(scaling_params(model), scaling_params(reference), ratio, weight_decay, total_batch_size,
+                 num_iterations, target_flops, flops_per_token(model) if target_flops > 0 else 0.0, ref_batch,
+                 width=model.n_embd)
 # --8<-- [end:scale]
 
 

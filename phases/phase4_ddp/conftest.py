@@ -1,10 +1,10 @@
 """Fixtures for Phase 4's checkpoint: the modules under test, a tiny world, and a torchrun launcher.
 
-``--impl train=my_train.py`` replaces the entry module (it is what torchrun launches, so it
-must run as a script: ``main()`` under ``if __name__ == "__main__"``); ``--impl zero=…``
-replaces the ZeRO optimizer, ``--impl dist=…`` the process-group module. The processes that
-torchrun starts load the same modules: a small launcher registers the learner's ``dist`` and
-``zero`` under the reference names before it runs the entry module.
+``--impl recipe=my_recipe.py`` replaces the recipe module (``DistTrainConfig``,
+``load_config``, ``check``, ``distribute``, ``train``); ``--impl zero=…`` the ZeRO optimizer,
+``--impl dist=…`` the process-group module. The processes that torchrun starts load the same
+modules: a small launcher registers the learner's ``dist`` and ``zero`` under the reference
+names, then runs the recipe module's ``train`` through Phase 2's training command line.
 """
 from __future__ import annotations
 
@@ -16,24 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from conftest import impl_fixture
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def trainer(impl_loader):
-    """Must define ``DistTrainConfig``, ``train(cfg, resume=...)`` and a script ``main``."""
-    return impl_loader("train", "phases.phase4_ddp.train", main=True)
-
-
-@pytest.fixture(scope="session")
-def zero(impl_loader):
-    """Must define ``ZeroMuonAdamW(param_groups, rank, world_size)`` with ``owned(K)``."""
-    return impl_loader("zero", "phases.phase4_ddp.zero")
-
-
-@pytest.fixture(scope="session")
-def dist_mod(impl_loader):
-    return impl_loader("dist", "phases.phase4_ddp.dist")
+recipe = impl_fixture("recipe", "phases.phase4_ddp.recipe", main=True,
+                      doc="Must define DistTrainConfig, load_config, check, distribute and train(cfg, resume=...).")
+zero = impl_fixture("zero", "phases.phase4_ddp.zero", doc="Must define ZeroMuonAdamW(param_groups, rank, world_size).")
+dist_mod = impl_fixture("dist", "phases.phase4_ddp.dist", fixture="dist_mod",
+                        doc="Must define world_from_env, distributed, DistRuntime, parse_fault, FaultyLoader.")
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +47,29 @@ def tiny_settings(tiny_world):
 
 
 LAUNCHER = """\
-import importlib.util, runpy, sys
-for name, path in {modules!r}:              # the learner's modules under the names the trainer imports
+import importlib.util, sys
+for name, path in {modules!r}:              # the modules under test, under the names the recipe imports
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-sys.argv[0] = {entry!r}
-runpy.run_path({entry!r}, run_name="__main__")
+from phases.common.console import command
+from phases.phase2_training.train import add_training_arguments, run_training
+from phases.phase4_ddp.dist import report_and_exit
+recipe = sys.modules[{recipe_name!r}]
+sys.exit(command("the Phase 4 recipe under test", add_training_arguments,
+                 lambda args: run_training(args, recipe.load_config, recipe.train), runner=report_and_exit))
 """
 
 
 @pytest.fixture(scope="session")
-def launcher(trainer, zero, dist_mod, tmp_path_factory) -> str:
-    """The script torchrun starts: the entry module under test, with the dist/zero under test."""
+def launcher(recipe, zero, dist_mod, tmp_path_factory) -> str:
+    """The script torchrun starts: the recipe under test, with the dist/zero under test."""
     modules = [(ref, m.__file__) for ref, m in (("phases.phase4_ddp.dist", dist_mod),
                                                  ("phases.phase4_ddp.zero", zero)) if m.__name__ != ref]
+    modules.append(("recipe_under_test", recipe.__file__))
     path = tmp_path_factory.mktemp("launcher") / "launch.py"
-    path.write_text(LAUNCHER.format(modules=modules, entry=trainer.__file__))
+    path.write_text(LAUNCHER.format(modules=modules, recipe_name="recipe_under_test"))
     return str(path)
 
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from phases.phase0_tokenizer.common import UserError
-from phases.phase2_training.train import Runtime
+from phases.common.console import UserError, run_command
+from phases.phase2_training.recipe import Runtime
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -121,8 +121,8 @@ class DistRuntime(Runtime):
     """Phase 2's loop hooks with real collectives; ``grad_sync`` picks who averages gradients."""
 
     def __init__(self, world: World, grad_sync: str = "zero"):
+        super().__init__(world.rank, world.world_size)
         self.world, self.grad_sync = world, grad_sync
-        self.rank, self.world_size = world.rank, world.world_size
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
     # --8<-- [start:ddp]
@@ -168,6 +168,7 @@ class DistRuntime(Runtime):
         return out
 
 
+# --8<-- [start:fault]
 def parse_fault(spec: str) -> dict:
     """``rank=1,step=3,kind=hang`` -> {"rank": 1, "step": 3, "kind": "hang"}."""
     try:
@@ -206,11 +207,11 @@ class FaultyLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(state)
+# --8<-- [end:fault]
 
 
 def report_and_exit(fn) -> int:
     """Run ``fn``; a failure prints one line (and the traceback) and returns a non-zero status."""
-    from phases.phase0_tokenizer.common import run_command
     try:
         return run_command(fn)
     except Exception:                                      # a bug: keep the traceback, exit 1

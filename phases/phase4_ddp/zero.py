@@ -35,10 +35,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from phases.common.console import UserError
 from phases.phase3_optimizers.adamw import adamw_group_step
 from phases.phase3_optimizers.muon import MuonAdamW, muon_group_step
 
 SMALL = 1024  # AdamW tensors with fewer elements are all-reduced whole: not worth a shard
+
+
+def _sharded(p: torch.Tensor, world: int) -> bool:
+    return world > 1 and p.numel() >= SMALL and p.shape[0] % world == 0
 
 
 @dataclass
@@ -65,11 +70,9 @@ all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_te
 class ZeroMuonAdamW(MuonAdamW):
     """MuonAdamW whose state and update are sharded across the ranks of the process group."""
 
-    def __init__(self, param_groups: list[dict], rank: int | None = None, world_size: int | None = None):
+    def __init__(self, param_groups: list[dict], rank: int, world_size: int):
         super().__init__(param_groups)
-        on = dist.is_available() and dist.is_initialized()
-        self.rank = rank if rank is not None else (dist.get_rank() if on else 0)
-        self.world = world_size if world_size is not None else (dist.get_world_size() if on else 1)
+        self.rank, self.world = rank, world_size       # told by the recipe (the Runtime), never guessed
         self.comm = CommCounter()
         self.shard_state: dict = defaultdict(dict)    # optimizer state of this rank's shards
         self.shards: dict[tuple[int, int], object] = {}
@@ -86,7 +89,7 @@ class ZeroMuonAdamW(MuonAdamW):
 
     def is_sharded(self, p: torch.Tensor) -> bool:
         """AdamW tensors big enough (and divisible along dim 0) get one slice per rank."""
-        return self.world > 1 and p.numel() >= SMALL and p.shape[0] % self.world == 0
+        return _sharded(p, self.world)
 
     def owned(self, K: int) -> range:
         per = math.ceil(K / self.world)
@@ -242,6 +245,28 @@ class ZeroMuonAdamW(MuonAdamW):
         return sum(v.numel() * v.element_size() for s in stores for v in s.values() if torch.is_tensor(v))
 
 
+def state_bytes_per_rank(model: torch.nn.Module, kind: str = "muon", world: int = 1) -> dict:
+    """Optimizer state one rank holds for ``model`` (no tensor is needed: a meta-device model works).
+
+    ``kind = "adamw"``: 2 fp32 moments for every parameter; ``"muon"``: MuonAdamW (Phase 3) with
+    one fp32 momentum per block matrix plus NorMuon's max(rows, cols) fp32 second moment, AdamW
+    for the rest. With ``world`` > 1 the state is sharded as ``ZeroMuonAdamW`` shards it: each
+    Muon shape group by whole matrices (ceil(K / world) of K), big AdamW tensors by rows.
+    """
+    if kind not in ("adamw", "muon"):
+        raise UserError(f"optimizer kind must be adamw or muon, got {kind!r}")
+    muon = [p for p in model.blocks.parameters() if p.ndim == 2] if kind == "muon" else []
+    ids, groups = {id(p) for p in muon}, {}
+    for p in muon:
+        groups[tuple(p.shape)] = groups.get(tuple(p.shape), 0) + 1
+    adamw = sum(8 * (p.numel() // world if _sharded(p, world) else p.numel())
+                for p in model.parameters() if id(p) not in ids)
+    momentum = sum(4 * r * c * math.ceil(k / world) for (r, c), k in groups.items())
+    second = sum(4 * max(r, c) * math.ceil(k / world) for (r, c), k in groups.items())
+    return dict(adamw_moments=adamw, muon_momentum=momentum, normuon_second_moment=second,
+                total=adamw + momentum + second)
+
+
 if __name__ == "__main__":
     from phases.phase4_ddp.dist import distributed, report_and_exit
 
@@ -252,7 +277,7 @@ if __name__ == "__main__":
             groups = [{"kind": "muon", "params": params[:3], "lr": 0.02},
                       {"kind": "adamw", "params": params[3:], "lr": 0.01}]
             ref = [p.detach().clone().requires_grad_() for p in params]
-            sharded = ZeroMuonAdamW(groups)
+            sharded = ZeroMuonAdamW(groups, world.rank, world.world_size)
             plain = MuonAdamW([{**groups[0], "params": ref[:3]}, {**groups[1], "params": ref[3:]}])
             for p, q in zip(params, ref):
                 p.grad = torch.full_like(p, float(world.rank))     # ranks disagree; the mean is used

@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import impl_fixture
+
+loader_mod = impl_fixture("loader", "phases.phase5_data.loader", main=True, fixture="loader_mod",
+                          doc="Must define PackedLoader, make_data and DataConfig.")
+packing = impl_fixture("packing", "phases.phase5_data.packing", doc="Must define pack, PAD and the packers.")
+stream = impl_fixture("stream", "phases.phase5_data.stream", doc="Must define shard_units, DocumentStream, TokenizedDocs.")
+download = impl_fixture("download", "phases.phase5_data.download", doc="Must define download, add_arguments, run.")
+
 
 @pytest.fixture(scope="session")
 def tiny_data(make_tiny_world):
@@ -20,37 +28,12 @@ def _base_dir(tiny_data, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def loader_mod(impl_loader):
-    """The loader module: ``PackedLoader``, ``make_data``, ``train``, ``DataConfig``."""
-    return impl_loader("loader", "phases.phase5_data.loader", main=True)
-
-
-@pytest.fixture(scope="session")
-def packing(impl_loader):
-    return impl_loader("packing", "phases.phase5_data.packing")
-
-
-@pytest.fixture(scope="session")
-def stream(impl_loader):
-    return impl_loader("stream", "phases.phase5_data.stream")
-
-
-@pytest.fixture(scope="session")
-def download(impl_loader):
-    return impl_loader("download", "phases.phase5_data.download")
-
-
-@pytest.fixture(scope="session")
 def grouped_dir(tiny_data, tmp_path_factory):
     """The same documents rewritten as 4 shards with row groups of 8 documents (many row groups)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from phases.phase0_tokenizer.corpus import iter_texts
+    from phases.phase0_tokenizer.shards import iter_texts, shard_name, write_shard
     texts = list(iter_texts(tiny_data["data_dir"], "all"))
     out = tmp_path_factory.mktemp("grouped")
     per = -(-len(texts) // 4)
     for i in range(4):
-        pq.write_table(pa.table({"text": texts[i * per:(i + 1) * per]}), out / f"shard_{i:05d}.parquet",
-                       row_group_size=8)
+        write_shard(out / shard_name(i), texts[i * per:(i + 1) * per], row_group_size=8)
     return out

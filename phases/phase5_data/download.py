@@ -41,11 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from phases.phase0_tokenizer.common import UserError, base_dir, progress, run_command
-from phases.phase5_data.stream import text_column_problem
+from phases.common.console import UserError, command, progress
+from phases.common.paths import data_dir
+from phases.phase0_tokenizer.shards import shard_name, shard_problem
 
 DATASETS = {  # repo id -> number of shards (the last one is validation)
     "karpathy/climbmix-400b-shuffle": 6543,
@@ -99,12 +97,8 @@ def _check_status(status: int, offset: int, filename: str) -> None:
 
 
 def check_parquet(path: Path) -> None:
-    """Raise ValueError unless ``path`` is a parquet file with a string ``text`` column."""
-    try:
-        schema = pq.ParquetFile(path).schema_arrow
-    except (pa.ArrowException, OSError) as e:
-        raise ValueError(f"not a readable parquet file ({e})") from None
-    problem = text_column_problem(schema)
+    """Raise ValueError unless ``path`` is a usable shard (Phase 0's ``shards.shard_problem``)."""
+    problem = shard_problem(path)
     if problem:
         raise ValueError(problem)
 
@@ -114,10 +108,6 @@ def resolve_dataset(name: str) -> str:
     if repo not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join([*ALIASES, *DATASETS])}")
     return repo
-
-
-def shard_name(i: int) -> str:
-    return f"shard_{i:05d}.parquet"
 
 
 @dataclass
@@ -181,7 +171,7 @@ def download(n: int, dataset: str = DEFAULT_DATASET, workers: int = 4, out_dir: 
         raise UserError(f"-n must be between 1 and {total - 1} for {repo} (it has {total - 1} training shards)")
     if workers < 1 or retries < 1:
         raise UserError(f"--workers and retries must be >= 1, got {workers} and {retries}")
-    out = Path(out_dir) if out_dir else base_dir() / "data" / repo.split("/")[1]
+    out = Path(out_dir) if out_dir else data_dir(repo.split("/")[1])
     out.mkdir(parents=True, exist_ok=True)
     source = source or hub_source
     names = [shard_name(i) for i in range(n)] + [shard_name(total - 1)]
@@ -241,8 +231,4 @@ def run(args: argparse.Namespace) -> DownloadReport:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="Download pretraining shards from the Hugging Face Hub.")
-    add_arguments(ap)
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parsed = ap.parse_args()
-    sys.exit(run_command(lambda: run(parsed)))
+    sys.exit(command("Download pretraining shards from the Hugging Face Hub.", add_arguments, run))

@@ -18,8 +18,9 @@ On CUDA, each batch is written into one pinned host buffer laid out [inputs | ta
 and copied to the GPU with one non-blocking copy; an event makes sure the pinned buffer
 is not overwritten while that copy is still in flight.
 
-``make_data`` has the signature of Phase 2's ``Recipe.make_data``; ``recipe()`` returns a
-Recipe with it plugged in; ``train(cfg, ...)`` is Phase 2's loop fed by this loader.
+``make_data`` has the signature of Phase 2's ``Recipe.make_data`` (the ``Runtime`` says which
+rank's share to read); ``recipe.py`` plugs it into a recipe. ``DataKeys`` are the loader's
+config keys; ``DataConfig`` is Phase 2's config with them.
 
 What it leaves out: checkpointing the background queue (it is rebuilt from the cursor),
 changing the number of ranks on resume (refused with a clear error).
@@ -29,8 +30,6 @@ prints its rows' first tokens and the packing statistics.
 """
 from __future__ import annotations
 
-import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,11 +37,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from phases.phase0_tokenizer.common import UserError
-from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
-from phases.phase2_training.config import TrainConfig
-from phases.phase2_training.train import Recipe
-from phases.phase2_training.train import train as _phase2_train
+from phases.common.console import UserError
+from phases.phase2_training.config import TrainConfig, compose
+from phases.phase2_training.recipe import Runtime, resolve_data_dir
 from phases.phase5_data.packing import BestFitBuffer, PackStats, fill_row_best_fit
 from phases.phase5_data.stream import DocumentStream, TokenizedDocs, encode_docs, split_paths
 
@@ -50,10 +47,13 @@ STATE_VERSION = 1
 
 
 @dataclass
-class DataConfig(TrainConfig):
-    """Phase 2's config plus the loader's knobs (``load_config(..., cls=DataConfig)``)."""
+class DataKeys:
+    """The loader's knobs: the keys this phase adds to any training config."""
     tokenizer_threads: int = 2   # background tokenizer threads
     doc_buffer: int = 1000       # documents the best-fit packer chooses from
+
+
+DataConfig = compose("DataConfig", TrainConfig, DataKeys, module=__name__)  # load_config(..., cls=DataConfig)
 
 
 def _ranges(numbers: Sequence[int]) -> list[list[int]]:
@@ -175,25 +175,14 @@ def val_batches(paths: Sequence[Path], tok, batch_size: int, seq_len: int, max_t
     return out
 
 
-def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 # --8<-- [start:make_data]
-def make_data(cfg: TrainConfig, tok, tok_file: Path, device: torch.device, show_progress: bool,
-              rank: int | None = None, world_size: int | None = None):
-    """Phase 2's ``Recipe.make_data`` contract: (training loader, fixed validation batches)."""
-    rank, world_size = _rank_world(rank, world_size)
-    if cfg.data_dir:
-        data_dir = Path(cfg.data_dir).expanduser()
-    else:
-        data_dir = Path(ensure_embedded_corpus(show_progress=show_progress).out_dir)
-    threads = getattr(cfg, "tokenizer_threads", 2)
-    buffer_size = getattr(cfg, "doc_buffer", 1000)
+def make_data(cfg: TrainConfig, tok, tok_file: Path | None, device: torch.device, runtime: Runtime,
+              show_progress: bool):
+    """Phase 2's ``Recipe.make_data`` contract: (this rank's training loader, fixed validation batches)."""
+    data_dir = resolve_data_dir(cfg, show_progress)
+    rank, world_size = runtime.rank, runtime.world_size
+    threads = getattr(cfg, "tokenizer_threads", DataKeys.tokenizer_threads)   # a config without DataKeys:
+    buffer_size = getattr(cfg, "doc_buffer", DataKeys.doc_buffer)             # the loader's defaults
     loader = PackedLoader(split_paths(data_dir, "train"), tok, cfg.device_batch_size, cfg.sequence_len,
                           rank, world_size, device, threads=threads, buffer_size=buffer_size)
     val = val_batches(split_paths(data_dir, "val"), tok, cfg.device_batch_size, cfg.sequence_len,
@@ -202,23 +191,10 @@ def make_data(cfg: TrainConfig, tok, tok_file: Path, device: torch.device, show_
 # --8<-- [end:make_data]
 
 
-def recipe(base: Recipe | None = None) -> Recipe:
-    """``base`` (default: Phase 2's) with this phase's data path plugged in."""
-    return dataclasses.replace(base or Recipe(), make_data=make_data)
-
-
-_with_loader = recipe  # train()'s argument below is also called `recipe`
-
-
-def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True, out=sys.stdout,
-          recipe: Recipe | None = None):
-    """Phase 2's loop fed by the packed loader; ``recipe`` (a later phase's) keeps its other parts."""
-    return _phase2_train(cfg, resume=resume, show_progress=show_progress, out=out, recipe=_with_loader(recipe))
-
-
 if __name__ == "__main__":
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import iter_texts
+    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
 
     info = ensure_embedded_corpus()
     tok = BPETokenizer.train(iter_texts(info.out_dir, "train", max_chars=500_000), vocab_size=1024)

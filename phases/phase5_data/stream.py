@@ -1,8 +1,8 @@
 """Documents from parquet shards, split across ranks by row group, tokenized in the background.
 
-A pretraining dataset here is a folder of ``shard_NNNNN.parquet`` files with one string
-column ``text``: the downloaded shards (``download.py``) and Phase 0's embedded corpus
-have exactly this layout, so both go through this file. The last shard is validation.
+A pretraining dataset here is a folder of shards in Phase 0's format (``shards.py``:
+``shard_NNNNN.parquet`` files with one string column ``text``, the last shard is
+validation): the downloaded shards (``download.py``) and the embedded corpus alike.
 
 Three ideas:
 
@@ -37,11 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from phases.phase0_tokenizer.common import UserError
-from phases.phase0_tokenizer.corpus import list_shards
+from phases.common.console import UserError
+from phases.phase0_tokenizer.shards import list_shards, open_shard, read_row_group
 
 TOKENIZER_BATCH = 128  # documents per tokenizer call: big enough to amortise the call, small enough to stream
 
@@ -54,32 +51,11 @@ class Unit:
     num_rows: int
 
 
-def text_column_problem(schema: pa.Schema) -> str | None:
-    """None if the schema has a string ``text`` column (string or large_string), else why not."""
-    field = schema.field("text") if "text" in schema.names else None
-    if field is None or not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-        return f"no string column 'text' (columns: {', '.join(schema.names)})"
-    return None
-
-
-def open_shard(path: Path) -> pq.ParquetFile:
-    """Open a shard and check it has a string ``text`` column; errors name the file."""
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise UserError(f"{path} is not a readable parquet file ({e}); "
-                        "delete it and download it again") from None
-    problem = text_column_problem(pf.schema_arrow)
-    if problem:
-        raise UserError(f"{path} has {problem}")
-    return pf
-
-
 def shard_units(paths: Sequence[Path]) -> list[Unit]:
     """All row groups of ``paths``, file by file: reads only the footers."""
     units: list[Unit] = []
     for path in paths:
-        meta = open_shard(Path(path)).metadata
+        meta = open_shard(path).metadata
         units += [Unit(Path(path), i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
     return units
 
@@ -115,13 +91,7 @@ class DocumentStream:
 
     def read_unit(self, u: int) -> list[str]:
         unit = self.units[u]
-        try:
-            table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=["text"])
-        except (pa.ArrowException, OSError) as e:
-            raise UserError(f"{unit.path}: row group {unit.row_group} cannot be read ({e}); "
-                            "the shard is corrupt: delete it and download it again") from None
-        texts = table.column("text").to_pylist()
-        return ["" if t is None else t for t in texts]  # a null row is an empty document
+        return read_row_group(unit.path, unit.row_group)    # a damaged page or a null row: a UserError
 
     def read(self, numbers: Sequence[int]) -> dict[int, str]:
         """The texts of the given document numbers (each row group read once)."""
@@ -148,13 +118,8 @@ class DocumentStream:
 
 
 def encode_docs(tok, texts: Sequence[str]) -> list[list[int]]:
-    """``<|bos|>`` + ids of each text, through Phase 0's fast path (one thread per call)."""
-    from phases.phase0_tokenizer.fast import fast_encode_batch
-    bos = tok.bos_token_id
-    ids = fast_encode_batch(tok, texts, num_threads=1)  # our pool does the parallelism
-    if ids is None:                                      # no tiktoken: the pure-Python encoder
-        ids = [tok.encode_ordinary(t) for t in texts]
-    return [[bos] + d for d in ids]
+    """``<|bos|>`` + ids of each text (Phase 0's fast path when tiktoken is there, one thread per call)."""
+    return tok.encode_batch(texts, prepend=tok.bos_token_id, num_threads=1)  # our pool does the parallelism
 
 
 # --8<-- [start:background]

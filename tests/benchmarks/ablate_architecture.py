@@ -41,7 +41,8 @@ import torch  # noqa: E402
 
 from phases.phase1_transformer.model import GPT  # noqa: E402
 from phases.phase2_training.config import derive, load_config  # noqa: E402
-from phases.phase2_training.train import make_adamw, train  # noqa: E402
+from phases.phase2_training.recipe import make_adamw  # noqa: E402
+from phases.phase2_training.train import train  # noqa: E402
 
 VARIANTS = {
     "baseline (all on, L)": {},

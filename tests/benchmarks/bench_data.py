@@ -35,10 +35,12 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
-from phases.phase0_tokenizer.common import base_dir, cpu_model  # noqa: E402
-from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
+from phases.common.paths import tokenizer_dir  # noqa: E402
+from phases.phase0_tokenizer.corpus import ensure_embedded_corpus  # noqa: E402
+from phases.phase0_tokenizer.shards import iter_texts  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
-from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
+from phases.phase5_data.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
 from phases.phase5_data.loader import PackedLoader  # noqa: E402
 from phases.phase5_data.packing import STRATEGIES, pack  # noqa: E402
 from phases.phase5_data.stream import encode_docs, split_paths  # noqa: E402
@@ -47,7 +49,7 @@ from phases.phase5_data.stream import encode_docs, split_paths  # noqa: E402
 def get_tokenizer(path: Path | None, data_dir: Path, quick: bool, tmp: str) -> tuple[BPETokenizer, str]:
     if path is not None:
         return BPETokenizer.load(path), str(path)
-    default = base_dir() / "tokenizer"
+    default = tokenizer_dir()
     if (default / FILENAME).is_file() and not quick:
         return BPETokenizer.load(default), str(default)
     vocab, chars = (512, 300_000) if quick else (8192, 4_000_000)  # the demo trains vocab 8192

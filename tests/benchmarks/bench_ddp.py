@@ -39,7 +39,10 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase1_transformer.model import GPT  # noqa: E402
-from phases.phase4_ddp import train as p4train  # noqa: E402
+from phases.phase1_transformer.memory import meta_model  # noqa: E402
+from phases.phase2_training.recipe import Runtime  # noqa: E402
+from phases.phase3_optimizers import recipe as p3recipe  # noqa: E402
+from phases.phase4_ddp import recipe as p4recipe  # noqa: E402
 from phases.phase4_ddp.zero import SMALL  # noqa: E402
 
 GPU_FAMILY = dict(aspect_ratio=64, head_dim=128, sequence_len=2048, window_pattern="SSSL")
@@ -51,12 +54,9 @@ QUICK = dict(DEMO, depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, total
 
 def groups_of(settings: dict, vocab: int, world: int = 1):
     """Phase 3's param groups of a meta-device model (shapes only)."""
-    cfg = p4train.DistTrainConfig(**settings)
-    plan = p4train.base_recipe().derive(cfg, vocab, world_size=world)
-    with torch.device("meta"):
-        model = GPT(plan.model)
-    from phases.phase3_optimizers.train import param_groups
-    return param_groups(model, plan.config, plan.scaling)
+    cfg = p4recipe.DistTrainConfig(**settings)
+    plan = p3recipe.derive(cfg, vocab, Runtime(0, world))
+    return p3recipe.param_groups(meta_model(plan.model), plan.config, plan.scaling)
 
 
 def analytic(groups, world: int, bytes_per: int = 4) -> dict:
@@ -100,11 +100,11 @@ def worker(args) -> None:
     from phases.phase4_ddp.dist import DistRuntime, distributed
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else DEMO
-    cfg = p4train.DistTrainConfig(**settings, grad_sync=args.strategy, dist_timeout=120)
+    cfg = p4recipe.DistTrainConfig(**settings, grad_sync=args.strategy, dist_timeout=120)
     with distributed("cpu", 120) as world:
         runtime = DistRuntime(world, args.strategy)
-        rec = p4train.recipe(runtime)
-        plan = rec.derive(cfg, args.vocab)
+        rec = p4recipe.distribute(p3recipe.recipe(), runtime)
+        plan = rec.derive(cfg, args.vocab, runtime)
         model = GPT.build(plan.model, device="cpu", seed=0)
         optimizer = rec.make_optimizer(model, plan.config, plan)
         trained = runtime.wrap(model)

@@ -76,16 +76,14 @@ from pathlib import Path
 
 # Runnable as a plain script from anywhere: make the repository root importable.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import phases.phase1_transformer.model  # noqa: F401
-except ImportError:
+if str(REPO_ROOT) not in sys.path:   # this checkout's phases, even if another one is installed
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase1_transformer.config import GPTConfig, preset  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 

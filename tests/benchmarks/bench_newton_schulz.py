@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase3_optimizers.muon import ns_macs, orthogonalize, pick_method  # noqa: E402
 
 # (count, rows, cols) of every Muon stack: attention's square matrices (q, k, v, o per layer),

@@ -30,6 +30,7 @@ What it leaves out: GPUs; error bars beyond the min–max of the seeds given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -44,10 +45,10 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase2_training.config import parse_overrides  # noqa: E402
 from phases.phase2_training import train as p2train  # noqa: E402
-from phases.phase3_optimizers import train as p3train  # noqa: E402
+from phases.phase3_optimizers import recipe as p3recipe  # noqa: E402
 
 VARIANTS = {   # "muon" is the demo's own setting (examples/cpu_demo.toml); the others change one thing
     "adamw": {"optimizer": "adamw"},
@@ -66,14 +67,12 @@ QUICK = {"depth": "2", "aspect_ratio": "32", "head_dim": "32", "sequence_len": "
 
 def run(config: Path | None, overrides: dict, run_dir: str) -> dict:
     """One training run; returns val bpb, steps, time per step and time per optimizer step."""
-    cfg = p3train.load_config(config, {**overrides, "run_dir": run_dir, "save_every": "0", "eval_every": "0",
-                                       "sample_tokens": "1"})
-    tok, _ = p2train.load_tokenizer(cfg)
-    plan = p3train.derive(cfg, tok.vocab_size)
+    cfg = p3recipe.load_config(config, {**overrides, "run_dir": run_dir, "save_every": "0", "eval_every": "0",
+                                        "sample_tokens": "1"})
     opt_times: list[float] = []
 
     def timed_optimizer(model, cfg, plan):
-        opt = p3train.make_optimizer(model, cfg, plan)
+        opt = p3recipe.make_optimizer(model, cfg, plan)
         inner = opt.step
 
         def step(*args, **kwargs):
@@ -83,9 +82,8 @@ def run(config: Path | None, overrides: dict, run_dir: str) -> dict:
             return out
         opt.step = step
         return opt
-    recipe = p2train.Recipe(derive=lambda _c, _v: plan, make_optimizer=timed_optimizer,
-                            set_hparams=p3train.set_hparams)
-    result = p2train.train(plan.config, show_progress=False, out=open(os.devnull, "w"), recipe=recipe)
+    recipe = dataclasses.replace(p3recipe.recipe(), make_optimizer=timed_optimizer)
+    result = p2train.train(cfg, show_progress=False, out=open(os.devnull, "w"), recipe=recipe)
     steady = opt_times[2:] or opt_times                     # the first steps allocate state
     return {"val_bpb": result.val_bpb, "steps": result.step, "train_s": result.train_time,
             "step_ms": 1000 * result.train_time / max(1, result.step), "optimizer_ms": 1000 * statistics.fmean(steady)}
@@ -125,7 +123,8 @@ def sweep(config, base: dict, tmp: str, steps: int, grids: dict, seeds: list[int
 
 def tiny_world(tmp: str) -> dict:
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import build_embedded_corpus, iter_texts
+    from phases.phase0_tokenizer.corpus import build_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
     info = build_embedded_corpus(Path(tmp) / "data", packages=(), stdlib_modules=("json", "textwrap"),
                                  shard_chars=100_000, show_progress=False)
     BPETokenizer.train(iter_texts(info.out_dir, "train"), vocab_size=512).save(Path(tmp) / "tokenizer")

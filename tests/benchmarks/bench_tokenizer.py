@@ -6,7 +6,7 @@ What it measures, on the embedded docstring corpus (train split, documents cropp
 1. **Training time** (``time.perf_counter``, best of ``--repeats``) at each vocabulary size
    (default 4096 and 8192, special tokens included) for
    - ours: ``BPETokenizer.train`` (chunk counting in worker processes, merge loop in Python);
-   - rustbpe (nanochat's trainer, Rust, rayon threads) via ``evaluate.train_rustbpe``;
+   - rustbpe (nanochat's trainer, Rust, rayon threads) via ``compression.train_rustbpe``;
    - HF ``tokenizers``: a BPE model with a ``BpeTrainer``, made a fair peer by splitting
      with the *same* regex (``Split(Regex(SPLIT_PATTERN), "isolated")`` then a byte-level
      mapping without its own regex) and the 256-byte initial alphabet;
@@ -55,9 +55,7 @@ from pathlib import Path
 
 # Runnable as a plain script from anywhere: make the repository root importable.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import phases.phase0_tokenizer.bpe  # noqa: F401
-except ImportError:
+if str(REPO_ROOT) not in sys.path:   # this checkout's phases, even if another one is installed
     sys.path.insert(0, str(REPO_ROOT))
 
 # HF tokenizers prints a warning in every forked child once its thread pool was used (our
@@ -66,7 +64,7 @@ except ImportError:
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from phases.phase0_tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer  # noqa: E402
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase0_tokenizer.naive import train_merges_naive  # noqa: E402
 
 DOC_CAP = 10_000                 # nanochat crops each training document to 10,000 characters
@@ -134,7 +132,7 @@ def train_ours(texts: list[str], vocab_size: int) -> BPETokenizer:
 
 
 def train_rust(texts: list[str], vocab_size: int):
-    from phases.phase0_tokenizer.evaluate import train_rustbpe
+    from phases.phase0_tokenizer.compression import train_rustbpe
     return train_rustbpe(iter(texts), vocab_size, SPLIT_PATTERN, num_special=len(SPECIAL_TOKENS))
 
 
@@ -227,8 +225,7 @@ def measure_encoding(val, trained, repeats, peers, skip_hf):
 
     parity = None
     if peers["tiktoken"] is not None:
-        from phases.phase0_tokenizer.fast import to_tiktoken
-        to_tiktoken(ours)  # build the Encoding once, outside the clock
+        ours.tiktoken_encoding()  # build the Encoding once, outside the clock
         s, fast_ids = best_of(repeats, lambda: [ours.encode_ordinary(t) for t in val])
         speeds["ours_fast"] = mb / s
         s, _ = best_of(repeats, lambda: ours.encode_batch(val))
@@ -342,8 +339,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from phases.phase0_tokenizer.common import UserError
-    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts
+    from phases.common.console import UserError
+    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
+    from phases.phase0_tokenizer.shards import iter_texts
 
     args = parse_args(argv)
     run_start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Benchmark: the demo configuration trained for a fixed wall-clock budget.
 
-Trains ``examples/cpu_demo.toml`` (or ``--config``) the way the demo does (``mini_nanochat.pretrain``:
+Trains ``examples/cpu_demo.toml`` (or ``--config``) the way the demo does (``phases.phase5_data.pretrain``:
 MuonAdamW, the packed loader) for ``--seconds`` of training time
 (evaluation excluded) and reports tokens/s, MFU (against the matmul peak measured in the
 same run on this machine) and the validation bits per byte reached. The schedule is the
@@ -30,10 +30,10 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.phase0_tokenizer.common import cpu_model  # noqa: E402
+from phases.common.console import cpu_model  # noqa: E402
 from phases.phase2_training.config import parse_overrides  # noqa: E402
-from mini_nanochat.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
-from mini_nanochat.pretrain import pretrain as train  # noqa: E402  (the demo as `make demo` runs it)
+from phases.phase5_data.pretrain import load_config  # noqa: E402  (the demo config has every phase's keys)
+from phases.phase5_data.pretrain import pretrain as train  # noqa: E402  (the demo as `make demo` runs it)
 
 
 def main() -> None:

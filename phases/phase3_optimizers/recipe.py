@@ -1,6 +1,6 @@
-"""Phase 2's loop with Phase 3's recipe: MuonAdamW, its schedules, and the depth auto-scaling.
+"""Phase 3's recipe for Phase 2's loop: MuonAdamW, its schedules, and the depth auto-scaling.
 
-Nothing in the loop changes. A ``Recipe`` swaps in four things:
+Nothing in the loop changes. ``recipe(base)`` swaps three parts of a ``Recipe``:
 
 - ``derive``: the config's -1 values (``total_batch_size``, ``num_iterations``) are
   derived from the depth dial (``scaling.py``), every derived value is printed;
@@ -11,22 +11,26 @@ Nothing in the loop changes. A ``Recipe`` swaps in four things:
 - ``set_hparams``: before each step, the LR schedule for every group, plus Muon's momentum
   warmup/warmdown and the cosine decay of its weight decay.
 
+``train(cfg)`` runs Phase 2's loop with this recipe (the checkpoint tests use it); the one
+pretraining command, ``mini-nanochat pretrain``, adds Phases 4 and 5 (``phases/phase5_data/pretrain.py``).
+
 What it leaves out: nanochat's newest Muon refinements (see muon.py), several ranks.
 
-Run: ``python -m phases.phase3_optimizers.train examples/cpu_demo.toml`` prints the plan;
-``train(load_config("examples/cpu_demo.toml"))`` trains.
+Run: ``python -m phases.phase3_optimizers.recipe examples/cpu_demo.toml [VOCAB]`` prints the plan.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
 
-from phases.phase0_tokenizer.common import UserError
+from phases.common.console import UserError
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
 from phases.phase2_training import train as p2train
 from phases.phase2_training.config import Plan
+from phases.phase2_training.recipe import Recipe, Runtime
 from phases.phase3_optimizers.muon import MuonAdamW, stack_by_shape
 from phases.phase3_optimizers.scaling import REFERENCE_BATCH, Scaling, depth_scaling, reference_config
 
@@ -192,8 +196,9 @@ class MuonPlan(Plan):
 
 
 # --8<-- [start:derive]
-def derive(cfg: MuonTrainConfig, vocab_size: int, world_size: int = 1) -> MuonPlan:
-    """Fill in the -1 values from the depth dial, check the new keys, do Phase 2's arithmetic."""
+def derive(cfg: MuonTrainConfig, vocab_size: int, runtime: Runtime | None = None) -> MuonPlan:
+    """Fill in the -1 values from the depth dial, check the new keys, do Phase 2's arithmetic
+    for ``runtime.world_size`` ranks (one without a runtime)."""
     if not isinstance(cfg, MuonTrainConfig):
         raise UserError("Phase 3's derive needs a MuonTrainConfig (load it with phase3 load_config)")
     if cfg.optimizer not in ("muon", "adamw"):
@@ -211,25 +216,28 @@ def derive(cfg: MuonTrainConfig, vocab_size: int, world_size: int = 1) -> MuonPl
     s = depth_scaling(model, ref, cfg.target_param_data_ratio, cfg.weight_decay, cfg.total_batch_size,
                       cfg.num_iterations, cfg.target_flops, cfg.reference_batch_size)
     resolved = cfg.replace(total_batch_size=s.batch, num_iterations=s.iterations)
+    world_size = runtime.world_size if runtime is not None else 1
     base = p2config.derive(resolved, vocab_size, world_size, optimizers=("muon", "adamw"))
     return MuonPlan(resolved, base.model, base.world_size, base.tokens_per_micro, base.total_batch_size,
                     base.grad_accum, scaling=s)
 # --8<-- [end:derive]
 
 
-RECIPE_PARTS = dict(make_optimizer=make_optimizer, set_hparams=set_hparams)
+# --8<-- [start:recipe]
+def recipe(base: Recipe | None = None) -> Recipe:
+    """``base`` (default: Phase 2's) with the depth auto-scaling, MuonAdamW and its schedules."""
+    return dataclasses.replace(base or Recipe(), derive=derive, make_optimizer=make_optimizer,
+                               set_hparams=set_hparams)
+# --8<-- [end:recipe]
 
 
 def train(cfg: MuonTrainConfig, resume: bool = False, show_progress: bool = True, out=sys.stdout):
-    """Phase 2's ``train`` with MuonAdamW and the auto-scaled plan."""
-    tok, _ = p2train.load_tokenizer(cfg)
-    plan = derive(cfg, tok.vocab_size)
-    recipe = p2train.Recipe(derive=lambda _cfg, _vocab: plan, **RECIPE_PARTS)
-    return p2train.train(plan.config, resume=resume, show_progress=show_progress, out=out, recipe=recipe)
+    """Phase 2's loop with this recipe: MuonAdamW and the auto-scaled plan, one process."""
+    return p2train.train(cfg, resume=resume, show_progress=show_progress, out=out, recipe=recipe())
 
 
 if __name__ == "__main__":
-    from phases.phase0_tokenizer.common import run_command
+    from phases.common.console import run_command
 
     def main():
         cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)

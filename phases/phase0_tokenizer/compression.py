@@ -1,4 +1,4 @@
-"""Tokenizer evaluation: how many bytes of text one token carries, per genre, vs rustbpe.
+"""Tokenizer compression: how many bytes of text one token carries, per genre, vs rustbpe.
 
 Compression (bytes per token, higher is better) is the number that matters for a
 tokenizer: the model reads a fixed number of tokens per step, so more bytes per
@@ -16,15 +16,18 @@ two columns should agree; any difference would point at a bug.
 What it leaves out: GPT-2 / GPT-4 columns (their vocabularies must be downloaded,
 and the project runs offline), and perplexity-based evaluation (Phase 7).
 
-Run: ``mini-nanochat tokenizer eval`` (or ``python -m phases.phase0_tokenizer.evaluate``).
+Run: ``mini-nanochat tokenizer eval`` (or ``python -m phases.phase0_tokenizer.compression``):
+``add_arguments`` / ``run`` evaluate a trained tokenizer folder.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from phases.phase0_tokenizer.common import paint
+from phases.common.console import paint
+from phases.phase0_tokenizer.merges import text_to_bytes
 
 GENRES: dict[str, str] = {
     "prose": (
@@ -95,7 +98,7 @@ class EvalReport:
 def _count(encode: Callable[[str], Sequence[int]], texts: Iterable[str]) -> tuple[int, int]:
     nbytes = ntok = 0
     for t in texts:
-        nbytes += len(t.encode("utf-8", "surrogatepass"))
+        nbytes += len(text_to_bytes(t))
         ntok += len(encode(t))
     return nbytes, ntok
 
@@ -158,11 +161,35 @@ def format_report(report: EvalReport, color: bool = False) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def evaluate_folder(folder: str | Path, data: str | Path | None = None, compare: bool = True,
+                    color: bool = False) -> str:
+    """The report for a tokenizer folder, on the data it was trained on (or ``data``)."""
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts
+    from phases.phase0_tokenizer.shards import iter_texts
+    from phases.phase0_tokenizer.trainer import load_train_settings, resolve_data_dir
+    tok = BPETokenizer.load(folder)
+    settings = load_train_settings(folder)
+    if data is None:
+        data = Path(settings.data_dir) if settings else resolve_data_dir(None)
+    report = evaluate(tok, list(iter_texts(data, "val")), settings.texts if settings else None, compare=compare)
+    return format_report(report, color=color)
 
-    info = ensure_embedded_corpus()
-    train = lambda: iter_texts(info.out_dir, "train", max_chars=5_000_000)  # noqa: E731
-    tok = BPETokenizer.train(train(), vocab_size=4096)
-    print(format_report(evaluate(tok, list(iter_texts(info.out_dir, "val")), train)))
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default <base>/tokenizer)")
+    parser.add_argument("--data", type=Path, default=None, help="data folder (default: the one it was trained on)")
+    parser.add_argument("--no-compare", action="store_true", help="skip training the rustbpe reference")
+
+
+def run(args) -> None:
+    from phases.common.console import use_color
+    from phases.common.paths import tokenizer_dir
+    print(evaluate_folder(args.tokenizer or tokenizer_dir(), args.data, compare=not args.no_compare,
+                          color=use_color()))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from phases.common.console import command
+    sys.exit(command("Bytes per token on four genres and the validation shard, vs rustbpe.", add_arguments, run))

@@ -1,4 +1,4 @@
-"""Phase 4 checkpoint: sharding, batch arithmetic, ZeRO-2, 1 vs 2 ranks, resume across world sizes, faults.
+"""Phase 4 checkpoint: the distributed recipe (recipe.py): batch arithmetic, 1 vs 2 ranks, resume across world sizes, faults.
 
 The ``distributed`` tests launch ``torchrun --nproc_per_node=2`` (gloo on CPU) on a tiny
 model; each launch costs ~10 s, mostly importing torch twice.
@@ -21,7 +21,6 @@ import torch
 from phases.phase2_training import checkpoint as ck
 from phases.phase2_training.config import derive as p2derive
 from phases.phase2_training.data import TokenLoader, eval_batches
-from phases.phase3_optimizers.muon import MuonAdamW
 
 pytestmark = pytest.mark.phase4
 ATOL = 1e-5
@@ -79,80 +78,27 @@ def test_accumulation_keeps_the_total_batch(world):
 
 
 def test_a_batch_the_ranks_cannot_split_is_a_clear_error():
-    from phases.phase0_tokenizer.common import UserError
+    from phases.common.console import UserError
     from phases.phase2_training.config import TrainConfig
     with pytest.raises(UserError, match="world_size = 4 x 32 x 3"):
         p2derive(TrainConfig(device_batch_size=4, sequence_len=32, total_batch_size=1024), 512, 3)
 
 
-@pytest.mark.parametrize("K,world", [(1, 2), (4, 2), (5, 2), (12, 8), (3, 8)])
-def test_each_muon_matrix_has_exactly_one_owner(zero, K, world):
-    stack = [torch.nn.Parameter(torch.zeros(4, 4)) for _ in range(K)]
-    owners = [zero.ZeroMuonAdamW([{"kind": "muon", "params": stack}], r, world).owned(K) for r in range(world)]
-    real = [k for o in owners for k in o if k < K]
-    assert sorted(real) == list(range(K))                        # disjoint and covering
-    assert all(len(o) == -(-K // world) for o in owners)         # ceil(K/W) slots each, padding included
-
-
-def _groups(params):
-    return [{"kind": "muon", "params": params[:3], "lr": 0.02, "weight_decay": 0.1},
-            {"kind": "adamw", "params": params[3:4], "lr": 0.01},       # 2,048 elements: sharded
-            {"kind": "adamw", "params": params[4:], "lr": 0.01}]        # 8 elements: replicated
-
-
-def test_one_rank_zero_is_phase3_muonadamw_bit_for_bit(zero):
-    torch.manual_seed(0)
-    a = [torch.nn.Parameter(torch.randn(*s)) for s in [(16, 8)] * 3 + [(256, 8), (8,)]]
-    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
-    za, mb = zero.ZeroMuonAdamW(_groups(a), 0, 1), MuonAdamW(_groups(b))
-    for _ in range(3):
-        for p, q in zip(a, b):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        za.step()
-        mb.step()
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
-
-
-def test_loading_a_full_state_keeps_this_ranks_slice(zero):
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(*s)) for s in [(16, 8)] * 3 + [(256, 8), (8,)]]
-    full = MuonAdamW(_groups(params))
-    for p in params:
-        p.grad = torch.randn_like(p)
-    full.step()
-    sd = full.state_dict()
-    for rank in (0, 1):
-        z = zero.ZeroMuonAdamW(_groups(params), rank, 2)
-        z.load_state_dict(sd)
-        muon_buf = sd["state"][0]["momentum_buffer"]                             # (3, 16, 8)
-        mine = torch.cat([muon_buf, torch.zeros(1, 16, 8)])[2 * rank:2 * rank + 2]   # 3 padded to 4
-        assert torch.equal(z.shard_state[z.shards[0, 0][0]]["momentum_buffer"], mine)
-        rows = sd["state"][3]["exp_avg"][128 * rank:128 * (rank + 1)]
-        assert torch.equal(z.shard_state[z.shards[1, 0]]["exp_avg"], rows)
-        assert torch.equal(z.state[params[4]]["exp_avg"], sd["state"][4]["exp_avg"])   # replicated: whole
-        assert z.state_bytes() < sum(v.numel() * 4 for s in sd["state"].values()
-                                     for v in s.values() if torch.is_tensor(v) and v.dim())
-
-
-def test_config_errors_are_clear(trainer):
-    from phases.phase0_tokenizer.common import UserError
+def test_config_errors_are_clear(recipe):
+    from phases.common.console import UserError
     with pytest.raises(UserError, match="grad_sync must be zero or ddp"):
-        trainer.check(trainer.DistTrainConfig(grad_sync="fsdp"))
-    with pytest.raises(UserError, match="kind must be hang, kill or raise"):
-        from phases.phase4_ddp.dist import parse_fault
-        parse_fault("rank=1,step=2,kind=explode")
+        recipe.check(recipe.DistTrainConfig(grad_sync="fsdp"))
 
 
 # -- two ranks under torchrun ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def runs(tiny_world, tiny_settings, torchrun, trainer, tmp_path_factory, monkeypatch_module):
+def runs(tiny_world, tiny_settings, torchrun, recipe, tmp_path_factory, monkeypatch_module):
     """The same 6-step run three ways: 1 process (accumulating), 2 ranks DDP, 2 ranks ZeRO."""
     root = tmp_path_factory.mktemp("p4_runs")
     monkeypatch_module.setenv("MINI_NANOCHAT_BASE_DIR", str(tiny_world["root"] / "base"))
-    cfg = trainer.DistTrainConfig(**tiny_settings, run_dir=str(root / "one"))
-    trainer.train(cfg, show_progress=False, out=open(root / "one.log", "w"))
+    cfg = recipe.DistTrainConfig(**tiny_settings, run_dir=str(root / "one"))
+    recipe.train(cfg, show_progress=False, out=open(root / "one.log", "w"))
     out = {"one": root / "one"}
     for sync in ("ddp", "zero"):
         proc, _ = torchrun(2, {**tiny_settings, "grad_sync": sync, "run_dir": root / sync})
@@ -202,11 +148,11 @@ def _cut_at_step_3(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.distributed
-def test_two_ranks_resume_with_one(runs, trainer, tiny_settings, tmp_path, monkeypatch, tiny_world):
+def test_two_ranks_resume_with_one(runs, recipe, tiny_settings, tmp_path, monkeypatch, tiny_world):
     monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tiny_world["root"] / "base"))
     run = _cut_at_step_3(runs["zero"], tmp_path / "resumed")
-    cfg = trainer.DistTrainConfig(**tiny_settings, run_dir=str(run))
-    trainer.train(cfg, resume=True, show_progress=False, out=open(tmp_path / "log", "w"))
+    cfg = recipe.DistTrainConfig(**tiny_settings, run_dir=str(run))
+    recipe.train(cfg, resume=True, show_progress=False, out=open(tmp_path / "log", "w"))
     _, w, s = _final(run)
     _, w_full, s_full = _final(runs["zero"])
     assert _max_diff(w, w_full) <= ATOL and _state_diff(s, s_full) <= ATOL

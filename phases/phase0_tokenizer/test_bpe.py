@@ -1,6 +1,8 @@
-"""Phase 0 checkpoint: the BPE tokenizer (run against your own with --impl=my_tokenizer.py).
+"""Phase 0 checkpoint: the BPE tokenizer, bpe.py (run against your own with --impl=my_tokenizer.py).
 
-Each test names the exercise step it checks (see exercise.md).
+Each test names the exercise step it checks (see exercise.md). The fast-path tests (step 8,
+optional) run when the tokenizer under test has ``tiktoken_encoding()`` and tiktoken is
+installed.
 """
 from __future__ import annotations
 
@@ -70,12 +72,6 @@ def test_incremental_matches_naive_recount(bpe, golden_text):
     text = golden_text * 2 + "aaaaaaa abababab aaaa"  # overlapping runs: the tricky case
     ours = bpe.BPETokenizer.train([text], vocab_size=256 + len(SPECIALS) + 150)
     assert [tuple(m) for m in ours.merges] == train_merges_naive([text], 150)
-
-
-def test_parallel_counting_matches_serial(golden_text):
-    from phases.phase0_tokenizer.bpe import count_chunks
-    docs = [golden_text[i:i + 50_000] for i in range(0, len(golden_text), 50_000)] * 30
-    assert count_chunks(docs, workers=1) == count_chunks(docs, workers=2)
 
 
 def test_parity_with_rustbpe(bpe, golden_text):
@@ -193,6 +189,46 @@ def test_bad_inputs_give_clear_errors(bpe, golden_tok):
         golden_tok.encode(b"bytes")
     with pytest.raises(Exception, match="must be str"):
         bpe.BPETokenizer.train([b"bytes"], vocab_size=300)
+
+
+# -- step 8 (optional): the fast path -------------------------------------------------------
+
+# Text biased towards what tokenizers find hard: mixed scripts, digits, whitespace runs,
+# punctuation, emoji with modifiers, plus the whole of Unicode (no lone surrogates:
+# those always take the pure-Python path).
+PIECES = st.sampled_from(["the", " the", "  ", "\n", "\r\n", "\t", "123", "4567", "'s", "'LL",
+                          "🙂", "👍🏽", "日本", "é", "e\u0301", "()", "->", "...", "_x", "Ωμ"])
+TEXT = st.one_of(st.text(), st.lists(st.one_of(PIECES, st.text(max_size=3))).map("".join))
+
+
+@pytest.fixture(scope="module")
+def fast_encoding(golden_tok):
+    """The tiktoken Encoding of the golden tokenizer (skips without tiktoken or without step 8)."""
+    pytest.importorskip("tiktoken")
+    if not hasattr(golden_tok, "tiktoken_encoding"):
+        pytest.skip("the tokenizer under test has no fast path (exercise step 8 is optional)")
+    return golden_tok.tiktoken_encoding()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT)
+def test_fast_path_matches_python(fast_encoding, golden_tok, text):
+    assert fast_encoding.encode_ordinary(text) == golden_tok.encode_ordinary_python(text)
+
+
+def test_fast_path_matches_python_on_the_golden_text(fast_encoding, golden_tok, golden_text):
+    assert fast_encoding.encode_ordinary(golden_text) == golden_tok.encode_ordinary_python(golden_text)
+
+
+def test_encode_uses_fast_path_and_falls_back_on_surrogates(fast_encoding, golden_tok, monkeypatch):
+    text = "fast \ud800 slow"
+    assert golden_tok.decode(golden_tok.encode(text)) == text  # the Python path kept it exact
+    calls = []
+    monkeypatch.setattr(golden_tok, "encode_ordinary_python", lambda t: calls.append(t) or [])
+    golden_tok.encode_ordinary(text)
+    assert calls == [text]                                     # lone surrogates: the Python path
+    monkeypatch.undo()
+    assert golden_tok.encode_ordinary("plain") == fast_encoding.encode_ordinary("plain")
 
 
 # Golden values: produced once by the reference implementation and cross-checked by

@@ -1,0 +1,27 @@
+"""Phase 4 checkpoint: processes that train together (dist.py): torchrun's environment, faults.
+
+The runs under torchrun, with faults injected, are in ``test_recipe.py``.
+"""
+from __future__ import annotations
+
+import pytest
+
+from phases.common.console import UserError
+
+pytestmark = pytest.mark.phase4
+
+
+def test_fault_specs_are_checked(dist_mod):
+    with pytest.raises(UserError, match="kind must be hang, kill or raise"):
+        dist_mod.parse_fault("rank=1,step=2,kind=explode")
+    assert dist_mod.parse_fault("rank=1,step=3,kind=hang") == {"rank": 1, "step": 3, "kind": "hang"}
+
+
+def test_without_torchrun_a_process_is_rank_0_of_1(dist_mod, monkeypatch):
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    with dist_mod.distributed("cpu") as world:
+        assert (world.rank, world.world_size, world.backend) == (0, 1, "")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UserError, match="launch with torchrun"):
+        dist_mod.world_from_env()
