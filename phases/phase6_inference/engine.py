@@ -170,6 +170,10 @@ class Generation:
     def next_forced(self) -> int | None:
         return self._forced[0] if self._forced else None
 
+    def force(self, tokens: Sequence[int]) -> None:
+        """Queue tokens that the next steps take instead of sampling (mask 0), e.g. a branch's choice."""
+        self._forced.extend(int(t) for t in tokens)
+
     def accept(self, token: int, mask: int, logprob: float | None, room: bool = True) -> TokenEvent:
         """Record ``token``; update tools, text and stop conditions; return the row's event.
 
