@@ -56,10 +56,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-try:  # run as `python tools/generation_explorer.py`: the repo root is not on sys.path
-    import phases.phase6_inference.engine  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# run as `python tools/generation_explorer.py`: use the phases next to this file
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 

@@ -251,10 +251,14 @@ class Engine:
     """Generate with a KV cache: batched, seeded, with tools, stop strings and log-probs."""
 
     def __init__(self, model, tokenizer, *, max_context: int | None = None,
-                 stop_tokens: Sequence[str] = STOP_TOKENS):
+                 stop_tokens: Sequence[str] = STOP_TOKENS, compile: bool = False):
         """``max_context``: the longest row (default: the model's rotary table, 10 x sequence_len);
-        ``stop_tokens``: special tokens that end a row when sampled."""
+        ``stop_tokens``: special tokens that end a row when sampled; ``compile``: run decode steps
+        that cover every row of a CPU cache through ``torch.compile`` over ``KVCache.static_view``
+        (one graph per cache shape; see ADR.md for what it gives)."""
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.compile = compile
+        self._compiled = None
         self.device = model.wte.weight.device
         self.max_context = max_context or model.cos.size(0)
         sp = tokenizer.encode_special
@@ -279,7 +283,22 @@ class Engine:
     def decode(self, cache: KVCache, rows: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
         """Feed one token to each of ``rows`` (each at its own position); logits (len(rows), V)."""
         ids = torch.tensor(list(tokens), dtype=torch.long, device=self.device)[:, None]  # (B, 1)
+        rows = list(rows)
+        if self.compile and rows == list(range(cache.batch)) and cache.device.type == "cpu":
+            return self._decode_static(cache, ids)
         return self.model(ids, kv_cache=cache.view(rows))[:, -1]                     # (B, V)
+
+    def _decode_static(self, cache: KVCache, ids: torch.Tensor) -> torch.Tensor:
+        """One decode step of every row over the full cache length, through torch.compile."""
+        if int(cache.pos.max()) >= cache.max_len:
+            raise ValueError(f"the KV cache holds {cache.max_len} tokens per row; a row is full")
+        if self._compiled is None:
+            model = self.model
+
+            def step(ids, view):
+                return model(ids, kv_cache=view)[:, -1]
+            self._compiled = torch.compile(step, dynamic=False)
+        return self._compiled(ids, cache.static_view())
 
     def release(self, cache: KVCache, row: int) -> None:
         """Free ``row`` for the next request."""
@@ -354,6 +373,13 @@ class Engine:
             if not keep:
                 return
             active, fed, logits = [active[i] for i in keep], [events[i].token for i in keep], logits[keep]
+            if self.compile:  # one static graph: every row keeps decoding, finished ones are ignored
+                keep_rows = [slot_of[r] for r in active]
+                step_tokens = [0] * cache.batch
+                for r, t in zip(active, fed):
+                    step_tokens[slot_of[r]] = t
+                logits = self.decode(cache, range(cache.batch), step_tokens)[keep_rows]
+                continue
             order = self._compact(cache, active, slot_of)
             active, fed, logits = [active[j] for j in order], [fed[j] for j in order], logits[order]
             logits = self.decode(cache, range(len(active)), fed)
