@@ -22,6 +22,7 @@ import torch
 from phases.phase1_transformer.sampling import probabilities
 from phases.phase6_inference.conftest import make_model, prompt_of  # noqa: F401 (fixtures via conftest)
 from phases.phase6_inference.engine import Engine, SamplingParams
+from phases.phase6_inference import explore as ex
 from tests._tools import load_tool
 
 ge = load_tool("generation_explorer")
@@ -59,7 +60,7 @@ def test_the_trace_is_what_the_engine_generates(engine, tok):
     prompt = prompt_of(tok, 20)
     for kw in (dict(temperature=0.0), dict(temperature=0.9, top_k=30, seed=5), dict(temperature=1.3, top_p=0.8)):
         params = SamplingParams(max_tokens=15, **kw)
-        tr = ge.trace(engine, prompt, params)
+        tr = ex.trace(engine, prompt, params)
         ref = engine.generate_batch(prompt, max_tokens=15, **kw)[0]
         assert [s.token for s in tr.steps] == ref.tokens and tr.text == ref.text
         for s in tr.steps:                                   # the table's numbers are the sampler's
@@ -70,8 +71,8 @@ def test_the_trace_is_what_the_engine_generates(engine, tok):
 def test_a_branch_reuses_the_prefix_and_continues_like_a_fresh_generation(engine, tok):
     prompt = prompt_of(tok, 15, seed=2)
     params = SamplingParams(max_tokens=12, temperature=0.8, seed=3)
-    base = ge.trace(engine, prompt, params)
-    br = ge.branch(engine, base, step=3, rank=1)
+    base = ex.trace(engine, prompt, params)
+    br = ex.branch(engine, base, step=3, rank=1)
     assert [s.token for s in br.steps[:3]] == [s.token for s in base.steps[:3]]
     second = base.steps[3].logits.argsort(descending=True)[1].item()
     assert br.steps[3].token == second
@@ -82,7 +83,7 @@ def test_a_branch_reuses_the_prefix_and_continues_like_a_fresh_generation(engine
 def test_the_tree_follows_the_top_tokens_and_continues_each_leaf(engine, tok):
     prompt = prompt_of(tok, 10, seed=4)
     params = SamplingParams(max_tokens=5, temperature=0.0)
-    leaves = ge.tree(engine, prompt, width=3, depth=2, params=params)
+    leaves = ex.tree(engine, prompt, width=3, depth=2, params=params)
     assert len(leaves) == 9
     with torch.no_grad():
         first = engine.model(torch.tensor([prompt]))[0, -1].softmax(-1).topk(3).indices.tolist()
@@ -98,7 +99,7 @@ def test_the_tree_follows_the_top_tokens_and_continues_each_leaf(engine, tok):
 
 def test_the_softcap_view(engine, tok):
     prompt = prompt_of(tok, 10)
-    sc = ge.softcap_view(engine, prompt)
+    sc = ex.softcap_view(engine, prompt)
     with torch.no_grad():
         logits = engine.model(torch.tensor([prompt]))[0, -1]
     assert sc["capped"]["max_logit"] == pytest.approx(logits.max().item(), abs=1e-4)
@@ -108,7 +109,7 @@ def test_the_softcap_view(engine, tok):
 
 def test_the_html_page_holds_the_logits(engine, tok, tmp_path):
     prompt = prompt_of(tok, 10)
-    tr = ge.trace(engine, prompt, SamplingParams(max_tokens=6, temperature=0.7))
+    tr = ex.trace(engine, prompt, SamplingParams(max_tokens=6, temperature=0.7))
     data = ge.page_data(engine, tr, keep=500)                 # vocab 395 <= 500: every logit, exact
     assert data["exact"] and len(data["steps"]) == 6
     assert data["steps"][0]["logits"] == sorted(data["steps"][0]["logits"], reverse=True)
@@ -142,7 +143,7 @@ def test_the_page_sampler_matches_phase1_in_a_real_browser(engine, tok, tmp_path
     if driver is None:
         pytest.skip("needs selenium and Chromium")
     try:
-        tr = ge.trace(engine, prompt_of(tok, 10), SamplingParams(max_tokens=3, temperature=1.0))
+        tr = ex.trace(engine, prompt_of(tok, 10), SamplingParams(max_tokens=3, temperature=1.0))
         data = ge.page_data(engine, tr, keep=500)
         page = tmp_path / "explore.html"
         page.write_text(ge.render_html(data, "test"), encoding="utf-8")

@@ -53,7 +53,7 @@ import html
 import json
 import math
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 # run as `python tools/generation_explorer.py`: use the phases next to this file
@@ -63,8 +63,8 @@ import torch
 
 from phases.common.console import UserError, paint, run_command, use_color
 from phases.phase1_transformer.config import PRESETS, preset
-from phases.phase1_transformer.sampling import entropy, probabilities
 from phases.phase6_inference.engine import Engine, SamplingParams
+from phases.phase6_inference.explore import Trace, branch, piece, softcap_view, trace, tree
 
 UNTRAINED = ("note: untrained weights. The lm_head starts near zero, so every next-token distribution is "
              "almost uniform (entropy close to ln V = {lnv:.2f} nats) and the knobs have little to shape. "
@@ -92,142 +92,6 @@ def load(args) -> tuple[Engine, bool, str]:
     return Engine(model, tok), False, f"fresh {args.preset} model (seed {args.model_seed}), vocab {tok.vocab_size}"
 
 
-def piece(tok, t: int) -> str:
-    """A token as readable text: special tokens by name, bytes that are not whole UTF-8 as <0xNN>,
-    control characters escaped (a token must never drive the terminal)."""
-    raw = tok.token_bytes(int(t))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "".join(f"<0x{b:02X}>" for b in raw)
-    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
-
-
-# -- tracing one generation ------------------------------------------------------------------------
-
-@dataclass
-class Step:
-    token: int
-    text: str
-    p_model: float                 # probability under the model (T = 1, no filter)
-    p_sample: float                # probability under the knobs it was sampled with
-    entropy: float                 # nats, of the model's distribution
-    alternatives: list = field(default_factory=list)   # [(token, text, p_model, p_sample)]
-    logits: torch.Tensor | None = None                 # (V,) kept for --html and branching
-
-
-@dataclass
-class Trace:
-    prompt: list[int]
-    params: SamplingParams
-    steps: list[Step]
-    text: str
-    cache: object = None           # the KV cache row that produced it (for branching)
-
-
-def knobs(params: SamplingParams) -> dict:
-    return dict(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
-
-
-def trace(engine: Engine, prompt: list[int], params: SamplingParams, top: int = 5) -> Trace:
-    """Generate with the engine's step API, keeping each step's distribution."""
-    if len(prompt) + params.max_tokens > engine.max_context:
-        raise UserError(f"prompt ({len(prompt)} tokens) + --max-tokens exceed the context ({engine.max_context})")
-    cache = engine.new_cache(1, len(prompt) + params.max_tokens)
-    logits = engine.prefill(cache, 0, prompt)
-    gen = engine.start(prompt, params)
-    steps: list[Step] = []
-    while True:
-        (ev,) = engine.choose([gen], logits[None])
-        steps.append(describe(engine, logits, ev.token, params, top))
-        if ev.finished:
-            break
-        logits = engine.decode(cache, [0], [ev.token])[0]
-    return Trace(prompt, params, steps, gen.text, cache)
-
-
-def describe(engine: Engine, logits: torch.Tensor, token: int, params: SamplingParams, top: int) -> Step:
-    row = logits.float()[None]                                               # (1, V)
-    p_model = probabilities(row)[0]
-    p_sample = probabilities(row, **knobs(params))[0]
-    best = p_model.topk(min(top, p_model.numel())).indices.tolist()
-    tok = engine.tokenizer
-    alts = [(t, piece(tok, t), p_model[t].item(), p_sample[t].item()) for t in best]
-    return Step(token, piece(tok, token), p_model[token].item(), p_sample[token].item(),
-                entropy(row)[0].item(), alts, logits.detach().float().cpu())
-
-
-def branch(engine: Engine, base: Trace, step: int, rank: int, top: int = 5) -> Trace:
-    """Regenerate ``base`` from ``step`` on, taking the ``rank``-th most likely token there.
-
-    The row is rolled back to the prompt + the first ``step`` tokens (``truncate``): what came
-    before is not recomputed.
-    """
-    if not 0 <= step < len(base.steps):
-        raise UserError(f"--branch step must be in 0..{len(base.steps) - 1}")
-    logits = base.steps[step].logits
-    order = logits.argsort(descending=True)
-    if not 0 <= rank < order.numel():
-        raise UserError(f"--branch rank must be in 0..{order.numel() - 1}")
-    alt = int(order[rank])
-    cache, n = base.cache, len(base.prompt) + step
-    cache.truncate(0, n)
-    kept = [s.token for s in base.steps[:step]]
-    gen = engine.start(base.prompt + kept, replace(base.params, max_tokens=base.params.max_tokens - step))
-    gen.force([alt])
-    steps = list(base.steps[:step])
-    while True:
-        (ev,) = engine.choose([gen], logits[None])
-        steps.append(describe(engine, logits, ev.token, base.params, top))
-        if ev.finished:
-            break
-        logits = engine.decode(cache, [0], [ev.token])[0]
-    text = engine.tokenizer.decode([s.token for s in steps if s.token not in engine.stop_ids])
-    return Trace(base.prompt, base.params, steps, text, cache)
-
-
-# -- the branching tree ------------------------------------------------------------------------------
-
-def tree(engine: Engine, prompt: list[int], width: int, depth: int, params: SamplingParams) -> list[dict]:
-    """The ``width`` most likely tokens at each of ``depth`` steps, then every leaf continued.
-
-    Returns the leaves: {"path": [(token, p_model)], "continuation": [tokens], "text": str}.
-    Each level decodes as one batch; children copy their parent's cached prefix.
-    """
-    leaves = width ** depth
-    if leaves > 256:
-        raise UserError(f"--tree {width}x{depth} makes {leaves} leaves; keep it at most 256")
-    cache = engine.new_cache(leaves, len(prompt) + depth + params.max_tokens)
-    level = [([], engine.prefill(cache, 0, prompt))]              # (path, logits) per cache row
-    for _ in range(depth):
-        children, rows, toks = [], [], []
-        for i in reversed(range(len(level))):                     # parents last-first: rows are reused
-            path, logits = level[i]
-            probs = logits.float().softmax(-1)
-            top = probs.topk(width)
-            cache.copy_prefix(i, range(i * width, i * width + width))
-            for j, (p, t) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-                children.append((i * width + j, path + [(t, p)]))
-        children.sort()
-        rows = [r for r, _ in children]
-        toks = [path[-1][0] for _, path in children]
-        out = engine.decode(cache, rows, toks)
-        level = [(path, out[k]) for k, (_, path) in enumerate(children)]
-    gens = [engine.start(prompt + [t for t, _ in path], params, sample_index=r) for r, (path, _) in enumerate(level)]
-    logits = torch.stack([lg for _, lg in level])
-    active = list(range(len(level)))
-    while active:
-        events = engine.choose([gens[r] for r in active], logits)
-        keep = [k for k, ev in enumerate(events) if not ev.finished]
-        if not keep:
-            break
-        active = [active[k] for k in keep]
-        logits = engine.decode(cache, active, [events[k].token for k in keep])
-    tok = engine.tokenizer
-    return [{"path": path, "continuation": gens[r].tokens, "text": gens[r].text,
-             "path_text": [piece(tok, t) for t, _ in path]} for r, (path, _) in enumerate(level)]
-
-
 def render_tree(leaves: list[dict], depth: int, color: bool) -> list[str]:
     """One line per node, indented by depth; a leaf's line ends with its continuation."""
     lines, previous = [], []
@@ -242,28 +106,6 @@ def render_tree(leaves: list[dict], depth: int, color: bool) -> list[str]:
             lines.append("  " * d + "├─ " + label)
         previous = path
     return lines
-
-
-# -- the softcap view --------------------------------------------------------------------------------
-
-def softcap_view(engine: Engine, prompt: list[int], top: int = 8) -> dict:
-    """The first step's distribution from the raw lm_head logits and after ``cap * tanh(z / cap)``."""
-    model = engine.model
-    cap = model.config.softcap
-    seen = {}
-    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.__setitem__("raw", o))
-    try:
-        capped = engine.prefill(engine.new_cache(1, len(prompt) + 1), 0, prompt).float()
-    finally:
-        hook.remove()
-    raw = seen["raw"][0, -1, :model.config.vocab_size].float()
-    out = {"softcap": cap}
-    for name, z in (("raw", raw), ("capped", capped)):
-        p = z.softmax(-1)
-        best = p.topk(top)
-        out[name] = {"entropy": entropy(z[None])[0].item(), "max_logit": z.max().item(), "min_logit": z.min().item(),
-                     "top": [(piece(engine.tokenizer, t), v) for t, v in zip(best.indices.tolist(), best.values.tolist())]}
-    return out
 
 
 # -- terminal output ---------------------------------------------------------------------------------
