@@ -50,7 +50,7 @@ def run_dir(tmp_path_factory, tok, engine):
 
 def _args(**kw):
     base = dict(temperature=1.0, top_k=0, top_p=1.0, seed=42, max_tokens=12, chat=False, top=5, steps=16,
-                color_by="surprisal", sweep=[], tree=None, branch=None, softcap=False, html=None, html_top=200,
+                color_by="surprisal", sweep=[], tree=None, branch=None, softcap=False, html=None, html_top=200, plot=None,
                 json=False, description="test model")
     base.update(kw)
     return argparse.Namespace(**base)
@@ -171,6 +171,12 @@ def test_sweeps_branch_and_tree_through_explore(engine, tok):
     for bad in (dict(sweep=["warmth=1"]), dict(branch="x"), dict(tree="3"), dict(branch="99:0")):
         with pytest.raises(ge.UserError):
             ge.explore(engine, _args(**bad), "The cat", False, io.StringIO())
+
+
+def test_the_knobs_plot(engine, tmp_path):
+    pytest.importorskip("matplotlib")
+    res = ge.explore(engine, _args(plot=str(tmp_path / "knobs.png"), max_tokens=2), "The cat", False, io.StringIO())
+    assert (tmp_path / "knobs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and res["plot"]
 
 
 def test_interactive_mode(engine):

@@ -10,6 +10,7 @@ Usage (from the repository root):
     python tools/generation_explorer.py "The cat" --run cpu_demo --branch 2:1             # take rank 1 at step 2
     python tools/generation_explorer.py "The cat" --run cpu_demo --softcap                # what the softcap does
     python tools/generation_explorer.py "The cat" --run cpu_demo --html explore.html      # sliders in a browser
+    python tools/generation_explorer.py "The cat" --run cpu_demo --plot knobs.png         # the knobs as bar charts
     python tools/generation_explorer.py --run cpu_demo -i                                 # interactive
     python tools/generation_explorer.py "Hello"                                           # a fresh, untrained model
 
@@ -164,6 +165,34 @@ def parse_pair(spec: str, sep: str, what: str) -> tuple[int, int]:
         raise UserError(f"{what} {spec!r}: expected two whole numbers like 3{sep}2") from None
 
 
+PLOT_KNOBS = [("the model (T = 1)", {}), ("T = 0.5", {"temperature": 0.5}), ("T = 1.5", {"temperature": 1.5}),
+              ("top-k = 5", {"top_k": 5}), ("top-p = 0.9", {"top_p": 0.9})]
+
+
+def plot_knobs(logits: torch.Tensor, tok, prompt_text: str, path: str, bars: int = 12) -> None:
+    """One bar chart per knob setting: the probabilities of the model's top tokens after the knob."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install matplotlib (the 'tools' extra)") from None
+    from phases.phase1_transformer.sampling import probabilities
+    order = logits.argsort(descending=True)[:bars]
+    labels = [piece(tok, int(t)) for t in order]
+    fig, axes = plt.subplots(1, len(PLOT_KNOBS), figsize=(3.2 * len(PLOT_KNOBS), 3.4), sharey=True)
+    for ax, (title, kw) in zip(axes, PLOT_KNOBS):
+        p = probabilities(logits[None].float(), **kw)[0][order]
+        ax.bar(range(bars), p.tolist(), color="#5470c6")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(bars), [repr(x)[1:-1][:8] for x in labels], rotation=90, fontsize=8)
+    axes[0].set_ylabel("probability of the next token")
+    fig.suptitle(f"next token after {prompt_text!r}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # -- the HTML page -----------------------------------------------------------------------------------
 
 def page_data(engine: Engine, tr: Trace, keep: int) -> dict:
@@ -266,6 +295,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     v.add_argument("--softcap", action="store_true", help="the first step with and without the logit softcap")
     v.add_argument("--html", metavar="FILE", help="write a self-contained page with temperature/top-k/top-p sliders")
     v.add_argument("--html-top", type=int, default=200, help="logits kept per step in the page (200)")
+    v.add_argument("--plot", metavar="PNG", help="bar charts of the first step under several knobs (needs matplotlib)")
     v.add_argument("--json", action="store_true", help="print JSON instead")
     v.add_argument("-i", "--interactive", action="store_true", help="type prompts and commands")
     c = p.add_mutually_exclusive_group()
@@ -357,6 +387,11 @@ def explore(engine: Engine, args, prompt_text: str, color: bool, out) -> dict:
                 tops = "  ".join(f"{t!r} {p:.3f}" for t, p in d["top"][:5])
                 out.write(f"  {name:<7} logits in [{d['min_logit']:.2f}, {d['max_logit']:.2f}], entropy "
                           f"{d['entropy']:.3f} nats  {tops}\n")
+    if args.plot:
+        plot_knobs(tr.steps[0].logits, engine.tokenizer, prompt_text, args.plot)
+        result["plot"] = args.plot
+        if not args.json:
+            out.write(f"\nwrote {args.plot}\n")
     if args.html:
         data = page_data(engine, tr, args.html_top)
         Path(args.html).write_text(render_html(data, args.description), encoding="utf-8")
@@ -395,7 +430,7 @@ def interactive(engine: Engine, args, color: bool, inp=None, out=None) -> None:
                     out.write("type a prompt first\n")
                     continue
                 view = argparse.Namespace(**{**vars(args), "sweep": [], "tree": None, "branch": None,
-                                             "softcap": False, "html": None, "steps": 0})
+                                             "softcap": False, "html": None, "plot": None, "steps": 0})
                 if cmd == ":steps":
                     view.steps = 10 ** 6
                 elif cmd == ":softcap":
@@ -406,7 +441,7 @@ def interactive(engine: Engine, args, color: bool, inp=None, out=None) -> None:
             elif line.strip():
                 last = line
                 explore(engine, argparse.Namespace(**{**vars(args), "sweep": [], "tree": None, "branch": None,
-                                                      "softcap": False, "html": None}), last, color, out)
+                                                      "softcap": False, "html": None, "plot": None}), last, color, out)
         except (UserError, ValueError) as e:
             out.write(f"error: {e}\n")
         out.flush()

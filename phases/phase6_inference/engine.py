@@ -209,6 +209,7 @@ class Generation:
         new, self._emitted = self._text[self._emitted:end], max(self._emitted, end)
         return TokenEvent(token, mask, logprob, new, self.finished, self.finish_reason)
 
+    # --8<-- [start:tool]
     def _tool(self, token: int) -> None:
         e = self._engine
         if token == e.python_start:
@@ -220,6 +221,7 @@ class Generation:
                 self._forced.extend([e.output_start, *e.tokenizer.encode(result), e.output_end])
         elif self._python is not None:
             self._python.append(token)
+    # --8<-- [end:tool]
 
     def completion(self, prompt_index: int = 0, sample_index: int = 0) -> Completion:
         return Completion(list(self.tokens), list(self.masks), self.text, self.finish_reason or "length",
@@ -271,6 +273,7 @@ class Engine:
         """A cache of ``batch`` rows of up to ``max_len`` tokens (default: the engine's max context)."""
         return KVCache.for_model(self.model, batch, min(max_len or self.max_context, self.max_context))
 
+    # --8<-- [start:prefill_decode]
     @torch.inference_mode()
     def prefill(self, cache: KVCache, row: int, tokens: Sequence[int]) -> torch.Tensor:
         """Run ``tokens`` into ``row`` after what it holds; return the last position's logits (V,)."""
@@ -287,6 +290,7 @@ class Engine:
         if self.compile and rows == list(range(cache.batch)) and cache.device.type == "cpu":
             return self._decode_static(cache, ids)
         return self.model(ids, kv_cache=cache.view(rows))[:, -1]                     # (B, V)
+    # --8<-- [end:prefill_decode]
 
     def _decode_static(self, cache: KVCache, ids: torch.Tensor) -> torch.Tensor:
         """One decode step of every row over the full cache length, through torch.compile."""
@@ -361,12 +365,14 @@ class Engine:
                 for p in range(len(batch)) for s in range(num_samples)]
         if max_tokens == 0:
             return
+        # --8<-- [start:loop]
         cache = self.new_cache(rows, min(longest + max_tokens, self.max_context))
         logits = self._prefill_all(cache, batch, num_samples)          # (rows, V)
         slot_of = list(range(rows))    # request row -> cache row
         active = list(range(rows))     # request rows still generating, in cache-row order
         while active:
-            room = [int(cache.pos[slot_of[r]]) < cache.max_len for r in active]
+            pos = cache.pos.tolist()
+            room = [pos[slot_of[r]] < cache.max_len for r in active]
             events = self.choose([gens[r] for r in active], logits, room)
             yield _step(rows, active, events)
             keep = [i for i, ev in enumerate(events) if not ev.finished]
@@ -383,6 +389,7 @@ class Engine:
             order = self._compact(cache, active, slot_of)
             active, fed, logits = [active[j] for j in order], [fed[j] for j in order], logits[order]
             logits = self.decode(cache, range(len(active)), fed)
+        # --8<-- [end:loop]
 
     @staticmethod
     def _compact(cache: KVCache, active: list[int], slot_of: list[int]) -> list[int]:

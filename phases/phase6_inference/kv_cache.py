@@ -169,7 +169,8 @@ class CacheView:
         start = rows[0]
         contiguous = rows == list(range(start, start + self.n))
         self._index = slice(start, start + self.n) if contiguous else torch.tensor(rows, device=cache.device)
-        self._pos = [int(cache.pos[r]) for r in rows]
+        pos = cache.pos.tolist()
+        self._pos = [pos[r] for r in rows]
         self._refresh()
 
     def _refresh(self) -> None:
@@ -206,8 +207,10 @@ class CacheView:
                 store[r, p:p + T] = new[i]
 
     def advance(self, n: int) -> None:
-        for r in self.rows:
-            self.cache.pos[r] += n
+        if isinstance(self._index, slice):
+            self.cache.pos[self._index] += n
+        else:
+            self.cache.pos[self.rows] += n
         self._pos = [p + n for p in self._pos]
         self._refresh()
 
