@@ -30,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from phases.phase1_transformer.config import GPTConfig, compute_dtype
-from phases.phase1_transformer.layers import Block, Linear, rms_norm, rotary_tables, softcap_cross_entropy
+from phases.phase1_transformer.layers import (Block, Linear, rms_norm, rotary_tables, softcap,
+                                              softcap_cross_entropy)
 from phases.phase1_transformer.sampling import check_knobs, sample_next
 
 ROTARY_HEADROOM = 10  # rotary tables cover 10 x sequence_len positions (long generations)
@@ -145,8 +146,8 @@ class GPT(nn.Module):
             loss = softcap_cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),
                                          cfg.softcap, reduction=loss_reduction)
             return loss if loss_reduction != "none" else loss.view(B, T)      # scalar or (B, T)
-        if cfg.softcap:  # smoothly bound logits to (-softcap, softcap)
-            logits = cfg.softcap * torch.tanh(logits / cfg.softcap)
+        if cfg.softcap:  # smoothly bound logits to (-softcap, softcap): cap * tanh(logits / cap)
+            logits = softcap(logits, cfg.softcap)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),

@@ -35,7 +35,9 @@ on them; greedy decoding so every run does the same work):
 
 Configurations: ``demo`` = ``preset("cpu-demo")`` (depth 4, width 256, vocab 8192);
 ``d6`` = depth 6, width 384, 6 heads of 64, vocab 32768 (nanochat's runcpu size); ``quick`` =
-depth 2, width 128, vocab 512 (the smoke test, ``--quick``).
+depth 2, width 128, vocab 512 (the smoke test, ``--quick``). The first two with
+``sequence_len`` 2048, so that attention really covers contexts up to 1024 (a model's "L"
+layers attend at most ``sequence_len`` tokens back, and windows would cap the KV reads).
 
 Targets (d6, eager, context 512 unless said): batch-1 decode MBU >= 50%; >= 1.5x the peer's
 batch-1 decode tokens/s; batch-8 throughput >= 4x batch 1; batch-1 TPOT at context 1024
@@ -92,8 +94,10 @@ def log(msg: str) -> None:
 
 
 def configs() -> dict[str, GPTConfig]:
-    return {"demo": preset("cpu-demo"),
-            "d6": GPTConfig.from_depth(6, vocab_size=32768, sequence_len=512, head_dim=64, window_pattern="L"),
+    # sequence_len 2048: "L" layers see the whole context up to 1024 + steps (a model attends at most
+    # sequence_len tokens back; the trained demo uses 256). It sets no parameter count.
+    return {"demo": preset("cpu-demo", sequence_len=2048),
+            "d6": GPTConfig.from_depth(6, vocab_size=32768, sequence_len=2048, head_dim=64, window_pattern="L"),
             "quick": GPTConfig.from_depth(2, vocab_size=512, sequence_len=64, head_dim=64, window_pattern="L")}
 
 
