@@ -78,6 +78,31 @@ STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")
 _SEED_STRIDE = 0x9E3779B97F4A7C15  # golden-ratio stride: row seeds far apart
 
 
+# --8<-- [start:layout]
+def decode_layout(model: torch.nn.Module) -> int:
+    """Store each wide Linear weight column-major (same values and shape); return how many moved.
+
+    A decode step multiplies one row per sequence by each weight matrix W (out, in). CPU BLAS
+    computes ``F.linear(x, W)`` either as ``out`` dot products of length ``in`` (W row-major,
+    PyTorch's default) or by streaming ``W.T`` (W column-major). Measured single-threaded on
+    this project's CPU: for a wide matrix (out >> in) streaming is much faster (the d6 model's
+    lm_head, 32768 x 384: 5.3 -> 2.6 ms; its MLP c_fc, 1536 x 384: 242 -> 140 us), for a tall
+    one (in >> out) the dot products are (c_proj, 384 x 1536: 179 vs 265 us), square ones
+    are even. So wide weights (out >= 2 in) move. Training steps take the same time with
+    either layout (measured), and checkpoints save a contiguous copy.
+    """
+    moved = 0
+    with torch.no_grad():
+        for module in model.modules():
+            w = getattr(module, "weight", None)
+            if (isinstance(module, torch.nn.Linear) and w is not None and w.size(0) >= 2 * w.size(1)
+                    and not w.t().is_contiguous()):
+                w.data = w.data.t().contiguous().t()                 # an (out, in) view of an (in, out) array
+                moved += 1
+    return moved
+# --8<-- [end:layout]
+
+
 def row_seed(seed: int, sample_index: int) -> int:
     """The generator seed of sample ``sample_index`` of a prompt; sample 0 gets ``seed`` itself."""
     return (seed + sample_index * _SEED_STRIDE) % (1 << 64)
@@ -257,8 +282,11 @@ class Engine:
         """``max_context``: the longest row (default: the model's rotary table, 10 x sequence_len);
         ``stop_tokens``: special tokens that end a row when sampled; ``compile``: run decode steps
         that cover every row of a CPU cache through ``torch.compile`` over ``KVCache.static_view``
-        (one graph per cache shape; see ADR.md for what it gives)."""
+        (one graph per cache shape; see ADR.md for what it gives). On a CPU the model's Linear
+        weights that are wide are stored column-major (``decode_layout``: same values, faster decoding)."""
         self.model, self.tokenizer = model.eval(), tokenizer
+        if model.wte.weight.device.type == "cpu":
+            decode_layout(model)
         self.compile = compile
         self._compiled = None
         self.device = model.wte.weight.device

@@ -2,9 +2,12 @@
 
 Decoding one token needs the keys and values of every earlier token. This cache keeps
 them in preallocated tensors, ``k[layer]`` and ``v[layer]`` of shape
-``(B, T_max, n_kv_head, head_dim)`` per layer in the compute dtype (FlashAttention's
-layout, as nanochat). New keys are *written into* them at each row's position (never
-``torch.cat``: that would copy the whole cache every step).
+``(B, n_kv_head, T_max, head_dim)`` per layer in the compute dtype: head-major, the layout
+``F.scaled_dot_product_attention`` reads (nanochat's FlashAttention-3 kernel wants
+``(B, T_max, H, D)``; on a CPU, SDPA over that strided layout measured 1.8x slower at
+batch 8). New keys are *written into* them at each row's position (never ``torch.cat``:
+that would copy the whole cache every step). The model never sees the layout: a view hands
+it ``(B, T, Hkv, D)`` tensors, as Phase 1's protocol says.
 
 Each row has its own position, ``pos: (B,) long``: rows of one batch may sit at different
 positions (different prompts, a request admitted while others are mid-reply). The model
@@ -53,8 +56,8 @@ class KVCache:
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", n_embd: int = 0):
         if min(n_layer, batch, max_len, n_kv_head, head_dim) < 1:
             raise ValueError("n_layer, batch, max_len, n_kv_head and head_dim must be positive")
-        shape = (batch, max_len, n_kv_head, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]  # L x (B, T_max, Hkv, D)
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]  # L x (B, Hkv, T_max, D)
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         # smear state: the normed embedding of every cached token (None when the model has no smear)
         self.emb = torch.zeros(batch, max_len, n_embd, dtype=dtype, device=device) if n_embd else None
@@ -86,7 +89,7 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.k[0].size(1)
+        return self.k[0].size(2)
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +97,7 @@ class KVCache:
 
     def bytes_per_token(self) -> int:
         """Bytes one cached token of one row takes: K and V of every layer (+ its smear embedding)."""
-        _, _, H, D = self.k[0].shape
+        _, H, _, D = self.k[0].shape
         kv = 2 * self.n_layer * H * D * self.k[0].element_size()
         return kv + (self.emb.size(-1) * self.emb.element_size() if self.emb is not None else 0)
 
@@ -145,9 +148,10 @@ class KVCache:
             raise ValueError(f"row {src} holds {int(self.pos[src])} tokens, cannot copy {n}")
         if dst and n:
             index = torch.tensor(dst, device=self.device)
-            stores = self.k + self.v + ([self.emb] if self.emb is not None else [])
-            for store in stores:                                      # (B, T_max, ...): rows are dim 0
-                store[index, :n] = store[src:src + 1, :n]
+            for store in self.k + self.v:                             # (B, Hkv, T_max, D)
+                store[index, :, :n] = store[src:src + 1, :, :n]
+            if self.emb is not None:                                  # (B, T_max, C)
+                self.emb[index, :n] = self.emb[src:src + 1, :n]
         for r in dst:
             self.pos[r] = n
     # --8<-- [end:copy_prefix]
@@ -187,13 +191,14 @@ class CacheView:
         end = max(self._pos) + T
         if end > self.cache.max_len:
             raise ValueError(f"the KV cache holds {self.cache.max_len} tokens per row; this call needs {end}")
-        ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B_all, T_max, Hkv, D)
-        self._write(ks, k)
-        self._write(vs, v)
-        idx = self._index
-        return ks[idx, :end], vs[idx, :end]                              # a view, or a gather for scattered rows
+        ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B_all, Hkv, T_max, D)
+        self._write(ks.transpose(1, 2), k)                              # into a (B_all, T_max, Hkv, D) view
+        self._write(vs.transpose(1, 2), v)
+        idx = self._index                                               # views, or a gather for scattered rows
+        return ks[idx, :, :end].transpose(1, 2), vs[idx, :, :end].transpose(1, 2)   # (B, Tk, Hkv, D)
 
     def _write(self, store: torch.Tensor, new: torch.Tensor) -> None:
+        """Write ``new`` (B, T, ...) into the rows of ``store`` (B_all, T_max, ...) at their positions."""
         T = new.size(1)
         if self._pos_t is None:                                          # all rows at one position: a slice
             p = self._pos[0]
@@ -259,10 +264,10 @@ class StaticView:
         return self.pos
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B, T_max, Hkv, D)
-        ks[self.rows, self.pos] = k[:, 0]
-        vs[self.rows, self.pos] = v[:, 0]
-        return ks, vs
+        ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B, Hkv, T_max, D)
+        ks[self.rows, :, self.pos] = k[:, 0]                            # (B, Hkv, D) at each row's position
+        vs[self.rows, :, self.pos] = v[:, 0]
+        return ks.transpose(1, 2), vs.transpose(1, 2)                   # (B, T_max, Hkv, D) views
 
     def advance(self, n: int) -> None:
         self.pos += n
