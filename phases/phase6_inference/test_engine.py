@@ -229,3 +229,21 @@ def test_the_compiled_decode_step_gives_the_same_tokens(engine_mod, tok, model):
     eager = engine_mod.Engine(model, tok, stop_tokens=()).generate_batch(prompts, **kw)
     compiled = engine_mod.Engine(model, tok, stop_tokens=(), compile=True).generate_batch(prompts, **kw)
     assert [c.tokens for c in compiled] == [c.tokens for c in eager]
+
+
+def test_decode_layout_moves_wide_weights_and_keeps_the_model(engine_mod, tok):
+    from phases.phase6_inference.conftest import make_model
+    m = make_model(tok, seed=5)
+    ids = torch.tensor([prompt_of(tok, 40)])
+    with torch.no_grad():
+        before = m(ids)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    assert engine_mod.decode_layout(m) > 0 and engine_mod.decode_layout(m) == 0      # idempotent
+    assert m.lm_head.weight.t().is_contiguous() and m.blocks[0].mlp.c_fc.weight.t().is_contiguous()
+    assert m.blocks[0].attn.c_q.weight.is_contiguous() and m.blocks[0].mlp.c_proj.weight.is_contiguous()
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())         # same values
+    with torch.no_grad():
+        torch.testing.assert_close(m(ids), before, atol=1e-4, rtol=0)
+    loss = m(ids, targets=ids)                                                       # still trains
+    loss.backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
