@@ -42,7 +42,8 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight.to(x.dtype))
+        w = self.weight
+        return F.linear(x, w if w.dtype == x.dtype else w.to(x.dtype))  # no cast call at all in fp32
 
 
 # --8<-- [start:rotary]
