@@ -25,6 +25,10 @@ from phases.phase4_ddp.zero import ZeroMuonAdamW
 from phases.phase5_data.download import download
 from phases.phase5_data.loader import PackedLoader
 from phases.phase5_data.pretrain import PretrainConfig, pretrain, pretrain_recipe
+from phases.phase6_inference.calculator import calculate
+from phases.phase6_inference.engine import Engine, SamplingParams
+from phases.phase6_inference.kv_cache import KVCache
+from phases.phase6_inference.session import Session
 
 __version__ = "0.1.0"
 
@@ -36,5 +40,6 @@ __all__ = [
     "load_model", "find_checkpoint", "read_meta", "Recipe", "Runtime",
     "AdamW", "MuonAdamW", "orthogonalize", "depth_scaling", "ZeroMuonAdamW",
     "download", "PackedLoader", "PretrainConfig", "pretrain", "pretrain_recipe",
+    "Engine", "SamplingParams", "KVCache", "Session", "calculate",
     "UserError", "base_dir", "__version__",
 ]

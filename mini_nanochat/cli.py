@@ -34,6 +34,7 @@ COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
     ("tokenizer eval", "phases.phase0_tokenizer.compression",
      "bytes per token on genres and the validation shard, vs rustbpe"),
     ("pretrain", "phases.phase5_data.pretrain", "pretrain a GPT (Phases 2-5), on one process or torchrun's ranks"),
+    ("generate", "phases.phase6_inference.generate", "generate text from a checkpoint with the KV-cache engine"),
 ]
 # --8<-- [end:commands]
 
