@@ -119,6 +119,11 @@ class GSM8K(Task):
     def evaluate(self, conversation: dict, completion: str) -> bool:
         return same_number(extract_answer(completion), conversation["reference"])
 
+    def plain_text(self, i: int) -> tuple[str, str]:
+        """(question, reference answer) of example ``i`` as plain text, calculator marks removed."""
+        row = self.rows[self.start + i * self.step]
+        return f"Question: {row['question']}\nAnswer:", " " + re.sub(r"<<[^>]+>>", "", row["answer"])
+
 
 def extract_imports(prompt: str) -> str:
     """The import lines at the top of a HumanEval prompt."""
@@ -151,6 +156,11 @@ class HumanEval(Task):
         return {"messages": [{"role": "user", "content": row["prompt"]},
                              {"role": "assistant", "content": f"{row['prompt']}\n{row['canonical_solution']}"}],
                 "entry_point": row["entry_point"], "test": row["test"], "task_id": row["task_id"]}
+
+    def plain_text(self, i: int) -> tuple[str, str]:
+        """(signature and docstring, reference body) of example ``i``: code completion."""
+        row = self.rows[self.start + i * self.step]
+        return row["prompt"], row["canonical_solution"]
 
     def program(self, conversation: dict, completion: str) -> str:
         """The program the sandbox runs for ``completion``."""
