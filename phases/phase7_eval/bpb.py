@@ -6,8 +6,10 @@ with longer tokens has fewer, harder predictions per text; per byte, models with
 vocabularies (or a retrained tokenizer) compare fairly.
 
 - ``val_bpb``: the run's own validation batches (Phase 5's ``val_batches`` with the run's
-  batch size, sequence length and ``eval_tokens``), so it equals the last val bpb the run
-  logged while training: a check that evaluation and training measure the same thing.
+  batch size, sequence length and ``eval_tokens``), so it equals the last val bpb a
+  one-process run logged while training: a check that evaluation and training measure the
+  same thing. The batches are always the one-process ones; ranks split them, so any number
+  of ranks gives the same number.
 - ``genre_bpb``: Phase 0's four genre samples (prose, code, maths, other languages): where
   the model is at home and where it is lost.
 - ``gold_bpb``: the loss of the *reference* answer of GSM8K or HumanEval, given the
@@ -88,9 +90,11 @@ def val_bpb(model, tok, meta: dict, data_dir: str | Path, runtime=None, max_toke
     rank, world = (runtime.rank, runtime.world_size) if runtime is not None else (0, 1)
     device = next(model.parameters()).device
     batches = val_batches(split_paths(Path(data_dir), "val"), tok, cfg.get("device_batch_size", 8),
-                          model.config.sequence_len, max_tokens or cfg.get("eval_tokens", 65536), rank, world,
-                          device, buffer_size=cfg.get("doc_buffer", 1000))
-    _, nats, nbytes = evaluate_bpb(model, batches, token_byte_lengths(tok, device))
+                          model.config.sequence_len, max_tokens or cfg.get("eval_tokens", 65536), 0, 1,
+                          device, buffer_size=cfg.get("doc_buffer", 1000))[rank::world]
+    nats, nbytes = 0.0, 0.0
+    if batches:
+        _, nats, nbytes = evaluate_bpb(model, batches, token_byte_lengths(tok, device))
     return _sum(runtime, "validation shard", nats, nbytes, sum(len(x) for x, _ in batches))
 
 

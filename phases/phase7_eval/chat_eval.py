@@ -94,9 +94,14 @@ def _reduce(runtime, values: list[float]) -> list[float]:
 # --8<-- [start:categorical]
 @torch.no_grad()
 def predict_letters(model, tok, conversations: list[dict], batch_tokens: int = 4096, bar=None) -> list[str]:
-    """For each conversation, the allowed letter with the highest next-token logit (batched)."""
+    """For each conversation, the allowed letter with the highest next-token logit (batched).
+
+    A prompt longer than the model's ``sequence_len`` keeps its last tokens (the choices and
+    the instruction), as the in-context scorer does.
+    """
     device = next(model.parameters()).device
-    prompts = [render_for_completion(tok, c) for c in conversations]
+    T = model.config.sequence_len
+    prompts = [render_for_completion(tok, c)[-T:] for c in conversations]
     letter_id: dict[str, int] = {}
     for c in conversations:
         for letter in c["letters"]:
@@ -129,12 +134,16 @@ def run_categorical(model, tok, task: Task, runtime=None, max_problems: int = -1
     convs = [task[i] for i in mine]
     with progress(total=len(mine), desc=task.name, unit="q", enabled=show_progress) as bar:
         letters = predict_letters(model, tok, convs, batch_tokens, bar)
+    T = model.config.sequence_len
+    cropped = sum(len(render_for_completion(tok, c)) > T for c in convs)
+    cropped = int(_reduce(runtime, [float(cropped)])[0])
     correct = [0.0] * n
     for i, conv, letter in zip(mine, convs, letters):
         correct[i] = float(task.evaluate(conv, letter))
     correct = _reduce(runtime, correct)
+    notes = [f"{cropped} prompt(s) longer than {T} tokens kept their last {T}"] if cropped else []
     return ChatResult(task.name, task.kind, n, int(round(sum(correct))), task.random_baseline,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, notes=notes)
 # --8<-- [end:categorical]
 
 

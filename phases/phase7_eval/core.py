@@ -155,7 +155,7 @@ def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, 
     if max_per_task > 0:
         rows = rows[:max_per_task]
     notes, k = [], task.num_fewshot
-    if k > len(rows) - 1:
+    if k > max(0, len(rows) - 1):
         notes.append(f"{k}-shot asked but only {len(rows) - 1} other items: capped to {max(0, len(rows) - 1)}")
         k = max(0, len(rows) - 1)
     items = []

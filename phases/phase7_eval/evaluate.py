@@ -2,7 +2,10 @@
 
     python -m phases.phase7_eval.evaluate base --run cpu_demo            # bpb + in-context suites
     python -m phases.phase7_eval.evaluate chat --run cpu_demo --max-per-task 100
-    torchrun --standalone --nproc_per_node=2 -m phases.phase7_eval.evaluate base --run cpu_demo
+    torchrun --standalone --nproc_per_node=2 -m phases.phase7_eval.evaluate base cpu_demo
+
+(Under torchrun the run is given without ``--run``: torchrun's own parser would take ``--run``
+as an abbreviation of its ``--run-path``.)
 
 ``base``: bits per byte (validation shard, Phase 0's genres, GSM8K/HumanEval gold answers)
 and the in-context suites named by ``--source``: ``corpus`` (built from the corpus's
@@ -162,6 +165,9 @@ def run_chat(args, world, runtime, model, tok, meta, ckpt) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """``base`` or ``chat``: evaluate, print, and (rank 0) write the report card."""
+    args.run = args.run or getattr(args, "run_name", None)
+    if not args.run:
+        raise UserError("which run? give --run RUN (a run name, run folder or checkpoint folder)")
     if args.max_per_task == 0 or args.max_per_task < -1:
         raise UserError(f"--max-per-task must be a positive number, or -1 for all items; got {args.max_per_task}")
     if args.batch_tokens < 0:
@@ -199,7 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              description="Categorical tasks from the answer-letter logits; generative tasks through "
                                          "Phase 6's engine, batched across problems; HumanEval in the sandbox.")
     for p in (base, chat):
-        p.add_argument("--run", required=True, help="run name, run folder or checkpoint folder")
+        p.add_argument("run_name", nargs="?", metavar="RUN", help="the same as --run (spell it this way under "
+                       "torchrun, whose own parser takes --run for its --run-path)")
+        p.add_argument("--run", default=None, help="run name, run folder or checkpoint folder")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
         p.add_argument("--max-per-task", type=int, default=500, metavar="N",
                        help="items per task, -1 for all (default 500, nanochat's in-training cap)")

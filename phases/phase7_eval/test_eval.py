@@ -229,3 +229,19 @@ def test_humaneval_program_assembly(chat_tasks):
     assert "import math" in task.program(conv, good) and task.program(conv, good).endswith("check(f)\n")
     assert task.evaluate(conv, good)
     assert not task.evaluate(conv, "def f(x):\n    return x\n")
+
+
+def test_batched_generation_equals_one_problem_at_a_time(chat_eval, chat_tasks, tiny_model):
+    from phases.phase6_inference.engine import Engine
+    model, tok, _ = tiny_model
+    rows = [{"question": f"Tom has {i} apples and buys {i + 3} more. How many now?", "answer": f"#### {2 * i + 3}"}
+            for i in range(6)]
+    task = chat_tasks.GSM8K(rows)
+    engine = Engine(model, tok)
+    kw = dict(max_new_tokens=12, temperature=0.0, keep_texts=True)
+    batched = chat_eval.run_generative(engine, tok, task, batch_problems=6, **kw)
+    alone = chat_eval.run_generative(engine, tok, task, batch_problems=1, **kw)
+    assert batched.texts == alone.texts and batched.correct == alone.correct
+    sampled = chat_eval.run_generative(engine, tok, task, batch_problems=3, num_samples=3, temperature=1.0,
+                                       max_new_tokens=6, keep_texts=True)
+    assert all(len(t) == 3 for t in sampled.texts.values()) and set(sampled.pass_at) == {1, 3}
