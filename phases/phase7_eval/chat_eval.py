@@ -32,12 +32,12 @@ import torch
 from phases.common.console import UserError, progress
 from phases.phase0_tokenizer.chat import render_for_completion
 from phases.phase7_eval.chat_tasks import CHAT_TASKS
-from phases.phase7_eval.core import centered, pack
+from phases.phase7_eval.core import Scored, pack
 from phases.phase7_eval.tasks import Task
 
 
 @dataclass
-class ChatResult:
+class ChatResult(Scored):
     name: str
     kind: str
     n: int
@@ -49,14 +49,6 @@ class ChatResult:
     examples: list[dict] = field(default_factory=list)        # a few (prompt, completion, ok) for the report
     notes: list[str] = field(default_factory=list)
     texts: dict[int, list[str]] = field(default_factory=dict)  # problem -> completions (keep_texts)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
-
-    @property
-    def centered(self) -> float:
-        return centered(self.accuracy, self.random_baseline)
 
 
 # --8<-- [start:pass_at_k]

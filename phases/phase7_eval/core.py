@@ -116,8 +116,20 @@ def spans(task_type: str, tokens: list[list[int]], max_len: int) -> list[tuple[l
 # --8<-- [end:spans]
 
 
+class Scored:
+    """Accuracy and centred score of a result with ``n``, ``correct`` and ``random_baseline``."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def centered(self) -> float:
+        return centered(self.accuracy, self.random_baseline)
+
+
 @dataclass
-class TaskResult:
+class TaskResult(Scored):
     name: str
     task_type: str
     num_fewshot: int
@@ -127,14 +139,6 @@ class TaskResult:
     seconds: float
     source: str = ""
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
-
-    @property
-    def centered(self) -> float:
-        return centered(self.accuracy, self.random_baseline)
 
 
 def centered(accuracy: float, baseline: float) -> float:
