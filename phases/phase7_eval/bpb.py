@@ -53,7 +53,7 @@ def _sum(runtime, name: str, nats: float, nbytes: float, sequences: int) -> BpbR
     return BpbResult(name, bpb, nats, nbytes, int(sequences))
 
 
-def rows_bpb(model, tok, rows: list[tuple[list[int], list[int]]], batch_tokens: int = 8192) -> tuple[float, float]:
+def rows_bpb(model, tok, rows: list[tuple[list[int], list[int]]], batch_tokens: int = 2048) -> tuple[float, float]:
     """(nats, bytes) over ``rows`` of (inputs, targets), targets -1 where not scored; batched with padding."""
     device = next(model.parameters()).device
     token_bytes = token_byte_lengths(tok, device)

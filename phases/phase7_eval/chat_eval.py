@@ -85,7 +85,7 @@ def _reduce(runtime, values: list[float]) -> list[float]:
 
 # --8<-- [start:categorical]
 @torch.no_grad()
-def predict_letters(model, tok, conversations: list[dict], batch_tokens: int = 4096, bar=None) -> list[str]:
+def predict_letters(model, tok, conversations: list[dict], batch_tokens: int = 2048, bar=None) -> list[str]:
     """For each conversation, the allowed letter with the highest next-token logit (batched).
 
     A prompt longer than the model's ``sequence_len`` keeps its last tokens (the choices and
@@ -118,7 +118,7 @@ def predict_letters(model, tok, conversations: list[dict], batch_tokens: int = 4
     return out
 
 
-def run_categorical(model, tok, task: Task, runtime=None, max_problems: int = -1, batch_tokens: int = 4096,
+def run_categorical(model, tok, task: Task, runtime=None, max_problems: int = -1, batch_tokens: int = 2048,
                     show_progress: bool = False) -> ChatResult:
     """Accuracy on a categorical task: the answer letter with the highest logit."""
     t0 = time.perf_counter()

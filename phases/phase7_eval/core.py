@@ -18,10 +18,11 @@ capped at ``max_per_task``; the few-shot pool is the capped list, as in nanochat
 more shots than the pool holds (nanochat #550 crashes) caps the shots and says so.
 Sequences longer than the model's ``sequence_len`` keep their last tokens.
 
-**Batching**: nanochat runs one item (its 2-4 choices) per forward pass. Here the sequences
-of many items, sorted by length, fill batches of up to ``batch_tokens`` tokens (padded with
-``<|bos|>`` on the right, which a causal model never looks at): the same numbers, several
-times faster. ``batch_tokens=0`` runs one item at a time, as nanochat.
+**Speed**: nanochat runs one item (its 2-4 choices) per forward pass, every position's
+logits computed. ``scoring.py`` runs many items per forward (up to ``batch_tokens``
+tokens), each distinct prefix once (Phase 6's KV cache), and the output layer only where a
+prediction is scored: the same numbers up to float rounding, several times faster.
+``batch_tokens=0`` runs one item at a time, as nanochat (``score_sequences``).
 
 **Ranks** take items ``rank, rank + world, …``; the per-item results are summed across ranks.
 **Score**: ``centered = (acc - baseline) / (1 - baseline)``, 0 at chance and 1 when perfect;
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from phases.common.console import UserError, progress
+from phases.phase7_eval.scoring import batches, score_shared
 from phases.phase7_eval.tasks import Task
 
 ITEM_TYPES = ("multiple_choice", "schema", "language_modeling")
@@ -174,20 +176,20 @@ def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, 
 # --8<-- [start:score]
 @torch.no_grad()
 def score_sequences(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
-    """One forward over right-padded ``seqs``: (mean continuation loss, greedy reproduces it) each."""
+    """nanochat's ``forward_model``: one forward over right-padded ``seqs``, the loss and the argmax at
+    every position; per sequence (mean continuation loss, greedy reproduces the continuation)."""
     device = next(model.parameters()).device
     width = max(len(t) for t, _, _ in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for row, (t, _, _) in enumerate(seqs):
         ids[row, :len(t)] = torch.tensor(t)
-    logits = model(ids.to(device))                                        # (B, T, V)
-    out = []
-    for row, (t, s, e) in enumerate(seqs):
-        pred = logits[row, s - 1:e - 1]                                   # (L, V): predicts t[s:e]
-        target = ids[row, s:e].to(device)                                 # (L,)
-        loss = F.cross_entropy(pred.float(), target, reduction="mean").item()
-        out.append((loss, bool(torch.equal(pred.argmax(-1), target))))
-    return out
+    ids = ids.to(device)
+    logits = model(ids)                                                   # (B, T, V)
+    B, T, V = logits.shape
+    losses = F.cross_entropy(logits.view(B * T, V), ids.roll(-1, 1).view(B * T), reduction="none").view(B, T)
+    predictions = logits.argmax(-1)                                       # (B, T)
+    return [(losses[row, s - 1:e - 1].mean().item(), bool(torch.equal(predictions[row, s - 1:e - 1], ids[row, s:e])))
+            for row, (_, s, e) in enumerate(seqs)]
 # --8<-- [end:score]
 
 
@@ -211,7 +213,7 @@ def pack(keys: list, lengths: list[int], batch_tokens: int) -> list[list]:
     return groups + ([batch] if batch else [])
 
 
-def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -1, batch_tokens: int = 8192,
+def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -1, batch_tokens: int = 2048,
                   show_progress: bool = False) -> TaskResult:
     """Accuracy of ``model`` on ``task``; with a Phase 4 runtime, each rank scores its share."""
     rank, world = (runtime.rank, runtime.world_size) if runtime is not None else (0, 1)
@@ -220,23 +222,22 @@ def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -
     model.eval()
     items, notes = prepare(task, tok, max_per_task, model.config.sequence_len)
     mine = list(range(rank, len(items), world))
-    seqs = [(i, j) for i in mine for j in range(len(items[i][0]))]
-    scored: dict[tuple[int, int], tuple[float, bool]] = {}
-    if batch_tokens > 0:   # many items per forward: sequences sorted by length, little padding
-        groups = pack(seqs, [len(items[i][0][j][0]) for i, j in seqs], batch_tokens)
-    else:                  # one item per forward (nanochat)
-        groups = [[(i, j) for j in range(len(items[i][0]))] for i in mine]
-    bar = progress(total=len(seqs), desc=f"{task.name}", unit="seq", enabled=show_progress)
-    with bar:
+    if batch_tokens > 0:   # many items per forward, shared prefixes once, logits only where scored
+        groups = [[mine[k] for k in g] for g in batches([items[i][0] for i in mine], batch_tokens)]
+        score = score_shared
+    else:                  # one item per forward, every position's logits (nanochat)
+        groups = [[i] for i in mine]
+        score = score_sequences
+    scored: dict[int, list[tuple[float, bool]]] = {}
+    with progress(total=len(mine), desc=task.name, unit="item", enabled=show_progress) as bar:
         for group in groups:
-            for key, result in zip(group, score_sequences(model, [items[i][0][j] for i, j in group],
-                                                          tok.bos_token_id)):
-                scored[key] = result
+            flat = score(model, [seq for i in group for seq in items[i][0]], tok.bos_token_id)
+            for i in group:
+                scored[i], flat = flat[:len(items[i][0])], flat[len(items[i][0]):]
             bar.update(len(group))
     correct = [0.0] * len(items)
     for i in mine:
-        correct[i] = float(decide(task.task_type, [scored[(i, j)] for j in range(len(items[i][0]))],
-                                  items[i][1]))
+        correct[i] = float(decide(task.task_type, scored[i], items[i][1]))
     if world > 1:
         correct = runtime.sum(correct)                 # each rank filled its own items
     model.train(was_training)

