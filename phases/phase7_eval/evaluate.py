@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
                        seconds=time.perf_counter() - t0, checkpoint=str(ckpt.path),
                        hardware=report.hardware(world.device, world.world_size),
                        max_per_task=args.max_per_task)
-        if world.is_master:
+        if world.is_master and not args.no_report:
             run_dir = ckpt.path.parent.parent
             report.update(run_dir, "train", report.training_section(meta, str(ckpt.path)))
             path = report.update(run_dir, args.eval_stage, section)
@@ -213,6 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
         p.add_argument("--max-per-task", type=int, default=500, metavar="N",
                        help="items per task, -1 for all (default 500, nanochat's in-training cap)")
+        p.add_argument("--no-report", action="store_true", help="print only; leave <run>/report.md as it is")
         p.add_argument("--batch-tokens", type=int, default=None, metavar="N",
                        help="tokens per forward pass (default 2048 on CPU, where bigger batches only "
                             "spill the caches, 32768 on a GPU; 0 = one item at a time, as nanochat)")

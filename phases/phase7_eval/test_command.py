@@ -25,7 +25,7 @@ def _report(run_dir):
 
 def _base_args(run_dir):
     args = ["base", str(run_dir), "--max-per-task", "6"]
-    return args + (["--source", "corpus,offline", "--tasks", "corpus_last_word,copa,winogrande,lambada_openai"]
+    return args + (["--source", "corpus,offline", "--tasks", "corpus_repeat_word,copa,winogrande,lambada_openai"]
                    if _olmo() else ["--source", "corpus"])
 
 
@@ -47,7 +47,7 @@ def test_base_evaluation_writes_the_report_card(tiny_run):
     assert val["bpb"] == pytest.approx(tiny_run["val_bpb"], rel=1e-9)       # the number training logged
     assert report["stages"]["train"]["step"] == 16
     md = (tiny_run["run_dir"] / "report.md").read_text()
-    assert "| random |" in md and "python -m phases.phase7_eval.evaluate" in md and "corpus_last_word" in md
+    assert "| random |" in md and "python -m phases.phase7_eval.evaluate" in md and "corpus_repeat_word" in md
     if _olmo():
         assert "CORE-3 (subset: 3 of 22 tasks)" in md
 
