@@ -136,3 +136,22 @@ def layers():
     """Phase 1's layers (the per-row mask lives there)."""
     from phases.phase1_transformer import layers as module
     return module
+
+
+def make_run(root, tok, model, name: str = "tiny") -> str:
+    """Save ``model`` and ``tok`` as a run folder (Phase 2's checkpoint format); return its path."""
+    from pathlib import Path
+
+    from phases.phase2_training.checkpoint import save_checkpoint
+    run = Path(root) / name
+    run.mkdir(parents=True, exist_ok=True)
+    tok.save(run)                                               # <run>/tokenizer.json, found by load_model
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    save_checkpoint(run / "checkpoints", 1, model, opt, {"model_config": model.config.to_dict()})
+    return str(run)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tok, model):
+    """A run folder holding the perturbed test model and the test tokenizer."""
+    return make_run(tmp_path_factory.mktemp("runs"), tok, model)

@@ -219,3 +219,13 @@ def test_bad_requests_are_clear_errors(engine_mod, tok, model):
     with pytest.raises(ValueError, match="context"):
         engine.generate_batch(prompt_of(tok, engine.max_context), max_tokens=3)
     assert engine.generate_batch([1, 2], max_tokens=0)[0].tokens == []
+
+
+@pytest.mark.slow
+def test_the_compiled_decode_step_gives_the_same_tokens(engine_mod, tok, model):
+    """Engine(compile=True): one static-shape graph over KVCache.static_view, the same tokens as eager."""
+    prompts = [prompt_of(tok, n, seed=n) for n in (30, 150, 90)]
+    kw = dict(num_samples=2, max_tokens=25, temperature=0.9, top_k=40, seed=4, use_tools=False)
+    eager = engine_mod.Engine(model, tok, stop_tokens=()).generate_batch(prompts, **kw)
+    compiled = engine_mod.Engine(model, tok, stop_tokens=(), compile=True).generate_batch(prompts, **kw)
+    assert [c.tokens for c in compiled] == [c.tokens for c in eager]

@@ -102,13 +102,13 @@ def test_copy_prefix_gives_every_row_the_prompt(kv_cache_mod, tok, model):
 
 def test_the_cache_is_written_in_place(kv_cache_mod, tok, plain_model):
     cache = _cache(kv_cache_mod, plain_model, 2, max_len=64)
-    ptrs = (cache.k.data_ptr(), cache.v.data_ptr())
+    ptrs = [t.data_ptr() for t in cache.k + cache.v]
     with torch.no_grad():
         plain_model(torch.tensor([prompt_of(tok, 10)] * 2), kv_cache=cache.view([0, 1]))
         for t in range(20):
             plain_model(torch.tensor([[5], [6]]), kv_cache=cache.view([0, 1]))
-    assert (cache.k.data_ptr(), cache.v.data_ptr()) == ptrs
-    assert cache.k.shape == (4, 2, 64, 2, 16)                                # (L, B, T_max, Hkv, D)
+    assert [t.data_ptr() for t in cache.k + cache.v] == ptrs
+    assert len(cache.k) == 4 and cache.k[0].shape == (2, 64, 2, 16)          # L x (B, T_max, Hkv, D)
     assert cache.pos.tolist() == [30, 30]
     with pytest.raises(ValueError, match="holds 64"):
         with torch.no_grad():
