@@ -33,6 +33,7 @@ jinja templates (the three templates are three f-strings).
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -197,10 +198,14 @@ def score_sequences(model, seqs: list[tuple[list[int], int, int]], pad_id: int) 
 
 # --8<-- [start:decide]
 def decide(task_type: str, scored: list[tuple[float, bool]], gold: int) -> bool:
-    """Is the item right? Lowest mean loss = the gold choice, or (LM) every token reproduced."""
+    """Is the item right? Lowest mean loss = the gold choice, or (LM) every token reproduced.
+
+    A choice with no tokens of its own (a prefix of another choice) has no mean loss (NaN) and
+    never wins; nanochat's ``min`` over a list with a NaN picks by position instead.
+    """
     if task_type == "language_modeling":
         return scored[0][1]
-    losses = [loss for loss, _ in scored]
+    losses = [math.inf if math.isnan(loss) else loss for loss, _ in scored]
     return losses.index(min(losses)) == gold
 # --8<-- [end:decide]
 

@@ -101,7 +101,7 @@ def _say(world, text: str) -> None:
         print(text, flush=True)
 
 
-def run_base(args, world, runtime, model, tok, meta, ckpt) -> dict:
+def run_base(args, world, runtime, model, tok, meta, ckpt, save) -> dict:
     from phases.phase7_eval.bpb import genre_bpb, gold_bpb, val_bpb
     from phases.phase7_eval.offline import olmo_root
     sources = _names(args.source) or (["corpus", "offline"] if olmo_root() else ["corpus"])
@@ -118,24 +118,28 @@ def run_base(args, world, runtime, model, tok, meta, ckpt) -> dict:
         for r in results:
             _say(world, f"bpb  {r.name:34s} {r.bpb:.4f}  ({r.bytes:,.0f} bytes)")
         section["bpb"] = [vars(r) for r in results]
+        save(section)
     for suite, source, tasks in _suites(sources, _names(args.tasks), data_dir, args):
         _say(world, f"== {suite} ({len(tasks)} tasks; {source})")
         done = []
+        entry = {"name": suite, "source": source, "score_name": "", "score": None, "tasks": []}
+        section["suites"].append(entry)
         for task in tasks:
             r = evaluate_task(model, tok, task, runtime, args.max_per_task, args.batch_tokens, args.show)
             done.append(r)
+            entry["tasks"].append(dict(vars(r), accuracy=r.accuracy, centered=r.centered))
+            save(section)
             _say(world, f"  {r.name:34s} {r.task_type:17s} {r.num_fewshot:2d}-shot {r.n:5d} items  acc {r.accuracy:.4f}"
                         f"  random {r.random_baseline:.4f}  centred {r.centered:+.4f}  {r.seconds:6.1f} s")
         score_name, score = core_score(done)
         if suite.startswith("Embedded"):
             score_name = f"suite mean ({len(done)} tasks)"
         _say(world, f"  {score_name}: {score:.4f}")
-        section["suites"].append({"name": suite, "source": source, "score_name": score_name, "score": score,
-                                  "tasks": [dict(vars(r), accuracy=r.accuracy, centered=r.centered) for r in done]})
+        entry.update(score_name=score_name, score=score)
     return section
 
 
-def run_chat(args, world, runtime, model, tok, meta, ckpt) -> dict:
+def run_chat(args, world, runtime, model, tok, meta, ckpt, save) -> dict:
     from phases.phase7_eval.chat_eval import chatcore, run_categorical, run_generative
     names = _names(args.tasks) or list(CHAT_TASKS)
     unknown = [n for n in names if n not in CHAT_TASKS]
@@ -143,6 +147,7 @@ def run_chat(args, world, runtime, model, tok, meta, ckpt) -> dict:
         raise UserError(f"unknown chat task(s) {', '.join(unknown)}; choose from {', '.join(CHAT_TASKS)}")
     engine = None
     results = []
+    section = {"source": args.source, "chatcore": None, "chat": []}
     for name in names:
         task = make_task(name, chat_rows(name, args.source, args.show))
         if name == "HumanEval":
@@ -156,13 +161,14 @@ def run_chat(args, world, runtime, model, tok, meta, ckpt) -> dict:
             r = run_generative(engine, tok, task, runtime, args.max_per_task, args.num_samples, args.max_new_tokens,
                                args.temperature, args.top_k, args.seed, args.batch_problems, show_progress=args.show)
         results.append(r)
+        section["chat"].append(dict(vars(r), accuracy=r.accuracy, centered=r.centered))
+        save(section)
         extra = "".join(f"  pass@{k} {v:.4f}" for k, v in r.pass_at.items())
         _say(world, f"  {r.name:14s} {r.n:6d} problems  acc {r.accuracy:.4f}  random {r.random_baseline:.2f}  "
                     f"centred {r.centered:+.4f}{extra}  {r.seconds:6.1f} s")
-    cc = chatcore(results)
+    section["chatcore"] = cc = chatcore(results)
     _say(world, f"  ChatCORE: {cc:.4f}" if cc is not None else "  ChatCORE: needs all five tasks")
-    return {"source": args.source, "chatcore": cc,
-            "chat": [dict(vars(r), accuracy=r.accuracy, centered=r.centered) for r in results]}
+    return section
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -187,16 +193,24 @@ def run(args: argparse.Namespace) -> dict:
         model, tok, meta = load_model(ckpt.path, world.device)
         _say(world, f"{args.eval_stage} evaluation of {ckpt.path} (step {ckpt.step}) on {world.world_size} rank(s), "
                     f"{world.device}")
-        section = (run_base if args.eval_stage == "base" else run_chat)(args, world, runtime, model, tok, meta, ckpt)
-        section.update(command=report.command_line(), date=datetime.datetime.now().isoformat(timespec="seconds"),
-                       seconds=time.perf_counter() - t0, checkpoint=str(ckpt.path),
-                       hardware=report.hardware(world.device, world.world_size),
-                       max_per_task=args.max_per_task)
-        if world.is_master and not args.no_report:
-            run_dir = ckpt.path.parent.parent
+        run_dir = ckpt.path.parent.parent
+        write = world.is_master and not args.no_report
+        facts = dict(command=report.command_line(), date=datetime.datetime.now().isoformat(timespec="seconds"),
+                     checkpoint=str(ckpt.path), hardware=report.hardware(world.device, world.world_size),
+                     max_per_task=args.max_per_task)
+        if write:
             report.update(run_dir, "train", report.training_section(meta, str(ckpt.path)))
-            path = report.update(run_dir, args.eval_stage, section)
-            print(f"report card: {path}")
+
+        def save(partial: dict) -> None:   # after every task: a crash keeps what was measured
+            if write:
+                report.update(run_dir, args.eval_stage, {**partial, **facts, "complete": False,
+                                                         "seconds": time.perf_counter() - t0})
+
+        section = (run_base if args.eval_stage == "base" else run_chat)(args, world, runtime, model, tok, meta,
+                                                                        ckpt, save)
+        section.update(facts, complete=True, seconds=time.perf_counter() - t0)
+        if write:
+            print(f"report card: {report.update(run_dir, args.eval_stage, section)}")
         return section
 
 

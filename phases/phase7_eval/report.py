@@ -121,6 +121,8 @@ def render(report: dict) -> str:
                                                   for k, v in s.items()]) + [""]
             continue
         lines += _meta_lines(s)
+        if s.get("complete") is False:
+            lines += ["**Incomplete:** the evaluation stopped (or is still running) after the tasks below.", ""]
         if s.get("bpb"):
             lines += ["### Bits per byte", ""]
             lines += _table(["text", "bpb", "bytes", "sequences"],
@@ -131,7 +133,10 @@ def render(report: dict) -> str:
             lines += _table(["task", "type", "shots", "items", "accuracy", "random", "centred"],
                             [[t["name"], t["task_type"], t["num_fewshot"], t["n"], _f(t["accuracy"]),
                               _f(t["random_baseline"]), _f(t["centered"])] for t in suite["tasks"]])
-            lines += ["", f"**{suite['score_name']}: {_f(suite['score'])}** (mean centred accuracy)", ""]
+            if suite.get("score") is not None:
+                lines += ["", f"**{suite['score_name']}: {_f(suite['score'])}** (mean centred accuracy)", ""]
+            else:
+                lines += [""]
             lines += [f"- {t['name']}: {n}" for t in suite["tasks"] for n in t.get("notes", [])]
             lines += [""] if any(t.get("notes") for t in suite["tasks"]) else []
         if s.get("chat"):

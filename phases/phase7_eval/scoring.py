@@ -52,7 +52,9 @@ def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
 
 
 def _loss_and_greedy(logits: torch.Tensor, cont: list[int]) -> tuple[float, bool]:
-    target = torch.tensor(cont, device=logits.device)                       # logits (L, V) predict cont
+    if not cont:                 # a choice that is a prefix of another has no tokens of its own
+        return float("nan"), True
+    target = torch.tensor(cont, dtype=torch.long, device=logits.device)     # logits (L, V) predict cont
     return F.cross_entropy(logits.float(), target).item(), bool(torch.equal(logits.argmax(-1), target))
 
 

@@ -248,3 +248,11 @@ def test_batched_generation_equals_one_problem_at_a_time(chat_eval, chat_tasks, 
     sampled = chat_eval.run_generative(engine, tok, task, batch_problems=3, num_samples=3, temperature=1.0,
                                        max_new_tokens=6, keep_texts=True)
     assert all(len(t) == 3 for t in sampled.texts.values()) and set(sampled.pass_at) == {1, 3}
+
+
+def test_a_choice_that_is_a_prefix_of_another_never_wins(core, byte_tok, bigram, tiny_model):
+    rows = [{"query": "q", "choices": ["ab", "abc"], "gold": 1}, {"query": "q", "choices": ["ab", "abc"], "gold": 0}]
+    slow = core.evaluate_task(bigram({}), byte_tok, _task(core, "multiple_choice", rows, delimiter=""), batch_tokens=0)
+    model, tok, _ = tiny_model
+    fast = core.evaluate_task(model, tok, _task(core, "multiple_choice", rows, delimiter=""))
+    assert slow.correct == fast.correct == 1          # "ab" has no tokens of its own: "abc" is chosen
