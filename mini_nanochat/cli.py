@@ -35,6 +35,7 @@ COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
      "bytes per token on genres and the validation shard, vs rustbpe"),
     ("pretrain", "phases.phase5_data.pretrain", "pretrain a GPT (Phases 2-5), on one process or torchrun's ranks"),
     ("generate", "phases.phase6_inference.generate", "generate text from a checkpoint with the KV-cache engine"),
+    ("eval", "phases.phase7_eval.evaluate", "evaluate a base or chat model (bpb, CORE, chat tasks), offline by default"),
 ]
 # --8<-- [end:commands]
 

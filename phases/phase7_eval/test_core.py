@@ -1,0 +1,123 @@
+"""Phase 7 checkpoint: CORE-style in-context scoring on logits you control, seeds, CORE arithmetic.
+
+The in-context tests use a byte tokenizer and a bigram "model" whose logits are a table you
+set, so the right answer of every item is known before the scorer runs.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.phase7
+
+
+# -- in-context items: rendering, few-shot, scoring ------------------------------------------------
+
+def test_fewshot_draw_is_nanochats_and_never_the_item(core):
+    for idx in range(20):
+        shots = core.fewshot_indices(20, idx, 5)
+        assert idx not in shots and len(set(shots)) == 5
+        assert shots == random.Random(1234 + idx).sample([i for i in range(20) if i != idx], 5)
+
+
+def test_render_matches_nanochats_templates(core):
+    shot = {"query": "Q1", "choices": ["x", "y"], "gold": 1}
+    assert core.render("multiple_choice", {"query": "Q", "choices": ["a", "b"]}, [shot], ": ") == \
+        ["Q1: y\n\nQ: a", "Q1: y\n\nQ: b"]
+    shot = {"context_options": ["c0", "c1"], "continuation": "k", "gold": 0}
+    assert core.render("schema", {"context_options": ["A", "B"], "continuation": "z"}, [shot], " ") == \
+        ["c0 k\n\nA z", "c0 k\n\nB z"]
+    shot = {"context": " ctx ", "continuation": "done"}
+    assert core.render("language_modeling", {"context": "the end of the ", "continuation": "story"}, [shot], " ") == \
+        ["ctx done\n\nthe end of the", "ctx done\n\nthe end of the story"]
+
+
+def test_spans_find_the_continuations(core):
+    mc = core.spans("multiple_choice", [[0, 5, 6, 7], [0, 5, 6, 8, 9]], 64)
+    assert [(s, e) for _, s, e in mc] == [(3, 4), (3, 5)]              # after the common prefix
+    schema = core.spans("schema", [[0, 1, 7, 7], [0, 2, 2, 7, 7]], 64)
+    assert [(s, e) for _, s, e in schema] == [(2, 4), (3, 5)]          # the common suffix
+    lm = core.spans("language_modeling", [[0, 4, 5], [0, 4, 5, 6, 7]], 64)
+    assert [(s, e) for _, s, e in lm] == [(3, 5)]
+    cropped = core.spans("multiple_choice", [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 9]], 4)
+    assert cropped[0] == ([2, 3, 4, 5], 2, 4) and cropped[1] == ([1, 2, 3, 9], 3, 4)   # last tokens kept
+
+
+def _task(core, task_type, rows, delimiter=" ", shots=0, baseline=0.0):
+    return core.ICLTask("t", task_type, rows, shots, delimiter, baseline)
+
+
+def test_multiple_choice_picks_the_lowest_mean_loss(core, byte_tok, bigram):
+    model = bigram({"q": {"b": 6.0}, "b": {"b": 6.0}})           # after q or b, b is likely
+    rows = [{"query": "q", "choices": ["cc", "bb", "ab"], "gold": 1},
+            {"query": "q", "choices": ["bb", "c"], "gold": 1}]    # wrong gold: scorer must say no
+    r = core.evaluate_task(model, byte_tok, _task(core, "multiple_choice", rows, delimiter=""), batch_tokens=0)
+    assert (r.n, r.correct) == (2, 1)
+
+
+def test_schema_picks_the_context_that_best_predicts_the_continuation(core, byte_tok, bigram):
+    model = bigram({"x": {"k": 8.0}})
+    rows = [{"context_options": ["w", "x", "y"], "continuation": "k", "gold": 1},
+            {"context_options": ["x", "y"], "continuation": "k", "gold": 1}]
+    r = core.evaluate_task(model, byte_tok, _task(core, "schema", rows, delimiter=""), batch_tokens=0)
+    assert (r.n, r.correct) == (2, 1)
+
+
+def test_language_modeling_needs_every_token_greedy(core, byte_tok, bigram):
+    model = bigram({"a": {"b": 5.0}, "b": {"c": 5.0}, "c": {"d": 5.0}, " ": {"z": 5.0}, "z": {"z": 5.0}})
+    rows = [{"context": "a", "continuation": "bcd"},    # greedy writes b, c, d: right
+            {"context": "a", "continuation": "bcx"},    # the last token differs: wrong
+            {"context": "z", "continuation": "zz"}]     # greedy z, z after z: right
+    r = core.evaluate_task(model, byte_tok, _task(core, "language_modeling", rows, delimiter=""), batch_tokens=0)
+    assert r.correct == 2
+
+
+def test_impossible_shot_counts_are_capped_and_said(core, byte_tok, bigram):
+    rows = [{"context": "a", "continuation": "b"} for _ in range(4)]
+    r = core.evaluate_task(bigram({}), byte_tok, _task(core, "language_modeling", rows, shots=10), batch_tokens=0)
+    assert r.num_fewshot == 3 and "capped to 3" in r.notes[0]                      # nanochat #550 crashes
+
+
+def test_centred_accuracy_and_core_arithmetic(core):
+    assert core.centered(0.25, 0.25) == 0 and core.centered(1.0, 0.25) == 1
+    assert core.centered(0.625, 0.5) == pytest.approx(0.25) and core.centered(0.1, 0.0) == pytest.approx(0.1)
+    results = [core.TaskResult(f"t{i}", "multiple_choice", 0, 4, c, b, 0.0)
+               for i, (c, b) in enumerate([(4, 0.5), (1, 0.25), (3, 0.0)])]
+    name, score = core.core_score(results)
+    assert name.startswith("CORE-3") and "3 of 22" in name
+    assert score == pytest.approx((1.0 + 0.0 + 0.75) / 3)
+    assert core.core_score(results * 7 + results[:1])[0] == "CORE"
+
+
+def test_batched_equals_one_item_at_a_time(core, tiny_model):
+    from phases.phase7_eval import scoring
+    model, tok, _ = tiny_model
+    rng = random.Random(0)
+    words = "the of a function returns value list string object file name data".split()
+    sentence = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))  # noqa: E731
+    mc = [{"query": sentence(), "choices": [sentence() for _ in range(4)], "gold": rng.randrange(4)} for _ in range(24)]
+    lm = [{"context": sentence(), "continuation": rng.choice(words)} for _ in range(24)]
+    for task_type, rows in (("multiple_choice", mc), ("language_modeling", lm)):
+        task = _task(core, task_type, rows, shots=2)
+        items, _ = core.prepare(task, tok, -1, model.config.sequence_len)
+        seqs = [s for spans, _ in items for s in spans]
+        together = core.score_sequences(model, seqs, tok.bos_token_id)            # padded, one forward
+        shared = scoring.score_shared(model, seqs, tok.bos_token_id)              # prefixes once, via the cache
+        alone = [core.score_sequences(model, [s], tok.bos_token_id)[0] for s in seqs]
+        for fast in (together, shared):
+            assert [g for _, g in fast] == [g for _, g in alone]
+            assert [loss for loss, _ in fast] == pytest.approx([loss for loss, _ in alone], rel=1e-5)
+        batched = core.evaluate_task(model, tok, task, batch_tokens=4096)
+        single = core.evaluate_task(model, tok, task, batch_tokens=0)
+        assert (batched.n, batched.correct) == (single.n, single.correct)
+
+def test_a_choice_that_is_a_prefix_of_another_never_wins(core, byte_tok, bigram, tiny_model):
+    rows = [{"query": "q", "choices": ["ab", "abc"], "gold": 1}, {"query": "q", "choices": ["ab", "abc"], "gold": 0}]
+    slow = core.evaluate_task(bigram({}), byte_tok, _task(core, "multiple_choice", rows, delimiter=""), batch_tokens=0)
+    model, tok, _ = tiny_model
+    fast = core.evaluate_task(model, tok, _task(core, "multiple_choice", rows, delimiter=""))
+    assert slow.correct == fast.correct == 1          # "ab" has no tokens of its own: "abc" is chosen

