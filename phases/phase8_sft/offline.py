@@ -15,7 +15,7 @@ deterministically (a seeded ``random.Random``), from Python itself:
   then a question).
 
 Every generator has a **held-out split**: an example belongs to ``test`` when a hash of
-its key (the numbers of a problem, the word of a spelling question, the function's name,
+its key (the calculation of a problem, e.g. ``23+17``, the word of a spelling question, the function's name,
 the wording of an identity question) falls in the held-out bucket, so train and test never
 share a problem. Checkable examples carry ``"answer"`` (the text after ``####``).
 
@@ -147,14 +147,14 @@ def arithmetic(split: str, n: int, seed: int = 0) -> list[dict]:
         t = rng.randrange(len(TEMPLATES))
         kind, question, expression = TEMPLATES[t]
         a, b, c = _draw_problem(rng, kind)
-        if not _in_split(f"{t}:{a}:{b}:{c}", split):
+        expr = expression.format(a=a, b=b, c=c)
+        if not _in_split(expr, split):                  # the calculation decides, not its wording
             continue
         name, items = rng.choice(NAMES), rng.choice(ITEMS)
         q = question.format(n=name, it=items, a=a, b=b, c=c)
         if q in seen:
             continue
         seen.add(q)
-        expr = expression.format(a=a, b=b, c=c)
         answer = str(VALUE[kind](a, b, c))
         out.append({"messages": [{"role": "user", "content": q}, _assistant_tool(expr, answer, answer)],
                     "answer": answer})

@@ -169,9 +169,9 @@ class ConversationRows:
             if conv is not None:
                 self.buffer.add(number, conv)
 
-    # --8<-- [start:next_batch]
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch; ``StopIteration`` when a non-cycling loader has nothing left."""
+    def next_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next (B, T+1) token rows and their loss masks; ``StopIteration`` when a
+        non-cycling loader has nothing left (its last batch may have fewer rows)."""
         rows = 0
         for b in range(self.B):
             if not fill_row_padded(self._ids[b], self._mask[b], self.buffer, self._refill, self.pad_id, self.stats):
@@ -179,9 +179,12 @@ class ConversationRows:
             rows += 1
         if rows == 0:
             raise StopIteration
-        ids = torch.from_numpy(self._ids[:rows].copy())                   # (B, T+1)
-        keep = torch.from_numpy(self._mask[:rows, 1:].copy()).bool()      # (B, T): is the target supervised?
-        targets = ids[:, 1:].masked_fill(~keep, -1)                       # (B, T), -1 = ignored
+        return self._ids[:rows].copy(), self._mask[:rows].copy()
+
+    # --8<-- [start:next_batch]
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = map(torch.from_numpy, self.next_rows())              # (B, T+1) each
+        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -1)           # (B, T): -1 = not supervised
         return ids[:, :-1].to(self.device), targets.to(self.device)
     # --8<-- [end:next_batch]
 
