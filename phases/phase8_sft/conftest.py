@@ -42,3 +42,8 @@ def rows(impl_loader):
 @pytest.fixture(scope="session")
 def grpo(impl_loader):
     return impl_loader("grpo", "phases.phase8_sft.grpo")
+
+
+@pytest.fixture(scope="session")
+def template(impl_loader):
+    return impl_loader("template", "phases.phase8_sft.template")
