@@ -7,9 +7,10 @@ Recomputing them every step costs O(T^2) per token; a KV cache stores them inste
 ``cache.update(layer, k, v)`` to append its new keys/values and get all of them back.
 
 Phase 1 defines the protocol and ``SimpleKVCache``, a readable reference that grows by
-concatenation; Phase 6 replaces it with a preallocated, batched cache that must give the
-same logits. What it leaves out: preallocation, batching over different positions,
-window-aware eviction.
+concatenation; Phase 6 (``phases/phase6_inference/kv_cache.py``) replaces it with a
+preallocated, batched cache whose rows may sit at different positions, and which must
+give the same logits. What it leaves out: preallocation, batching over different
+positions, window-aware eviction.
 """
 from __future__ import annotations
 
@@ -19,16 +20,28 @@ import torch
 
 
 class KVCache(Protocol):
-    prev_embedding: torch.Tensor | None  # (B, 1, C): last token's normed embedding, for smear
+    prev_embedding: torch.Tensor | None  # (B, 1, C): previous token's normed embedding, for smear
 
-    def get_pos(self) -> int:
-        """How many tokens are cached already (the position of the next token)."""
+    def get_pos(self) -> int | torch.Tensor:
+        """How many tokens are cached already (the position of the next token).
+
+        An int when every row is at the same position; a (B,) long tensor when rows sit at
+        different positions (Phase 6's batched cache): the model then offsets rotary angles and
+        masks attention per row, and ``prev_embedding`` is zero for rows at position 0.
+        """
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append k, v (B, T, Hkv, D) for ``layer``; return all keys/values so far (B, Tk, Hkv, D)."""
 
     def advance(self, n: int) -> None:
         """Called once per forward, after the last layer: ``n`` new tokens are now cached."""
+
+    def save_embeddings(self, x: torch.Tensor) -> None:
+        """Called by smear with the new tokens' normed embeddings x (B, T, C), before smear.
+
+        A cache keeps at least the last one (it becomes ``prev_embedding``); Phase 6's keeps all,
+        so that it can be rolled back to any position.
+        """
 
 
 class SimpleKVCache:
@@ -53,3 +66,6 @@ class SimpleKVCache:
 
     def advance(self, n: int) -> None:
         self.pos += n
+
+    def save_embeddings(self, x: torch.Tensor) -> None:
+        self.prev_embedding = x[:, -1:]                                       # (B, 1, C)

@@ -55,10 +55,13 @@ def rotary_tables(head_dim: int, max_len: int, base: float, device=None) -> tupl
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., i], x[..., i + D/2]) of x (B, T, H, D) by the angles in cos/sin (T, D/2)."""
+    """Rotate pairs (x[..., i], x[..., i + D/2]) of x (B, T, H, D) by the angles in cos/sin.
+
+    cos/sin are (T, D/2), the same positions for every row, or (B, T, D/2), a position per row.
+    """
     d = x.size(-1) // 2
     x1, x2 = x[..., :d], x[..., d:]                        # (B, T, H, D/2) each
-    cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # (1, T, 1, D/2): broadcast over B and H
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)        # (T, 1, D/2) or (B, T, 1, D/2): broadcast over H
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 # --8<-- [end:rotary]
 
@@ -74,6 +77,20 @@ def attention_mask(t_q: int, t_k: int, window: int, device=None) -> torch.Tensor
     k_pos = torch.arange(t_k, device=device)[None, :]             # (1, t_k)
     return (k_pos <= q_pos) & (q_pos - k_pos <= window)
 # --8<-- [end:mask]
+
+
+# --8<-- [start:row_mask]
+def row_attention_mask(start: torch.Tensor, t_q: int, t_k: int, window: int) -> torch.Tensor:
+    """Boolean (B, 1, t_q, t_k) mask for rows whose t_q new tokens start at positions ``start`` (B,).
+
+    Rows of one batch may sit at different positions (Phase 6's KV cache): row b's query t
+    is at position start[b] + t and sees key j iff j <= start[b] + t and start[b] + t - j <= window.
+    Keys past a row's own end (another row is longer) are thereby hidden too.
+    """
+    q_pos = start[:, None, None, None] + torch.arange(t_q, device=start.device)[:, None]  # (B, 1, t_q, 1)
+    k_pos = torch.arange(t_k, device=start.device)                                       # (t_k,)
+    return (k_pos <= q_pos) & (q_pos - k_pos <= window)
+# --8<-- [end:row_mask]
 
 
 # --8<-- [start:explicit]
@@ -121,15 +138,25 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.qk_norm:  # unit-RMS q and k keep attention logits bounded; 1.2 sharpens them
             q, k = rms_norm(q) * self.qk_scale, rms_norm(k) * self.qk_scale
-        if kv_cache is not None:  # append this call's k, v; get every key so far
+        start = 0
+        if kv_cache is not None:  # write this call's k, v into the cache; get every key so far
+            start = kv_cache.get_pos()                              # int, or (B,) when rows differ
             k, v = kv_cache.update(self.layer_idx, k, v)            # (B, Tk, Hkv, D)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, time, D)
         Tk = k.size(2)
-        if self.explicit:
+        if torch.is_tensor(start):  # rows at their own positions: a causal/window mask per row
+            mask = row_attention_mask(start, T, Tk, window)          # (B, 1, T, Tk)
+            if self.explicit:
+                y, self.last_weights = explicit_attention(q, k, v, mask)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        elif self.explicit:
             y, self.last_weights = explicit_attention(q, k, v, attention_mask(T, Tk, window, x.device))
         elif Tk == T and window >= T:  # plain causal: SDPA's fused kernel, no mask tensor
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        elif T == 1 and window >= Tk - 1:  # one new token that may see everything
+        elif T == 1:  # one new token: it sees the last window + 1 keys, no mask needed
+            if window < Tk - 1:
+                k, v = k[:, :, -(window + 1):], v[:, :, -(window + 1):]
             y = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
         else:  # sliding window or chunk against a cache: an explicit boolean mask
             mask = attention_mask(T, Tk, window, x.device)

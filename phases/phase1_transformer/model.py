@@ -114,15 +114,13 @@ class GPT(nn.Module):
     # -- the forward pass --------------------------------------------------------------
     # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                loss_reduction: str = "mean") -> torch.Tensor:
+                loss_reduction: str = "mean", last_only: bool = False) -> torch.Tensor:
         cfg, dtype = self.config, self.compute_dtype
         B, T = idx.shape
-        T0 = 0 if kv_cache is None else kv_cache.get_pos()  # position of idx[:, 0]
-        if T0 + T > self.cos.size(0):
-            raise ValueError(f"sequence of {T0 + T} tokens exceeds the rotary table ({self.cos.size(0)})")
-        cos, sin = self.cos[T0:T0 + T].to(dtype), self.sin[T0:T0 + T].to(dtype)  # (T, D/2)
+        T0 = 0 if kv_cache is None else kv_cache.get_pos()  # position of idx[:, 0]: int, or (B,) per row
+        cos, sin = self._rotary(T0, T)                      # (T, D/2), or (B, T, D/2) per row
 
-        x = rms_norm(self.wte(idx).to(dtype))               # (B, T, C)
+        x = self.embed(idx)                                 # (B, T, C)
         if cfg.smear:
             x = self._smear(x, kv_cache)
         x0 = x                                              # kept for the x0 residual
@@ -139,6 +137,8 @@ class GPT(nn.Module):
             x = x - self.backout_lambda.to(dtype) * x_mid
         if kv_cache is not None:
             kv_cache.advance(T)
+        if last_only:  # generation needs the next-token logits only: skip the lm_head elsewhere
+            x = x[:, -1:]
 
         logits = self.lm_head(rms_norm(x))[..., :cfg.vocab_size].float()   # (B, T, V), fp32
         if targets is not None and cfg.softcap:  # the same loss, fused (layers.softcap_cross_entropy)
@@ -154,14 +154,28 @@ class GPT(nn.Module):
         return loss if loss_reduction != "none" else loss.view(B, T)          # scalar or (B, T)
     # --8<-- [end:forward]
 
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> normed embeddings (B, T, C) in the compute dtype (before smear)."""
+        return rms_norm(self.wte(idx).to(self.compute_dtype))
+
+    def _rotary(self, T0, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for positions T0 .. T0 + T - 1: (T, D/2), or (B, T, D/2) when T0 is a (B,) tensor."""
+        if torch.is_tensor(T0):  # rows at their own positions (Phase 6's cache checks the table's end)
+            positions = T0[:, None] + torch.arange(T, device=T0.device)                 # (B, T)
+            return self.cos[positions].to(self.compute_dtype), self.sin[positions].to(self.compute_dtype)
+        if T0 + T > self.cos.size(0):
+            raise ValueError(f"sequence of {T0 + T} tokens exceeds the rotary table ({self.cos.size(0)})")
+        return self.cos[T0:T0 + T].to(self.compute_dtype), self.sin[T0:T0 + T].to(self.compute_dtype)
+
     def _smear(self, x: torch.Tensor, kv_cache) -> torch.Tensor:
         """x_t += smear_lambda * sigmoid(W x_t[:24]) * x_{t-1}: a cheap look at the previous token."""
-        if kv_cache is not None and kv_cache.get_pos() > 0:
+        pos = 0 if kv_cache is None else kv_cache.get_pos()
+        if torch.is_tensor(pos) or pos > 0:  # the cache knows each row's previous token (zeros at 0)
             prev = torch.cat([kv_cache.prev_embedding, x[:, :-1]], dim=1)  # (B, T, C)
         else:
             prev = F.pad(x[:, :-1], (0, 0, 1, 0))                           # t = 0 has no previous token
         if kv_cache is not None:
-            kv_cache.prev_embedding = x[:, -1:]                              # before smear, as nanochat
+            kv_cache.save_embeddings(x)                                      # before smear, as nanochat
         gate = torch.sigmoid(self.smear_gate(x[..., :24]))                  # (B, T, 1)
         return x + self.smear_lambda.to(x.dtype) * gate * prev
 
