@@ -68,7 +68,16 @@ def hub_source(repo_id: str, filename: str, offset: int, out) -> None:
     """The real source: an HTTP (Range) GET through huggingface_hub's session."""
     import huggingface_hub
 
-    url = huggingface_hub.hf_hub_url(repo_id, filename, repo_type="dataset")
+    url_source(huggingface_hub.hf_hub_url(repo_id, filename, repo_type="dataset"), "", offset, out)
+
+
+def url_source(base_url: str, filename: str, offset: int, out) -> None:
+    """A source for any HTTP(S) server: GET ``base_url/filename`` (``base_url`` alone when
+    ``filename`` is empty) from byte ``offset``; Phase 7 fetches its evaluation data with it."""
+    import huggingface_hub
+
+    url = f"{base_url.rstrip('/')}/{filename}" if filename else base_url
+    filename = filename or url.rsplit("/", 1)[-1]
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     session = huggingface_hub.get_session()
     try:
@@ -131,8 +140,12 @@ class DownloadReport:
 
 # --8<-- [start:fetch_one]
 def fetch_one(repo_id: str, name: str, out_dir: Path, source: Source, retries: int, backoff: float,
-              sleep: Callable[[float], None], on_bytes: Callable[[int], None]) -> int:
-    """Download one shard (resuming a .partial), check it, rename it into place; returns bytes."""
+              sleep: Callable[[float], None], on_bytes: Callable[[int], None],
+              check: Callable[[Path], None] | None = None) -> int:
+    """Download one shard (resuming a .partial), check it, rename it into place; returns bytes.
+
+    ``check`` raises ValueError for a bad file (default: ``check_parquet``; Phase 7 passes a
+    zip or checksum check for files that are not text shards)."""
     final, partial = out_dir / name, out_dir / (name + ".partial")
     for attempt in range(1, retries + 1):
         offset = partial.stat().st_size if partial.exists() else 0   # continue where we stopped
@@ -141,7 +154,7 @@ def fetch_one(repo_id: str, name: str, out_dir: Path, source: Source, retries: i
                 source(repo_id, name, offset, _Counting(f, on_bytes))
                 f.flush()
                 os.fsync(f.fileno())
-            check_parquet(partial)                # garbage or truncation must not get the final name
+            (check or check_parquet)(partial)     # garbage or truncation must not get the final name
             os.replace(partial, final)            # atomic: `final` only ever names a complete file
             return final.stat().st_size
         except (Offline, UserError):

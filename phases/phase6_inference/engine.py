@@ -246,12 +246,15 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
 class Engine:
     """Generate with a KV cache: batched, seeded, with tools, stop strings and log-probs."""
 
-    def __init__(self, model, tokenizer, *, max_context: int | None = None):
+    def __init__(self, model, tokenizer, *, max_context: int | None = None,
+                 stop_tokens: Sequence[str] = STOP_TOKENS):
+        """``max_context``: the longest row (default: the model's rotary table, 10 x sequence_len);
+        ``stop_tokens``: special tokens that end a row when sampled."""
         self.model, self.tokenizer = model.eval(), tokenizer
         self.device = model.wte.weight.device
         self.max_context = max_context or model.cos.size(0)
         sp = tokenizer.encode_special
-        self.stop_ids = frozenset(sp(name) for name in STOP_TOKENS)
+        self.stop_ids = frozenset(sp(name) for name in stop_tokens)
         self.python_start, self.python_end = sp("<|python_start|>"), sp("<|python_end|>")
         self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
 

@@ -1,0 +1,241 @@
+"""CORE-style in-context evaluation: how well a *base* model does tasks from a few examples.
+
+The DCLM paper's CORE score (nanochat's base-model metric) runs 22 tasks in three item
+types, each scored from the model's losses, never from generated text:
+
+- **multiple_choice** (ARC, HellaSwag, …): one context, several continuations. The choices
+  start where their token lists stop agreeing (the common prefix); the choice whose tokens
+  have the lowest *mean* loss wins.
+- **schema** (Winograd, Winogrande): several contexts, one continuation, found as the common
+  token suffix; the context under which the continuation has the lowest mean loss wins.
+- **language_modeling** (LAMBADA, SQuAD, …): the greedy argmax at every continuation
+  position must reproduce the continuation exactly.
+
+Prompts are nanochat's: ``num_fewshot`` solved examples (drawn with ``Random(1234 + index)``,
+never the item itself), each followed by a blank line, then the item; the task's
+``delimiter`` joins context and continuation. Items are shuffled with ``Random(1337)`` and
+capped at ``max_per_task``; the few-shot pool is the capped list, as in nanochat. Asking for
+more shots than the pool holds (nanochat #550 crashes) caps the shots and says so.
+Sequences longer than the model's ``sequence_len`` keep their last tokens.
+
+**Batching**: nanochat runs one item (its 2-4 choices) per forward pass. Here the sequences
+of many items, sorted by length, fill batches of up to ``batch_tokens`` tokens (padded with
+``<|bos|>`` on the right, which a causal model never looks at): the same numbers, several
+times faster. ``batch_tokens=0`` runs one item at a time, as nanochat.
+
+**Ranks** take items ``rank, rank + world, …``; the per-item results are summed across ranks.
+**Score**: ``centered = (acc - baseline) / (1 - baseline)``, 0 at chance and 1 when perfect;
+CORE is the mean centered score over the 22 tasks (a subset is named as one).
+
+What it leaves out: length-normalised and PMI scoring (OLMo's ``acc_per_char`` / ``pmi_dc``),
+jinja templates (the three templates are three f-strings).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from phases.common.console import UserError, progress
+from phases.phase7_eval.tasks import Task
+
+ITEM_TYPES = ("multiple_choice", "schema", "language_modeling")
+SHUFFLE_SEED, FEWSHOT_SEED = 1337, 1234
+CORE_TASKS = 22
+
+
+class ICLTask(Task):
+    """In-context items of one type: dicts in the eval bundle's format (see ``render``)."""
+    kind = "in-context"
+
+    def __init__(self, name: str, task_type: str, rows: list[dict], num_fewshot: int = 0,
+                 delimiter: str = " ", random_baseline: float = 0.0, source: str = ""):
+        if task_type not in ITEM_TYPES:
+            raise UserError(f"{name}: unknown item type {task_type!r} (expected one of {', '.join(ITEM_TYPES)})")
+        super().__init__(rows)
+        self.name, self.task_type, self.num_fewshot = name, task_type, num_fewshot
+        self.delimiter, self.random_baseline, self.source = delimiter, random_baseline, source
+
+    def get_example(self, index: int) -> dict:
+        return self.rows[index]
+
+
+# --8<-- [start:fewshot]
+def fewshot_indices(n: int, index: int, k: int) -> list[int]:
+    """``k`` distinct example indices for item ``index`` of ``n``, never ``index`` itself (nanochat's draw)."""
+    return random.Random(FEWSHOT_SEED + index).sample([i for i in range(n) if i != index], k)
+# --8<-- [end:fewshot]
+
+
+# --8<-- [start:render]
+def render(task_type: str, item: dict, shots: list[dict], d: str) -> list[str]:
+    """The prompts of one item: one per choice (multiple choice, schema), or [without, with] (LM)."""
+    if task_type == "multiple_choice":
+        prefix = "".join(f"{s['query']}{d}{s['choices'][s['gold']]}\n\n" for s in shots)
+        return [f"{prefix}{item['query']}{d}{choice}" for choice in item["choices"]]
+    if task_type == "schema":
+        prefix = "".join(f"{s['context_options'][s['gold']]}{d}{s['continuation']}\n\n" for s in shots)
+        return [f"{prefix}{context}{d}{item['continuation']}" for context in item["context_options"]]
+    prefix = "".join(f"{s['context'].strip()}{d}{s['continuation']}\n\n" for s in shots)
+    without = f"{prefix}{item['context'].strip()}{d}"
+    # stripped: a trailing space would merge into the continuation's first token
+    return [without.strip(), without + item["continuation"]]
+# --8<-- [end:render]
+
+
+def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
+    """Length of the token prefix (or suffix) shared by all ``seqs``."""
+    n = 0
+    for column in zip(*(reversed(s) if from_end else s for s in seqs)):
+        if any(c != column[0] for c in column):
+            break
+        n += 1
+    return n
+
+
+# --8<-- [start:spans]
+def spans(task_type: str, tokens: list[list[int]], max_len: int) -> list[tuple[list[int], int, int]]:
+    """(tokens, start, end) per sequence to score: the continuation is ``tokens[start:end]``."""
+    if task_type == "multiple_choice":
+        start = common_length(tokens)                      # choices begin where the prompts differ
+        out = [(t, start, len(t)) for t in tokens]
+    elif task_type == "schema":
+        tail = common_length(tokens, from_end=True)        # the shared continuation
+        out = [(t, len(t) - tail, len(t)) for t in tokens]
+    else:
+        without, with_ = tokens
+        out = [(with_, common_length([without, with_]), len(with_))]
+    cropped = []
+    for t, s, e in out:                                    # too long: keep the last max_len tokens
+        cut = max(0, len(t) - max_len)
+        cropped.append((t[cut:], max(1, s - cut), e - cut))
+    return cropped
+# --8<-- [end:spans]
+
+
+@dataclass
+class TaskResult:
+    name: str
+    task_type: str
+    num_fewshot: int
+    n: int
+    correct: int
+    random_baseline: float
+    seconds: float
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def centered(self) -> float:
+        return centered(self.accuracy, self.random_baseline)
+
+
+def centered(accuracy: float, baseline: float) -> float:
+    """0 at chance, 1 at perfect: how far above guessing, as a share of the room above it."""
+    return (accuracy - baseline) / (1.0 - baseline)
+
+
+def core_score(results: list[TaskResult]) -> tuple[str, float]:
+    """(name, mean centered accuracy): "CORE" only over all 22 tasks, else a named subset."""
+    name = "CORE" if len(results) == CORE_TASKS else f"CORE-{len(results)} (subset: {len(results)} of {CORE_TASKS} tasks)"
+    return name, sum(r.centered for r in results) / len(results)
+
+
+def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, list[str]]:
+    """Shuffle, cap, render and tokenise: per item, its (tokens, start, end) sequences and answer."""
+    rows = list(task.rows)
+    random.Random(SHUFFLE_SEED).shuffle(rows)
+    if max_per_task > 0:
+        rows = rows[:max_per_task]
+    notes, k = [], task.num_fewshot
+    if k > len(rows) - 1:
+        notes.append(f"{k}-shot asked but only {len(rows) - 1} other items: capped to {max(0, len(rows) - 1)}")
+        k = max(0, len(rows) - 1)
+    items = []
+    for idx, item in enumerate(rows):
+        shots = [rows[i] for i in fewshot_indices(len(rows), idx, k)] if k else []
+        prompts = render(task.task_type, item, shots, task.delimiter)
+        tokens = tok.encode_batch(prompts, prepend=tok.bos_token_id)
+        items.append((spans(task.task_type, tokens, max_len), item.get("gold", 0)))
+    return items, notes
+
+
+# --8<-- [start:score]
+@torch.no_grad()
+def score_sequences(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
+    """One forward over right-padded ``seqs``: (mean continuation loss, greedy reproduces it) each."""
+    device = next(model.parameters()).device
+    width = max(len(t) for t, _, _ in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for row, (t, _, _) in enumerate(seqs):
+        ids[row, :len(t)] = torch.tensor(t)
+    logits = model(ids.to(device))                                        # (B, T, V)
+    out = []
+    for row, (t, s, e) in enumerate(seqs):
+        pred = logits[row, s - 1:e - 1]                                   # (L, V): predicts t[s:e]
+        target = ids[row, s:e].to(device)                                 # (L,)
+        loss = F.cross_entropy(pred.float(), target, reduction="mean").item()
+        out.append((loss, bool(torch.equal(pred.argmax(-1), target))))
+    return out
+# --8<-- [end:score]
+
+
+def decide(task_type: str, scored: list[tuple[float, bool]], gold: int) -> bool:
+    """Is the item right? Lowest mean loss = the gold choice, or (LM) every token reproduced."""
+    if task_type == "language_modeling":
+        return scored[0][1]
+    losses = [loss for loss, _ in scored]
+    return losses.index(min(losses)) == gold
+
+
+def pack(keys: list, lengths: list[int], batch_tokens: int) -> list[list]:
+    """Group ``keys`` (longest first) into batches whose padded size stays within ``batch_tokens``."""
+    groups, batch, width = [], [], 0
+    for key, n in sorted(zip(keys, lengths), key=lambda kn: -kn[1]):
+        if batch and (len(batch) + 1) * max(width, n) > batch_tokens:
+            groups.append(batch)
+            batch, width = [], 0
+        batch.append(key)
+        width = max(width, n)
+    return groups + ([batch] if batch else [])
+
+
+def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -1, batch_tokens: int = 8192,
+                  show_progress: bool = False) -> TaskResult:
+    """Accuracy of ``model`` on ``task``; with a Phase 4 runtime, each rank scores its share."""
+    rank, world = (runtime.rank, runtime.world_size) if runtime is not None else (0, 1)
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    items, notes = prepare(task, tok, max_per_task, model.config.sequence_len)
+    mine = list(range(rank, len(items), world))
+    seqs = [(i, j) for i in mine for j in range(len(items[i][0]))]
+    scored: dict[tuple[int, int], tuple[float, bool]] = {}
+    if batch_tokens > 0:   # many items per forward: sequences sorted by length, little padding
+        groups = pack(seqs, [len(items[i][0][j][0]) for i, j in seqs], batch_tokens)
+    else:                  # one item per forward (nanochat)
+        groups = [[(i, j) for j in range(len(items[i][0]))] for i in mine]
+    bar = progress(total=len(seqs), desc=f"{task.name}", unit="seq", enabled=show_progress)
+    with bar:
+        for group in groups:
+            for key, result in zip(group, score_sequences(model, [items[i][0][j] for i, j in group],
+                                                          tok.bos_token_id)):
+                scored[key] = result
+            bar.update(len(group))
+    correct = [0.0] * len(items)
+    for i in mine:
+        correct[i] = float(decide(task.task_type, [scored[(i, j)] for j in range(len(items[i][0]))],
+                                  items[i][1]))
+    if world > 1:
+        correct = runtime.sum(correct)                 # each rank filled its own items
+    model.train(was_training)
+    k = min(task.num_fewshot, max(0, len(items) - 1))
+    return TaskResult(task.name, task.task_type, k, len(items), int(round(sum(correct))), task.random_baseline,
+                      time.perf_counter() - t0, task.source, notes)
