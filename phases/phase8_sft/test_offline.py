@@ -1,25 +1,11 @@
 """Phase 8 checkpoint: the offline chat data is deterministic, valid, checkable and split cleanly."""
 from __future__ import annotations
 
-import ast
-import operator
-
 import pytest
 
+from phases.phase6_inference.calculator import calculate
+
 pytestmark = pytest.mark.phase8
-
-OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-
-def _arith(node):
-    """Evaluate the data's + - * / expressions by walking the tree (no eval)."""
-    if isinstance(node, ast.Expression):
-        return _arith(node.body)
-    if isinstance(node, ast.BinOp):
-        return OPS[type(node.op)](_arith(node.left), _arith(node.right))
-    assert isinstance(node, ast.Constant) and isinstance(node.value, int)
-    return node.value
-
 
 def _tool_parts(conv):
     return [m["content"] for m in conv["messages"] if m["role"] == "assistant" and isinstance(m["content"], list)]
@@ -46,18 +32,14 @@ def test_split_is_by_problem_not_by_wording(offline):
 
 
 @pytest.mark.parametrize("task", ["arithmetic", "spelling", "followups"])
-def test_tool_outputs_and_answers_are_right(offline, task):
-    for conv in offline.generate(task, "train", 200):
-        for parts in _tool_parts(conv):
-            expr, output, final = (p["text"] for p in parts)
-            if ".count(" in expr:
-                word, letter = ast.literal_eval(expr.split(".count(")[0]), ast.literal_eval(expr.split(".count(")[1][:-1])
-                value = word.count(letter)
-            else:
-                value = _arith(ast.parse(expr, mode="eval"))
-            assert value == int(value) and output == str(int(value))
-            assert final == f"#### {output}"
-        assert conv["answer"] == _tool_parts(conv)[-1][1]["text"]
+def test_tool_outputs_are_what_the_calculator_answers(offline, task):
+    """Training shows the model exactly what Phase 6's engine will force into its reply."""
+    for split in ("train", "test"):
+        for conv in offline.generate(task, split, 200):
+            for parts in _tool_parts(conv):
+                expr, output, final = (p["text"] for p in parts)
+                assert calculate(expr) == output and final == f"#### {output}"
+            assert conv["answer"] == _tool_parts(conv)[-1][1]["text"]
 
 
 def test_first_sentence(offline):
