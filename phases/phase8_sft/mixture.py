@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phases.common.console import UserError
+from phases.common.paths import base_dir
 from phases.phase7_eval.chat_tasks import GSM8K, MMLU, extract_answer, same_number
 from phases.phase7_eval.tasks import Task, TaskMixture
 from phases.phase8_sft import offline
@@ -109,7 +110,8 @@ def parse_spec(spec: str) -> list[Entry]:
     return out
 
 
-def parquet_rows(repo: str, config: str, split: str, show_progress: bool = True) -> list[dict]:
+def parquet_rows(repo: str, config: str, split: str, show_progress: bool = True, endpoint: str | None = None
+                 ) -> list[dict]:
     """The rows of a Hub dataset's parquet export, downloaded once into ``<base>/task_data``.
 
     Phase 7's ``hub_rows`` does this for its evaluation tasks only (a fixed table of test
@@ -119,13 +121,14 @@ def parquet_rows(repo: str, config: str, split: str, show_progress: bool = True)
     from phases.phase7_eval import hub
     general = getattr(hub, "parquet_rows", None)
     if general is not None:
-        return general(repo, config, split, show_progress=show_progress)
+        return general(repo, config, split, show_progress=show_progress, endpoint=endpoint)
     key = f"{repo}/{config}/{split}"
     table = dict(hub.HUB_TASKS)
     table[key] = (repo, config, split)
     saved, hub.HUB_TASKS = hub.HUB_TASKS, table
     try:
-        return hub.hub_rows(key, show_progress=show_progress)
+        folder = base_dir() / "task_data" / repo.replace("/", "__") / config / split
+        return hub.hub_rows(key, endpoint=endpoint, out=folder, show_progress=show_progress)
     finally:
         hub.HUB_TASKS = saved
 
@@ -164,6 +167,14 @@ def build(spec: str, split: str = "train", seed: int = 42, show_progress: bool =
             raise UserError(f"the mixture {spec!r} has no task with a held-out split (files have none)")
     tasks = [task_of(e, split, show_progress=show_progress) for e in entries]
     return TaskMixture(tasks, [e.epochs for e in entries], seed=seed)
+
+
+def reward(tasks: TaskMixture | Task, k: int, completion: str) -> float:
+    """The reward of ``completion`` for the ``k``-th conversation of a mixture (or a task): its task's judge."""
+    if not isinstance(tasks, TaskMixture):
+        return tasks.reward(tasks[k], completion)
+    name, _ = tasks.source(k)
+    return next(t for t in tasks.tasks if t.name == name).reward(tasks[k], completion)
 
 
 if __name__ == "__main__":

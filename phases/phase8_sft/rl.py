@@ -48,10 +48,11 @@ from phases.common.console import UserError
 from phases.phase0_tokenizer.chat import render_for_completion
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
-from phases.phase2_training.recipe import Recipe, Runtime
+from phases.phase2_training.recipe import Recipe
 from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, load_tokenizer, run_training
 from phases.phase4_ddp import recipe as p4recipe
 from phases.phase5_data.pretrain import PretrainConfig, pretrain_recipe
+from phases.phase7_eval.tasks import TaskMixture
 from phases.phase8_sft import mixture as mixtures
 from phases.phase8_sft.grpo import NORMALISATIONS, SCALES, advantages, policy_loss
 from phases.phase8_sft.rows import fixed_batches
@@ -161,7 +162,8 @@ class Rollouts:
         cfg, model = self.cfg, self.holder["model"]
         numbers = [(self.cursor + i) * self.world + self.rank for i in range(self.per_rank)]
         self.cursor += self.per_rank
-        convs = [self.task[n % len(self.task)] for n in numbers]
+        picks = [n % len(self.task) for n in numbers]
+        convs = [self.task[k] for k in picks]
         prompts = [render_for_completion(self.tok, c) for c in convs]
         was_training = model.training
         model.eval()
@@ -173,11 +175,11 @@ class Rollouts:
         finally:
             model.train(was_training)
         groups = []
-        for p, (conv, prompt) in enumerate(zip(convs, prompts)):
+        for p, (k, prompt) in enumerate(zip(picks, prompts)):
             mine = outs[p * cfg.num_samples:(p + 1) * cfg.num_samples]
             groups.append({"prompt": prompt, "tokens": [c.tokens for c in mine], "masks": [c.masks for c in mine],
                            "logprobs": [c.logprobs for c in mine] if cfg.updates_per_batch > 1 else None,
-                           "rewards": [self.task.reward(conv, c.text) for c in mine]})
+                           "rewards": [mixtures.reward(self.task, k, c.text) for c in mine]})
         return groups
 
     def _batch(self, group: dict, adv: torch.Tensor) -> tuple[torch.Tensor, RolloutBatch]:
@@ -234,8 +236,13 @@ class Rollouts:
 
 
 # --8<-- [start:recipe]
-def recipe(base: Recipe | None = None) -> Recipe:
-    """``base`` (default: pretraining's) turned into RL from ``cfg.sft``."""
+def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
+    """``base`` (default: pretraining's) turned into RL from ``cfg.sft``.
+
+    ``task`` (a Phase 7 ``Task`` or ``TaskMixture`` whose ``reward`` judges an answer) and
+    ``evals`` (held-out tasks) replace what ``cfg.task`` / ``cfg.eval_task`` name: practise
+    on a task and reward of your own.
+    """
     base = base or pretrain_recipe()
     held: dict = {}
 
@@ -258,19 +265,22 @@ def recipe(base: Recipe | None = None) -> Recipe:
         check_same_model(plan, meta, cfg.sft)
         if "task" not in held:
             held["tok"] = load_tokenizer(cfg)[0]
-            held["task"] = mixtures.build(cfg.task, "train", seed=cfg.seed)
-            held["evals"] = [mixtures.task_of(e, "test") for e in mixtures.parse_spec(cfg.eval_task)]
+            held["task"] = task if task is not None else mixtures.build(cfg.task, "train", seed=cfg.seed)
+            held["evals"] = evals if evals is not None else \
+                [mixtures.task_of(e, "test") for e in mixtures.parse_spec(cfg.eval_task)] if cfg.eval_task else []
         clip = (f"{cfg.updates_per_batch} updates per batch, ratio clipped to [{1 - cfg.clip_eps:g}, "
                 f"{1 + cfg.clip_eps_high:g}]" if cfg.updates_per_batch > 1 else "on-policy: one update per batch")
         return describe_with(plan, [
             "reinforcement learning:",
             f"  from                {cfg.sft}, every LR x {cfg.init_lr_frac:g}",
-            f"  problems            {len(held['task']):,} ({cfg.task}); {cfg.examples_per_step} per step x "
+            f"  problems            {len(held['task']):,} ({cfg.task if task is None else 'given'}); "
+            f"{cfg.examples_per_step} per step x "
             f"{cfg.num_samples} samples (temperature {cfg.temperature:g}, top-k {cfg.top_k or 'off'}, "
             f"<= {cfg.max_new_tokens} tokens)",
             f"  objective           advantage = reward - group mean{'' if cfg.scale_rewards == 'none' else ', / std (' + cfg.scale_rewards + ')'}; "
             f"{cfg.normalise}-level normalisation; KL beta {cfg.beta:g}; {clip}",
-            f"  held-out            {cfg.eval_task}: pass@1..{cfg.pass_k} and greedy accuracy at every evaluation"])
+            f"  held-out            {', '.join(t.name for t in held['evals']) or 'nothing'}: pass@1..{cfg.pass_k} "
+            "and greedy accuracy at every evaluation"])
 
     def make_model(plan, device, dtype, seed):
         cfg = plan.config
@@ -290,9 +300,10 @@ def recipe(base: Recipe | None = None) -> Recipe:
     def make_data(cfg, tok, tok_file, device, rt, show_progress):
         loader = Rollouts(held["task"], tok, cfg, held, rt.rank, rt.world_size, device)
         held["loader"], held["cfg"], held["runtime"] = loader, cfg, rt
-        val_tasks = mixtures.build(cfg.eval_task, "test", seed=cfg.seed)
-        val = fixed_batches(val_tasks, tok, cfg.num_samples, cfg.sequence_len, cfg.eval_tokens, rt.rank,
-                            rt.world_size, device)
+        val = []                           # the val bpb of the held-out reference answers
+        if held["evals"]:
+            val = fixed_batches(TaskMixture(held["evals"]), tok, cfg.num_samples, cfg.sequence_len, cfg.eval_tokens,
+                                rt.rank, rt.world_size, device)
         return loader, val
 
     def extra_eval(model, step):
@@ -315,6 +326,7 @@ def recipe(base: Recipe | None = None) -> Recipe:
 
 def rl(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout) -> RunResult:
     """RL on this process alone, or on every rank when launched by torchrun (Phase 4)."""
+    start_meta(cfg.sft, "sft")                        # a missing or broken starting run: say so first
     return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe())
 
 

@@ -152,17 +152,23 @@ def describe_with(plan, lines: list[str]):
 
 
 # --8<-- [start:recipe]
-def recipe(base: Recipe | None = None) -> Recipe:
-    """``base`` (default: pretraining's) turned into supervised fine-tuning from ``cfg.base``."""
+def recipe(base: Recipe | None = None, train=None, val=None, evals=None) -> Recipe:
+    """``base`` (default: pretraining's) turned into supervised fine-tuning from ``cfg.base``.
+
+    ``train`` / ``val`` (sequences of conversations) and ``evals`` (scored tasks) replace
+    what ``cfg.mixture`` and ``cfg.eval_tasks`` name: fine-tune on data of your own.
+    """
     base = base or pretrain_recipe()
     built: dict = {}                                 # the mixtures, built once per process
 
     def data(cfg, rt: Runtime):
         if "train" not in built:
-            tok, _ = load_tokenizer(cfg)
-            built.update(tok=tok, train=mixtures.build(cfg.mixture, "train", seed=cfg.seed),
-                         val=mixtures.build(cfg.mixture, "test", seed=cfg.seed, per_task=cfg.val_per_task),
-                         evals=[mixtures.task_of(e, "test") for e in mixtures.parse_spec(cfg.eval_tasks)]
+            built.update(tok=load_tokenizer(cfg)[0],
+                         train=train if train is not None else mixtures.build(cfg.mixture, "train", seed=cfg.seed),
+                         val=val if val is not None else mixtures.build(cfg.mixture, "test", seed=cfg.seed,
+                                                                        per_task=cfg.val_per_task),
+                         evals=evals if evals is not None else
+                         [mixtures.task_of(e, "test") for e in mixtures.parse_spec(cfg.eval_tasks)]
                          if cfg.eval_tasks else [])
         return built
 
@@ -178,7 +184,8 @@ def recipe(base: Recipe | None = None) -> Recipe:
         if cfg.num_iterations == -1:                  # one epoch of this rank's conversations
             plan = base.derive(cfg.replace(num_iterations=max(1, math.ceil(rows / per_step))), vocab_size, rt)
         check_same_model(plan, meta, cfg.base)
-        counts = ", ".join(f"{k} {v:,}" for k, v in d["train"].counts().items())
+        counts = ", ".join(f"{k} {v:,}" for k, v in d["train"].counts().items()) if hasattr(d["train"], "counts") \
+            else "given"
         return describe_with(plan, [
             "fine-tuning (SFT):",
             f"  from                {find_checkpoint(cfg.base).path} (optimizer state: "
@@ -188,7 +195,8 @@ def recipe(base: Recipe | None = None) -> Recipe:
             f"= {rows / per_step:.1f} steps per epoch; {stats.utilisation:.1%} of row tokens supervised, "
             f"{stats.fill:.1%} filled, {stats.dropped_long:,} conversations longer than a row dropped",
             f"  validation          {len(d['val']):,} held-out conversations (bpb of assistant tokens only)",
-            f"  scored at each eval {cfg.eval_tasks or 'nothing'} (held-out, greedy, with the calculator)"])
+            f"  scored at each eval {', '.join(t.name for t in d['evals']) or 'nothing'} "
+            "(held-out, greedy, with the calculator)"])
 
     def make_model(plan, device, dtype, seed):
         return load_start(GPT.build(plan.model, device=device, dtype=dtype, seed=seed), plan.config.base, device)
@@ -244,6 +252,7 @@ def score(model, tok, tasks, max_tokens: int, runtime=None, num_samples: int = 1
 
 def sft(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout) -> RunResult:
     """Fine-tune on this process alone, or on every rank when launched by torchrun (Phase 4)."""
+    start_meta(cfg.base)                              # a missing or broken base run: say so first
     return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe())
 
 
