@@ -142,6 +142,10 @@ def build_interactively(ask=None, say=print) -> dict:
     return conversations.check_conversation(template.normalise({"messages": messages}, merge_system=False))
 
 
+def plural(n: int, word: str = "conversation") -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def cmd_new(args, tok, color) -> int:
     record = build_interactively()
     print(show(tok, record, color, as_table=False))
@@ -167,7 +171,7 @@ def cmd_check(args, tok, color) -> int:
             print(f"line {n}: {p}")
         bad += bool(found)
     total = len(read_lines(args.file))
-    print(paint(f"{total - bad} of {total} conversations pass", "32" if not bad else "31", color))
+    print(paint(f"{total - bad} of {plural(total)} pass", "32" if not bad else "31", color))
     return 1 if bad else 0
 
 
@@ -199,7 +203,7 @@ def cmd_jinja(args, tok, color) -> int:
         if not same:
             print(f"line {n}: the Jinja template renders other ids or another mask")
     total = len(records(args.check))
-    print(f"{total - bad} of {total} conversations: same ids and same loss mask as render_conversation")
+    print(f"{total - bad} of {plural(total)}: same ids and same loss mask as render_conversation")
     return 1 if bad else 0
 
 
@@ -244,11 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                         template.from_openai(obj["messages"] if isinstance(obj, dict) else obj)))
                 except (ValueError, KeyError, TypeError, AttributeError) as e:   # ConversationError is a ValueError
                     raise UserError(f"{args.file}, line {n}: {e}") from None
-            print(f"{conversations.write_conversations(args.out, out, args.form)} conversations -> {args.out}")
+            print(f"{plural(conversations.write_conversations(args.out, out, args.form))} -> {args.out}")
             return 0
         if args.cmd == "export":
             n = conversations.write_conversations(args.out, [r for _, r in records(args.file)], args.form)
-            print(f"{n} conversations -> {args.out} ({args.form} form)")
+            print(f"{plural(n)} -> {args.out} ({args.form} form)")
             return 0
         tok = load_tokenizer(args.tokenizer)
         if args.cmd == "show":
