@@ -98,10 +98,16 @@ def policy_loss(logp: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor, old_l
 # --8<-- [end:policy_loss]
 
 
-def token_logprobs(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(B, T) log-probability of each target under ``model``; 0 where the target is -1."""
-    nll = model(x, targets=y, loss_reduction="none")               # (B, T) -log p, 0 at ignored targets
-    return -nll
+def token_logprobs(model, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """(B, T) log-probability of each target under ``model`` sampled at ``temperature``; 0 where y is -1.
+
+    The policy that picked the tokens is the model's softmax at the sampling temperature, so that
+    is the distribution whose log-probabilities the loss (and its ratio) must use.
+    """
+    logits = model(x).float()                                      # (B, T, V), softcapped
+    logp = torch.log_softmax(logits / temperature, dim=-1)         # (B, T, V)
+    picked = logp.gather(-1, y.clamp(min=0)[..., None])[..., 0]    # (B, T)
+    return picked * (y >= 0)
 
 
 if __name__ == "__main__":

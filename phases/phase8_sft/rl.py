@@ -25,7 +25,8 @@ no KL (``beta`` 0), one update per batch (on-policy: no ratio, no clipping), rew
 the group mean without dividing by the std, token-level normalisation. ``beta > 0`` keeps a
 frozen copy of the starting model as the reference; ``updates_per_batch > 1`` reuses each
 batch of samples for that many steps with PPO's clipped ratio (old log-probabilities are
-the engine's, recorded while sampling).
+computed right after sampling). Log-probabilities are those of the policy that sampled:
+``softmax(logits / temperature)``.
 
 What it leaves out: a learned value function (PPO), reward models, several reward
 functions per task, asynchronous generation.
@@ -54,7 +55,7 @@ from phases.phase4_ddp import recipe as p4recipe
 from phases.phase5_data.pretrain import PretrainConfig, pretrain_recipe
 from phases.phase7_eval.tasks import TaskMixture
 from phases.phase8_sft import mixture as mixtures
-from phases.phase8_sft.grpo import NORMALISATIONS, SCALES, advantages, policy_loss
+from phases.phase8_sft.grpo import NORMALISATIONS, SCALES, advantages, policy_loss, token_logprobs
 from phases.phase8_sft.rows import fixed_batches
 from phases.phase8_sft.sft import check_same_model, describe_with, inherit, load_start, scale_lrs, score, start_meta
 
@@ -121,11 +122,12 @@ class Policy(GPT):
     loss is. The weights, checkpoints and generation are a GPT's.
     """
     loss_options: dict = {}
+    temperature: float = 1.0          # the sampling temperature: the policy is softmax(logits / T)
 
     def forward(self, idx, targets=None, *args, **kwargs):
         if not isinstance(targets, RolloutBatch):
             return super().forward(idx, targets, *args, **kwargs)
-        logp = -super().forward(idx, targets=targets.targets, loss_reduction="none")   # (N, T), 0 where -1
+        logp = token_logprobs(super().forward, idx, targets.targets, self.temperature)   # (N, T), 0 where -1
         loss, self.last_stats = policy_loss(logp, targets.targets >= 0, targets.advantages, targets.old_logp,
                                             targets.ref_logp, **self.loss_options)
         return loss
@@ -170,16 +172,19 @@ class Rollouts:
         try:
             outs = Engine(model, self.tok).generate_batch(
                 prompts, num_samples=cfg.num_samples, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_k=cfg.top_k or None, seed=[_seed(cfg.seed, n) for n in numbers],
-                logprobs=cfg.updates_per_batch > 1)
+                top_k=cfg.top_k or None, seed=[_seed(cfg.seed, n) for n in numbers])
         finally:
             model.train(was_training)
         groups = []
         for p, (k, prompt) in enumerate(zip(picks, prompts)):
             mine = outs[p * cfg.num_samples:(p + 1) * cfg.num_samples]
             groups.append({"prompt": prompt, "tokens": [c.tokens for c in mine], "masks": [c.masks for c in mine],
-                           "logprobs": [c.logprobs for c in mine] if cfg.updates_per_batch > 1 else None,
                            "rewards": [mixtures.reward(self.task, k, c.text) for c in mine]})
+        if cfg.updates_per_batch > 1:      # the sampling policy's log-probs, for the ratio of later updates
+            for g in groups:
+                x, batch = self._batch(g, torch.zeros(len(g["tokens"])))
+                with torch.no_grad():
+                    g["old_logp"] = token_logprobs(model, x, batch.targets, cfg.temperature).tolist()
         return groups
 
     def _batch(self, group: dict, adv: torch.Tensor) -> tuple[torch.Tensor, RolloutBatch]:
@@ -189,7 +194,6 @@ class Rollouts:
         bos = self.tok.encode_special("<|bos|>")
         x = torch.full((n, width), bos, dtype=torch.long)
         y = torch.full((n, width), -1, dtype=torch.long)
-        old = torch.zeros((n, width)) if group["logprobs"] else None
         for i, (toks, masks) in enumerate(zip(group["tokens"], group["masks"])):
             seq = prompt + toks
             x[i, :len(seq) - 1] = torch.tensor(seq[:-1])
@@ -197,14 +201,13 @@ class Rollouts:
             for j, (t, m) in enumerate(zip(toks, masks)):
                 if m:                                   # sampled: learned; forced tool output: not
                     y[i, start + j] = t
-                    if old is not None:
-                        old[i, start + j] = group["logprobs"][i][j]
         x, y = x.to(self.device), y.to(self.device)
+        old = torch.tensor(group["old_logp"], device=self.device) if "old_logp" in group else None
         ref = None
         if self.cfg.beta > 0:
             with torch.no_grad():
-                ref = -self.holder["ref"](x, targets=y, loss_reduction="none")
-        return x, RolloutBatch(y, adv.to(self.device), old.to(self.device) if old is not None else None, ref)
+                ref = token_logprobs(self.holder["ref"], x, y, self.cfg.temperature)
+        return x, RolloutBatch(y, adv.to(self.device), old, ref)
 
     def _refill(self) -> None:
         if not self.block or self.uses >= self.cfg.updates_per_batch:
@@ -287,6 +290,7 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
         model = load_start(Policy.build(plan.model, device=device, dtype=dtype, seed=seed), cfg.sft, device)
         model.loss_options = dict(clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, beta=cfg.beta,
                                   normalise=cfg.normalise)
+        model.temperature = cfg.temperature
         if cfg.beta > 0:                   # a frozen copy of where RL started
             held["ref"] = copy.deepcopy(model).requires_grad_(False).eval()
         held["model"] = model
