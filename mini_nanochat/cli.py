@@ -36,6 +36,8 @@ COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
     ("pretrain", "phases.phase5_data.pretrain", "pretrain a GPT (Phases 2-5), on one process or torchrun's ranks"),
     ("generate", "phases.phase6_inference.generate", "generate text from a checkpoint with the KV-cache engine"),
     ("eval", "phases.phase7_eval.evaluate", "evaluate a base or chat model (bpb, CORE, chat tasks), offline by default"),
+    ("sft", "phases.phase8_sft.sft", "supervised fine-tuning of a base model on conversations (Phase 2's loop)"),
+    ("rl", "phases.phase8_sft.rl", "reinforcement learning (GRPO-style) on checkable problems, from an SFT model"),
 ]
 # --8<-- [end:commands]
 
