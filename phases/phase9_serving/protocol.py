@@ -127,8 +127,14 @@ class CompletionRequest(_Sampling):
     best_of: Optional[int] = Field(None, ge=1)
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
 def _param(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith(("function-", "union[")))
+    """pydantic's error location without the union-member tags it inserts (``stop.str`` -> ``stop``)."""
+    keep = [str(p) for p in loc if not (isinstance(p, str) and (p.lower() in _TYPE_TAGS or "[" in p or p[:1].isupper()
+                                                                or p.startswith("function-")))]
+    return ".".join(keep)
 
 
 def parse(model: type[BaseModel], raw: bytes, limits: Limits) -> Any:
