@@ -90,15 +90,18 @@ class Run:
     async def pieces(self, ping_every: float | None = None) -> AsyncIterator[Piece | None]:
         """Each new piece of text as it comes; ``None`` every ``ping_every`` idle seconds (keep-alive)."""
         stop_ids = self.server.engine.stop_ids
+        checked = time.perf_counter()
         try:
             while self._open:
+                if not ping_every and time.perf_counter() - checked > 0.25:
+                    checked = time.perf_counter()
+                    if await self.request.is_disconnected():    # nobody waits for the answer any more
+                        raise Disconnected()
                 try:
                     no, index, ev = await asyncio.wait_for(self._queue.get(), ping_every or 0.25)
                 except asyncio.TimeoutError:
                     if ping_every:
                         yield None
-                    elif await self.request.is_disconnected():   # nobody waits for the answer any more
-                        raise Disconnected()
                     continue
                 if index is None:
                     raise _as_api_error(ev)

@@ -48,7 +48,7 @@ class QueueFull(Exception):
     """The wait queue is full: the server answers 429 with Retry-After."""
 
 
-@dataclass
+@dataclass(eq=False)          # jobs are compared by identity (they go in sets)
 class Job:
     """One request: ``n`` choices of one prompt.
 

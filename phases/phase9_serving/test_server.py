@@ -153,3 +153,162 @@ def test_fifty_concurrent_streams_equal_alone(start_server):
                and 'le="4.0"' in line]
     steps = [line for line in metrics.splitlines() if line.startswith("mini_nanochat_batch_size_count")]
     assert float(batched[0].split()[-1]) < float(steps[0].split()[-1])      # some steps ran more than 4 rows
+
+
+# -- malformed requests ----------------------------------------------------------------------------
+def _malformed():
+    """A strategy of request bodies that a correct server must refuse with a 4xx."""
+    from hypothesis import strategies as st
+    junk = st.one_of(st.text(max_size=8), st.booleans(), st.lists(st.integers(), max_size=3),
+                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.floats(allow_nan=False))
+    not_number = st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2))
+    bad_fields = {
+        "temperature": st.one_of(not_number, st.floats(min_value=2.0001, max_value=1e9), st.floats(max_value=-1e-6)),
+        "top_p": st.one_of(not_number, st.just(0), st.floats(min_value=1.0001, max_value=1e6), st.floats(max_value=0)),
+        "top_k": st.one_of(not_number, st.integers(max_value=-1), st.floats(min_value=0.5, max_value=9.5)),
+        "max_tokens": st.one_of(not_number, st.integers(max_value=-1), st.integers(min_value=5000)),
+        "n": st.one_of(not_number, st.integers(max_value=0), st.integers(min_value=9, max_value=10 ** 6)),
+        "stop": st.one_of(st.integers(), st.just(""), st.lists(st.text(min_size=1), min_size=5, max_size=7),
+                          st.lists(st.integers(), min_size=1, max_size=2)),
+        "seed": st.one_of(st.text(max_size=3), st.floats(min_value=0.5, max_value=9.5), st.integers(min_value=2 ** 63)),
+        "stream": st.one_of(st.text(max_size=3), st.integers(), st.none()),
+        "messages": st.one_of(st.just([]), junk.filter(lambda v: not isinstance(v, list) or v == []),
+                              st.lists(junk, min_size=1, max_size=2),
+                              st.builds(lambda r: [{"role": r, "content": "hi"}],
+                                        st.text(max_size=6).filter(lambda r: r not in ("user", "system", "developer"))),
+                              st.builds(lambda c: [{"role": "user", "content": c}],
+                                        st.one_of(st.integers(), st.booleans(), st.just([{"type": "image"}]))),
+                              st.just([{"role": "user", "content": "x" * 8001}]),
+                              st.just([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])),
+        "stream_options": st.just({"include_usage": True}),          # without stream: true
+        "presence_penalty": st.floats(min_value=0.1, max_value=2),
+        "model": st.one_of(st.integers(), st.text(min_size=1, max_size=8).filter(lambda m: m != "sft_tiny")),
+    }
+    valid = {"messages": user("hi"), "max_tokens": 1}
+    mutated = st.sampled_from(sorted(bad_fields)).flatmap(
+        lambda k: bad_fields[k].map(lambda v, k=k: json.dumps({**valid, k: v}).encode()))
+    raw = st.one_of(st.binary(max_size=40).filter(lambda b: not b.strip().startswith(b"{")),
+                    st.sampled_from([b"", b"[]", b"null", b"42", b'"hi"', b"{", b'{"messages": [}', b"\xff\xfe"]),
+                    st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(st.sampled_from(["foo", "prompt"]),
+                                                                               junk, max_size=2)))
+    return st.one_of(mutated, raw)
+
+
+def test_thousand_malformed_requests_get_4xx_and_the_server_keeps_serving(live_server):
+    from hypothesis import HealthCheck, given, settings
+
+    u = urllib.parse.urlparse(live_server.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    seen: dict[int, int] = {}
+
+    @settings(max_examples=1000, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(_malformed())
+    def check(body):
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        payload = json.loads(r.read())
+        seen[r.status] = seen.get(r.status, 0) + 1
+        assert 400 <= r.status < 500, (body, r.status, payload)
+        assert set(payload["error"]) == {"message", "type", "param", "code"} and payload["error"]["message"]
+
+    check()
+    conn.close()
+    assert sum(seen.values()) >= 1000 and set(seen) <= {400, 404, 413}
+    r = client(live_server).chat.completions.create(model="sft_tiny", messages=user("Who are you?"), temperature=0)
+    assert r.choices[0].message.content == ANSWER["Who are you?"]
+
+
+def test_other_bad_requests(live_server):
+    assert request(live_server, "POST", "/v1/chat/completions", b"{" * (2 << 20))[0] == 413
+    status, _, body = request(live_server, "GET", "/v1/nothing")
+    assert status == 404 and json.loads(body)["error"]["code"] == "unknown_route"
+    assert request(live_server, "GET", "/v1/chat/completions")[0] == 405
+    status, _, body = request(live_server, "POST", "/v1/chat/completions", {"messages": user("x" * 7000)})
+    assert status == 400 and json.loads(body)["error"]["code"] == "context_length_exceeded"
+    status, _, body = request(live_server, "POST", "/v1/completions", {"prompt": [[1, 2], [99999]]})
+    assert status == 400 and json.loads(body)["error"]["param"] == "prompt"
+    status, _, body = request(live_server, "POST", "/v1/completions", {"prompt": "hi", "stream": True, "echo": True})
+    assert status == 400 and json.loads(body)["error"]["code"] == "unsupported"
+
+
+# -- limits, cancellation, overload ----------------------------------------------------------------
+def _slow(srv, seconds: float) -> None:
+    """Make every decode step of this server's engine take at least ``seconds`` (timing tests)."""
+    engine = srv.app.app.state.server.engine
+    decode = engine.decode
+
+    def slow_decode(*a, **kw):
+        time.sleep(seconds)
+        return decode(*a, **kw)
+    engine.decode = slow_decode
+
+
+def _health(srv) -> dict:
+    return json.loads(request(srv, "GET", "/health")[2])
+
+
+def _wait_idle(srv, within: float) -> float:
+    t0 = time.perf_counter()
+    while _health(srv)["running"] or _health(srv)["waiting"]:
+        assert time.perf_counter() - t0 < within, f"still generating after {within} s"
+        time.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def test_disconnect_cancels_generation(start_server, caplog):
+    srv = start_server()
+    _slow(srv, 0.2)                                   # the story takes ~3 s to generate
+    u = urllib.parse.urlparse(srv.url)
+    body = json.dumps({"messages": user("Tell me a short story."), "stream": True, "temperature": 0}).encode()
+    with caplog.at_level("INFO", logger="mini_nanochat.access"):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200 and r.read(6) == b"data: "
+        conn.sock.close()                             # the client goes away mid-stream
+        conn.close()
+        assert _wait_idle(srv, within=1.5) < 1.5
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=0.5)   # waiting for a whole answer
+        conn.request("POST", "/v1/chat/completions", body=body.replace(b'"stream": true', b'"stream": false'),
+                     headers={"Content-Type": "application/json"})
+        with pytest.raises(TimeoutError):
+            conn.getresponse()
+        conn.close()
+        assert _wait_idle(srv, within=2.0) < 2.0
+        time.sleep(0.3)
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "mini_nanochat.access"]
+    gen = [x for x in lines if x["path"] == "/v1/chat/completions"]
+    assert len(gen) == 2 and all(x["finish"] == ["cancelled"] and x["completion_tokens"] < 15 for x in gen)
+
+
+def test_overload_answers_429_with_retry_after(start_server):
+    srv = start_server(max_batch=1, max_queue=1)
+    _slow(srv, 0.1)
+    statuses: list = []
+
+    def one():
+        statuses.append(request(srv, "POST", "/v1/chat/completions",
+                                {"messages": user("Tell me a short story."), "max_tokens": 8}))
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(timeout=60)
+    codes = sorted(s for s, _, _ in statuses)
+    assert codes.count(200) >= 2 and 429 in codes
+    refused = next(x for x in statuses if x[0] == 429)
+    assert refused[1]["retry-after"] == "1" and json.loads(refused[2])["error"]["code"] == "rate_limit_exceeded"
+    assert "mini_nanochat_rejected_total{reason=\"queue_full\"}" in request(srv, "GET", "/metrics")[2].decode()
+
+
+def test_request_timeout(start_server):
+    srv = start_server(request_timeout=0.4)
+    _slow(srv, 0.1)
+    status, _, body = request(srv, "POST", "/v1/chat/completions", {"messages": user("Tell me a short story.")})
+    assert status == 504 and json.loads(body)["error"]["code"] == "timeout"
+    status, _, body = request(srv, "POST", "/v1/chat/completions",
+                              {"messages": user("Tell me a short story."), "stream": True})
+    events = list(sse.events([body]))
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "timeout"
