@@ -52,7 +52,7 @@ class Run:
         self.prompts, self.params = prompts, params
         self.choices = len(prompts) * n
         self.texts = [""] * self.choices
-        self.tokens: list[list[int]] = [[] for _ in range(self.choices)]
+        self.tokens: list[list[int]] = [[] for _ in range(self.choices)]   # generated, stop token included
         self.finish: list[str | None] = [None] * self.choices
         self.completion_tokens = 0
         self.arrived = time.perf_counter()
@@ -89,7 +89,6 @@ class Run:
     # --8<-- [start:pieces]
     async def pieces(self, ping_every: float | None = None) -> AsyncIterator[Piece | None]:
         """Each new piece of text as it comes; ``None`` every ``ping_every`` idle seconds (keep-alive)."""
-        stop_ids = self.server.engine.stop_ids
         checked = time.perf_counter()
         try:
             while self._open:
@@ -109,8 +108,7 @@ class Run:
                 if self.first_token is None:
                     self.first_token = time.perf_counter()
                 self.completion_tokens += 1
-                if not (ev.finished and ev.finish_reason == "stop" and ev.mask == 1 and ev.token in stop_ids):
-                    self.tokens[c].append(ev.token)
+                self.tokens[c].append(ev.token)        # a terminal <|bos|> too: logprobs list every token
                 text = as_text(self._tool[c].push(ev.text))
                 if ev.finished:
                     text += as_text(self._tool[c].flush())

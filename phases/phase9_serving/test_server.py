@@ -312,3 +312,107 @@ def test_request_timeout(start_server):
                               {"messages": user("Tell me a short story."), "stream": True})
     events = list(sse.events([body]))
     assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "timeout"
+
+
+# -- safety and operations -------------------------------------------------------------------------
+def test_api_key_and_host_check(start_server):
+    srv = start_server(api_key="s3cret")
+    body = {"messages": user("Who are you?"), "max_tokens": 3}
+    status, _, payload = request(srv, "POST", "/v1/chat/completions", body)
+    assert status == 401 and json.loads(payload)["error"]["code"] == "invalid_api_key"
+    assert request(srv, "POST", "/v1/chat/completions", body, {"Authorization": "Bearer nope"})[0] == 401
+    assert request(srv, "GET", "/metrics")[0] == 401
+    assert request(srv, "GET", "/health")[0] == 200                     # a probe needs no key
+    assert request(srv, "POST", "/v1/chat/completions", body, {"Authorization": "Bearer s3cret"})[0] == 200
+    assert client(srv, api_key="s3cret").models.list().data[0].id == "sft_tiny"
+    status, _, payload = request(srv, "GET", "/health", headers={"Host": "evil.example:8000"})
+    assert status == 400 and json.loads(payload)["error"]["code"] == "bad_host"      # DNS rebinding
+
+
+def test_serve_refuses_a_public_host_without_a_key():
+    import argparse
+
+    from phases.common.console import UserError
+    from phases.phase9_serving.serve import add_arguments, is_loopback, settings_from
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    with pytest.raises(UserError, match="without --api-key"):
+        settings_from(p.parse_args(["--host", "0.0.0.0", "--api-key", ""]), "m")
+    s = settings_from(p.parse_args(["--host", "0.0.0.0", "--api-key", "k"]), "m")
+    assert s.api_key == "k" and not s.loopback_only
+    assert settings_from(p.parse_args([]), "m").loopback_only
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("10.0.0.1")
+
+
+def test_metrics_and_access_log(live_server, caplog):
+    with caplog.at_level("INFO", logger="mini_nanochat.access"):
+        client(live_server).chat.completions.create(model="sft_tiny", messages=user("Count to five."), temperature=0)
+    line = json.loads([r.getMessage() for r in caplog.records if r.name == "mini_nanochat.access"][-1])
+    assert line["path"] == "/v1/chat/completions" and line["status"] == 200 and line["finish"] == ["stop"]
+    assert line["completion_tokens"] > 0 and line["ttft_ms"] > 0 and line["request_id"].startswith("chatcmpl-")
+    status, headers, body = request(live_server, "GET", "/metrics")
+    text = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    for name in ("mini_nanochat_requests_total", "mini_nanochat_generation_tokens_total",
+                 "mini_nanochat_queue_depth", "mini_nanochat_batch_size_bucket",
+                 "mini_nanochat_time_to_first_token_seconds_bucket",
+                 "mini_nanochat_time_per_output_token_seconds_bucket", "mini_nanochat_prefix_reused_tokens_total"):
+        assert name in text, name
+    health = _health(live_server)
+    assert health["status"] == "ok" and health["model"] == "sft_tiny"
+
+
+def test_prefix_reuse_and_history_fitting(start_server):
+    srv = start_server(max_batch=2, context=512)
+    first = [{"role": "system", "content": "You are terse. " * 5}, *user("Who are you?")]
+    a = client(srv).chat.completions.create(model="sft_tiny", messages=first, temperature=0)
+    text = a.choices[0].message.content
+    second = first + [{"role": "assistant", "content": text}, *user("Count to five.")]
+    b = client(srv).chat.completions.create(model="sft_tiny", messages=second, temperature=0)
+    metrics = request(srv, "GET", "/metrics")[2].decode()
+    reused = float(next(x for x in metrics.splitlines() if x.startswith("mini_nanochat_prefix_reused_tokens_total"))
+                   .split()[-1])
+    assert reused >= a.usage.prompt_tokens - 1                    # the whole first turn came from the cache
+    fresh = start_server(max_batch=2, prefix_reuse=False, context=512)
+    c = client(fresh).chat.completions.create(model="sft_tiny", messages=second, temperature=0)
+    assert b.choices[0].message.content == c.choices[0].message.content
+    long = []
+    for q in QUESTIONS * 3:
+        long += [*user(q), {"role": "assistant", "content": ANSWER[q]}]
+    status, headers, body = request(srv, "POST", "/v1/chat/completions",
+                                    {"messages": long + user("Who are you?"), "temperature": 0, "max_tokens": 20})
+    assert status == 200 and int(headers["x-dropped-messages"]) > 0
+    assert json.loads(body)["choices"][0]["message"]["content"] == ANSWER["Who are you?"]
+
+
+# -- what lm-evaluation-harness's local-completions needs ------------------------------------------
+def test_lm_eval_loglikelihood_request(live_server, chat_run):
+    """The exact request local-completions sends for a multiple-choice task, parsed as it parses it."""
+    import torch
+    tok = chat_run["tok"]
+    info = json.loads(request(live_server, "GET", "/tokenizer_info")[2])
+    assert "eos_token" in info                                     # lm-eval's remote-tokenizer check
+    tokenize = lambda text: json.loads(request(live_server, "POST", "/tokenize",  # noqa: E731
+                                               {"prompt": text, "add_special_tokens": False})[2])["tokens"]
+    assert tokenize("<|bos|>") == [tok.bos_token_id]
+    ctx, cont = tokenize("The capital of France is"), tokenize(" Paris.")
+    assert json.loads(request(live_server, "POST", "/detokenize", {"tokens": ctx + cont})[2])["prompt"] == \
+        "The capital of France is Paris."
+    status, _, body = request(live_server, "POST", "/v1/completions", {
+        "model": "sft_tiny", "prompt": [ctx + cont], "temperature": 0, "max_tokens": 1, "logprobs": 1,
+        "seed": 1234, "echo": True})
+    assert status == 200
+    choice = json.loads(body)["choices"][0]
+    lp = choice["logprobs"]
+    assert len(lp["token_logprobs"]) == len(ctx) + len(cont) + 1 == len(lp["top_logprobs"])
+    ctxlen = len(ctx)
+    got = sum(lp["token_logprobs"][ctxlen:-1])                           # lm-eval's parse_logprobs
+    greedy = all(t == max(top.values()) for t, top in zip(lp["token_logprobs"][ctxlen:-1],
+                                                          lp["top_logprobs"][ctxlen:-1]))
+    ids = [tok.bos_token_id] + ctx + cont                                # read after <|bos|>
+    with torch.no_grad():
+        logp = chat_run["model"](torch.tensor([ids]))[0].log_softmax(-1)
+    want = sum(float(logp[i - 1, ids[i]]) for i in range(1 + ctxlen, len(ids)))
+    assert got == pytest.approx(want, abs=1e-4)
+    assert isinstance(greedy, bool)
+    assert choice["text"].startswith("The capital of France is Paris.")
