@@ -8,7 +8,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= dev,docs,bench,tools
+EXTRAS     ?= dev,docs,bench,tools,browser
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -56,3 +56,9 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) site .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# MathJax and mermaid for the docs site, from the npm registry (ADR 0003); the docs build
+# also fetches them when they are missing.
+.PHONY: assets
+assets:
+	$(PYTHON) docs/assets.py

@@ -26,7 +26,6 @@ import torch
 from phases.phase0_tokenizer.common import UserError
 
 
-# --8<-- [start:config]
 @dataclass(frozen=True)
 class GPTConfig:
     sequence_len: int = 2048     # longest sequence the model trains on (T)
@@ -46,7 +45,6 @@ class GPTConfig:
     smear: bool = True           # cheap bigram mix of the previous token's embedding
     backout: bool = True         # subtract a learned share of the mid-network residual
     pad_vocab_to: int = 64       # lm_head rows rounded up to a multiple (faster matmuls)
-# --8<-- [end:config]
 
     def __post_init__(self):
         checks = [

@@ -66,7 +66,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 # --8<-- [end:rotary]
 
 
-# --8<-- [start:mask]
 def attention_mask(t_q: int, t_k: int, window: int, device=None) -> torch.Tensor:
     """Boolean (t_q, t_k) mask, True = may attend. Queries are the *last* t_q of t_k positions.
 
@@ -76,7 +75,6 @@ def attention_mask(t_q: int, t_k: int, window: int, device=None) -> torch.Tensor
     q_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # (t_q, 1)
     k_pos = torch.arange(t_k, device=device)[None, :]             # (1, t_k)
     return (k_pos <= q_pos) & (q_pos - k_pos <= window)
-# --8<-- [end:mask]
 
 
 # --8<-- [start:row_mask]

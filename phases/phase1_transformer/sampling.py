@@ -57,7 +57,6 @@ def check_knobs(temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None)
             raise ValueError(f"{name} must be {rule}, got {value}")
 
 
-# --8<-- [start:filter]
 def filter_logits(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None,
                   top_p: Knob = None) -> torch.Tensor:
     """(B, V) logits -> (B, V) float32 logits / T with the filtered tokens set to -inf.
@@ -87,7 +86,6 @@ def filter_logits(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = N
             drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # back to vocab order
             x = x.masked_fill(drop & (p < 1), float("-inf"))
     return x
-# --8<-- [end:filter]
 
 
 def probabilities(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None,
@@ -102,7 +100,6 @@ def probabilities(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = N
     return probs
 
 
-# --8<-- [start:sample]
 def sample_next(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None,
                 generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """(B, V) logits -> (B,) int64 next tokens.
@@ -125,7 +122,6 @@ def sample_next(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = Non
         drawn = torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] if not greedy[r] else choice[r]
                              for r, g in enumerate(generator)])          # (B,)
     return torch.where(greedy, choice, drawn)
-# --8<-- [end:sample]
 
 
 if __name__ == "__main__":

@@ -186,7 +186,6 @@ def load_checkpoint(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.o
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
 
-# --8<-- [start:load_model]
 def find_checkpoint(path_or_run: str | os.PathLike) -> Checkpoint:
     """The newest good checkpoint of a run, or the one named.
 
@@ -248,4 +247,3 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
                         f"unexpected {unexpected[:5]}")
     model.eval()
     return model, tok, meta
-# --8<-- [end:load_model]

@@ -169,7 +169,6 @@ class _NoLog:
         pass
 
 
-# --8<-- [start:recipe]
 @dataclass
 class Recipe:
     """The parts of a run that later phases replace; the loop itself stays as it is.
@@ -182,7 +181,6 @@ class Recipe:
     set_hparams: Callable = set_lr                        # (optimizer, step, cfg, lrm) -> None
     make_data: Callable = make_data                       # (cfg, tok, tok_file, device, show_progress)
     runtime: Runtime = field(default_factory=Runtime)     # rank 0 of 1; Phase 4: torchrun's ranks
-# --8<-- [end:recipe]
 
 
 def _device(cfg: TrainConfig) -> torch.device:

@@ -31,7 +31,6 @@ from phases.phase3_optimizers.muon import MuonAdamW, stack_by_shape
 from phases.phase3_optimizers.scaling import REFERENCE_BATCH, Scaling, depth_scaling, reference_config
 
 
-# --8<-- [start:config]
 @dataclass
 class MuonTrainConfig(p2config.TrainConfig):
     """Phase 2's keys with nanochat's defaults, plus Phase 3's. -1 = derive from the depth dial."""
@@ -65,7 +64,6 @@ class MuonTrainConfig(p2config.TrainConfig):
     muon_beta2: float = 0.9
     cautious_wd: bool = True             # decay only where the update points toward 0
     wd_schedule: str = "cosine"          # Muon wd: "cosine" to 0 over the run, or "constant"
-# --8<-- [end:config]
 
 
 def load_config(path=None, overrides: dict | None = None) -> MuonTrainConfig:

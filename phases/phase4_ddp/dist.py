@@ -168,7 +168,6 @@ class DistRuntime(Runtime):
         return out
 
 
-# --8<-- [start:fault]
 def parse_fault(spec: str) -> dict:
     """``rank=1,step=3,kind=hang`` -> {"rank": 1, "step": 3, "kind": "hang"}."""
     try:
@@ -207,7 +206,6 @@ class FaultyLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(state)
-# --8<-- [end:fault]
 
 
 def report_and_exit(fn) -> int:

@@ -47,13 +47,11 @@ from phases.phase4_ddp.zero import ZeroMuonAdamW
 GRAD_SYNCS = ("zero", "ddp")
 
 
-# --8<-- [start:config]
 @dataclass
 class DistTrainConfig(p3train.MuonTrainConfig):
     """Phase 3's keys plus how the ranks cooperate."""
     grad_sync: str = "zero"       # "zero": ZeRO-2 inside MuonAdamW; "ddp": DistributedDataParallel
     dist_timeout: float = 300.0   # seconds a collective waits for a peer before every rank fails
-# --8<-- [end:config]
 
 
 def load_config(path=None, overrides: dict | None = None) -> DistTrainConfig:
@@ -73,7 +71,6 @@ def check(cfg) -> None:
         raise UserError(f"dist_timeout must be > 0 seconds, got {cfg.dist_timeout}")
 
 
-# --8<-- [start:recipe]
 def recipe(runtime: DistRuntime, base: Recipe | None = None, fault: dict | None = None) -> Recipe:
     """``base``'s parts, each told this process's rank and the world size."""
     base = base or base_recipe()
@@ -102,10 +99,8 @@ def recipe(runtime: DistRuntime, base: Recipe | None = None, fault: dict | None 
 
     return dataclasses.replace(base, derive=derive, make_data=make_data, make_optimizer=make_optimizer,
                                runtime=runtime)
-# --8<-- [end:recipe]
 
 
-# --8<-- [start:train]
 def train(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
           base: Recipe | None = None) -> RunResult:
     """Join torchrun's ranks (or run alone), train, and leave the process group on every exit path.
@@ -128,7 +123,6 @@ def train(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
                   f"{'ZeRO-2 in the optimizer' if runtime.grad_sync == 'zero' else 'DistributedDataParallel'}"
                   f", timeout {getattr(cfg, 'dist_timeout', 300.0):g}s", file=out, flush=True)
         return p2train.train(plan.config, resume=resume, show_progress=show_progress, out=out, recipe=rec)
-# --8<-- [end:train]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,7 +144,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# --8<-- [start:plan]
 def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = None) -> str:
     """What a run on ``world_size`` ranks would do, without a GPU: the model is built on meta."""
     from phases.phase1_transformer.model import GPT
@@ -160,7 +153,6 @@ def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = N
         model = GPT(plan.model)
     plan.num_params, plan.flops_per_token = model.param_counts()["total"], model.estimate_flops()
     return plan.describe() + f"\ngrad_sync: {getattr(cfg, 'grad_sync', 'ddp')} on {world_size} ranks"
-# --8<-- [end:plan]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,6 @@ def groups_of(settings: dict, vocab: int, world: int = 1):
     return param_groups(model, plan.config, plan.scaling)
 
 
-# --8<-- [start:analytic]
 def analytic(groups, world: int, bytes_per: int = 4) -> dict:
     """Payload and ring wire bytes per rank per step, and optimizer-state bytes per rank."""
     W = world
@@ -91,7 +90,6 @@ def analytic(groups, world: int, bytes_per: int = 4) -> dict:
     return {"ddp": {"payload": ddp_all_reduce, "wire": 2 * ring * ddp_all_reduce, "state": ddp_state},
             "zero": {"payload": zero_all_reduce + zero_scatter_gather, "state": zero_state,
                      "wire": 2 * ring * zero_all_reduce + ring * zero_scatter_gather}}
-# --8<-- [end:analytic]
 
 
 def worker(args) -> None:
