@@ -172,6 +172,7 @@ async function generate() {
     else notice(`Error: ${e.message}`);
   } finally {
     state.controller = null;
+    document.body.dataset.replies = String(Number(document.body.dataset.replies || 0) + 1);   // replies ended
     setBusy(false);
     draw();
   }
