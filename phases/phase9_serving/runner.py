@@ -102,24 +102,37 @@ class Run:
                     if ping_every:
                         yield None
                     continue
-                if index is None:
-                    raise _as_api_error(ev)
-                c = no * self.n + index
-                if self.first_token is None:
-                    self.first_token = time.perf_counter()
-                self.completion_tokens += 1
-                self.tokens[c].append(ev.token)        # a terminal <|bos|> too: logprobs list every token
-                text = as_text(self._tool[c].push(ev.text))
-                if ev.finished:
-                    text += as_text(self._tool[c].flush())
-                    self.finish[c] = ev.finish_reason
-                    self._open -= 1
-                self.texts[c] += text
-                yield Piece(c, text, ev.finish_reason if ev.finished else None)
+                batch = [(no, index, ev)]
+                while not self._queue.empty():          # behind? take every waiting event: one chunk each
+                    batch.append(self._queue.get_nowait())
+                for piece in self._merge(batch):
+                    yield piece
         finally:
             if self._open:
                 self.cancel()
     # --8<-- [end:pieces]
+
+    def _merge(self, batch: list) -> list[Piece]:
+        """Token events -> at most one piece per choice (its new text, and its end if it ended)."""
+        out: dict[int, Piece] = {}
+        for no, index, ev in batch:
+            if index is None:
+                raise _as_api_error(ev)
+            c = no * self.n + index
+            if self.first_token is None:
+                self.first_token = time.perf_counter()
+            self.completion_tokens += 1
+            self.tokens[c].append(ev.token)            # a terminal <|bos|> too: logprobs list every token
+            text = as_text(self._tool[c].push(ev.text))
+            if ev.finished:
+                text += as_text(self._tool[c].flush())
+                self.finish[c] = ev.finish_reason
+                self._open -= 1
+            self.texts[c] += text
+            piece = out.setdefault(c, Piece(c, "", None))
+            piece.text += text
+            piece.finish_reason = ev.finish_reason if ev.finished else None
+        return list(out.values())
 
     async def collect(self) -> Response | None:
         """Wait for every choice to finish; if the client left meanwhile, the (unread) 499 response."""
