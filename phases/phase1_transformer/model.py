@@ -158,6 +158,7 @@ class GPT(nn.Module):
         """Token ids (B, T) -> normed embeddings (B, T, C) in the compute dtype (before smear)."""
         return rms_norm(self.wte(idx).to(self.compute_dtype))
 
+    # --8<-- [start:rotary_rows]
     def _rotary(self, T0, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for positions T0 .. T0 + T - 1: (T, D/2), or (B, T, D/2) when T0 is a (B,) tensor."""
         if torch.is_tensor(T0):  # rows at their own positions (Phase 6's cache checks the table's end)
@@ -166,6 +167,7 @@ class GPT(nn.Module):
         if T0 + T > self.cos.size(0):
             raise ValueError(f"sequence of {T0 + T} tokens exceeds the rotary table ({self.cos.size(0)})")
         return self.cos[T0:T0 + T].to(self.compute_dtype), self.sin[T0:T0 + T].to(self.compute_dtype)
+    # --8<-- [end:rotary_rows]
 
     def _smear(self, x: torch.Tensor, kv_cache) -> torch.Tensor:
         """x_t += smear_lambda * sigmoid(W x_t[:24]) * x_{t-1}: a cheap look at the previous token."""

@@ -82,3 +82,25 @@ def test_the_same_seed_gives_the_same_draws(sampling):
 def test_bad_knobs_are_clear_errors(sampling, bad):
     with pytest.raises(ValueError):
         sampling.sample_next(_logits(), **bad)
+
+
+def test_entropy_of_uniform_peaked_and_greedy(sampling):
+    import math
+    uniform = torch.zeros(1, 8)
+    assert sampling.entropy(uniform).item() == pytest.approx(math.log(8))
+    two = torch.tensor([[3.0, 3.0, 0.0, -1.0]])                       # top-2 keeps two equal tokens
+    assert sampling.entropy(two, top_k=2).item() == pytest.approx(math.log(2))
+    peaked = torch.tensor([[50.0, 0.0, 0.0]])
+    assert sampling.entropy(peaked).item() == pytest.approx(0.0, abs=1e-6)
+    assert sampling.entropy(_logits(), temperature=0).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_row_generator_draws_as_the_single_generator_does(sampling):
+    """Per-row generators draw what one generator gives a one-row batch: Phase 6's engine (a
+    generator per row) reproduces Phase 1's naive generate (one generator) token for token."""
+    logits = _logits(B=3)
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    rows = sampling.sample_next(logits, 0.9, 10, 0.95, generator=gens)
+    for r, s in enumerate((1, 2, 3)):
+        alone = sampling.sample_next(logits[r:r + 1], 0.9, 10, 0.95, generator=torch.Generator().manual_seed(s))
+        assert alone.item() == rows[r].item()

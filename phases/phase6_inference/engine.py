@@ -170,6 +170,10 @@ class Generation:
     def next_forced(self) -> int | None:
         return self._forced[0] if self._forced else None
 
+    def force(self, tokens: Sequence[int]) -> None:
+        """Queue tokens that the next steps take instead of sampling (mask 0), e.g. a branch's choice."""
+        self._forced.extend(int(t) for t in tokens)
+
     def accept(self, token: int, mask: int, logprob: float | None, room: bool = True) -> TokenEvent:
         """Record ``token``; update tools, text and stop conditions; return the row's event.
 
@@ -205,6 +209,7 @@ class Generation:
         new, self._emitted = self._text[self._emitted:end], max(self._emitted, end)
         return TokenEvent(token, mask, logprob, new, self.finished, self.finish_reason)
 
+    # --8<-- [start:tool]
     def _tool(self, token: int) -> None:
         e = self._engine
         if token == e.python_start:
@@ -216,6 +221,7 @@ class Generation:
                 self._forced.extend([e.output_start, *e.tokenizer.encode(result), e.output_end])
         elif self._python is not None:
             self._python.append(token)
+    # --8<-- [end:tool]
 
     def completion(self, prompt_index: int = 0, sample_index: int = 0) -> Completion:
         return Completion(list(self.tokens), list(self.masks), self.text, self.finish_reason or "length",
@@ -246,12 +252,19 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
 class Engine:
     """Generate with a KV cache: batched, seeded, with tools, stop strings and log-probs."""
 
-    def __init__(self, model, tokenizer, *, max_context: int | None = None):
+    def __init__(self, model, tokenizer, *, max_context: int | None = None,
+                 stop_tokens: Sequence[str] = STOP_TOKENS, compile: bool = False):
+        """``max_context``: the longest row (default: the model's rotary table, 10 x sequence_len);
+        ``stop_tokens``: special tokens that end a row when sampled; ``compile``: run decode steps
+        that cover every row of a CPU cache through ``torch.compile`` over ``KVCache.static_view``
+        (one graph per cache shape; see ADR.md for what it gives)."""
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.compile = compile
+        self._compiled = None
         self.device = model.wte.weight.device
         self.max_context = max_context or model.cos.size(0)
         sp = tokenizer.encode_special
-        self.stop_ids = frozenset(sp(name) for name in STOP_TOKENS)
+        self.stop_ids = frozenset(sp(name) for name in stop_tokens)
         self.python_start, self.python_end = sp("<|python_start|>"), sp("<|python_end|>")
         self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
 
@@ -260,6 +273,7 @@ class Engine:
         """A cache of ``batch`` rows of up to ``max_len`` tokens (default: the engine's max context)."""
         return KVCache.for_model(self.model, batch, min(max_len or self.max_context, self.max_context))
 
+    # --8<-- [start:prefill_decode]
     @torch.inference_mode()
     def prefill(self, cache: KVCache, row: int, tokens: Sequence[int]) -> torch.Tensor:
         """Run ``tokens`` into ``row`` after what it holds; return the last position's logits (V,)."""
@@ -272,7 +286,23 @@ class Engine:
     def decode(self, cache: KVCache, rows: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
         """Feed one token to each of ``rows`` (each at its own position); logits (len(rows), V)."""
         ids = torch.tensor(list(tokens), dtype=torch.long, device=self.device)[:, None]  # (B, 1)
+        rows = list(rows)
+        if self.compile and rows == list(range(cache.batch)) and cache.device.type == "cpu":
+            return self._decode_static(cache, ids)
         return self.model(ids, kv_cache=cache.view(rows))[:, -1]                     # (B, V)
+    # --8<-- [end:prefill_decode]
+
+    def _decode_static(self, cache: KVCache, ids: torch.Tensor) -> torch.Tensor:
+        """One decode step of every row over the full cache length, through torch.compile."""
+        if int(cache.pos.max()) >= cache.max_len:
+            raise ValueError(f"the KV cache holds {cache.max_len} tokens per row; a row is full")
+        if self._compiled is None:
+            model = self.model
+
+            def step(ids, view):
+                return model(ids, kv_cache=view)[:, -1]
+            self._compiled = torch.compile(step, dynamic=False)
+        return self._compiled(ids, cache.static_view())
 
     def release(self, cache: KVCache, row: int) -> None:
         """Free ``row`` for the next request."""
@@ -335,21 +365,31 @@ class Engine:
                 for p in range(len(batch)) for s in range(num_samples)]
         if max_tokens == 0:
             return
+        # --8<-- [start:loop]
         cache = self.new_cache(rows, min(longest + max_tokens, self.max_context))
         logits = self._prefill_all(cache, batch, num_samples)          # (rows, V)
         slot_of = list(range(rows))    # request row -> cache row
         active = list(range(rows))     # request rows still generating, in cache-row order
         while active:
-            room = [int(cache.pos[slot_of[r]]) < cache.max_len for r in active]
+            pos = cache.pos.tolist()
+            room = [pos[slot_of[r]] < cache.max_len for r in active]
             events = self.choose([gens[r] for r in active], logits, room)
             yield _step(rows, active, events)
             keep = [i for i, ev in enumerate(events) if not ev.finished]
             if not keep:
                 return
             active, fed, logits = [active[i] for i in keep], [events[i].token for i in keep], logits[keep]
+            if self.compile:  # one static graph: every row keeps decoding, finished ones are ignored
+                keep_rows = [slot_of[r] for r in active]
+                step_tokens = [0] * cache.batch
+                for r, t in zip(active, fed):
+                    step_tokens[slot_of[r]] = t
+                logits = self.decode(cache, range(cache.batch), step_tokens)[keep_rows]
+                continue
             order = self._compact(cache, active, slot_of)
             active, fed, logits = [active[j] for j in order], [fed[j] for j in order], logits[order]
             logits = self.decode(cache, range(len(active)), fed)
+        # --8<-- [end:loop]
 
     @staticmethod
     def _compact(cache: KVCache, active: list[int], slot_of: list[int]) -> list[int]:

@@ -1,11 +1,10 @@
 """The engine's KV cache: preallocated, batched, written in place, a position per row.
 
 Decoding one token needs the keys and values of every earlier token. This cache keeps
-them in one preallocated tensor per kind, ``k`` and ``v`` of shape
-``(n_layer, B, T_max, n_kv_head, head_dim)`` in the compute dtype; ``k[layer]`` is the
-``(B, T_max, Hkv, D)`` storage of one layer (FlashAttention's layout, as nanochat).
-New keys are *written into* it at each row's position (never ``torch.cat``: that would
-copy the whole cache every step).
+them in preallocated tensors, ``k[layer]`` and ``v[layer]`` of shape
+``(B, T_max, n_kv_head, head_dim)`` per layer in the compute dtype (FlashAttention's
+layout, as nanochat). New keys are *written into* them at each row's position (never
+``torch.cat``: that would copy the whole cache every step).
 
 Each row has its own position, ``pos: (B,) long``: rows of one batch may sit at different
 positions (different prompts, a request admitted while others are mid-reply). The model
@@ -54,9 +53,9 @@ class KVCache:
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", n_embd: int = 0):
         if min(n_layer, batch, max_len, n_kv_head, head_dim) < 1:
             raise ValueError("n_layer, batch, max_len, n_kv_head and head_dim must be positive")
-        shape = (n_layer, batch, max_len, n_kv_head, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)         # (L, B, T_max, Hkv, D)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, max_len, n_kv_head, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]  # L x (B, T_max, Hkv, D)
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         # smear state: the normed embedding of every cached token (None when the model has no smear)
         self.emb = torch.zeros(batch, max_len, n_embd, dtype=dtype, device=device) if n_embd else None
         self.pos = torch.zeros(batch, dtype=torch.long)                 # (B,) tokens cached per row (CPU)
@@ -79,24 +78,24 @@ class KVCache:
     # -- sizes -------------------------------------------------------------------------------
     @property
     def n_layer(self) -> int:
-        return self.k.size(0)
+        return len(self.k)
 
     @property
     def batch(self) -> int:
-        return self.k.size(1)
+        return self.k[0].size(0)
 
     @property
     def max_len(self) -> int:
-        return self.k.size(2)
+        return self.k[0].size(1)
 
     @property
     def device(self) -> torch.device:
-        return self.k.device
+        return self.k[0].device
 
     def bytes_per_token(self) -> int:
         """Bytes one cached token of one row takes: K and V of every layer (+ its smear embedding)."""
-        L, _, _, H, D = self.k.shape
-        kv = 2 * L * H * D * self.k.element_size()
+        _, _, H, D = self.k[0].shape
+        kv = 2 * self.n_layer * H * D * self.k[0].element_size()
         return kv + (self.emb.size(-1) * self.emb.element_size() if self.emb is not None else 0)
 
     def bytes_used(self) -> int:
@@ -111,6 +110,14 @@ class KVCache:
     def view(self, rows: int | Sequence[int] | None = None) -> "CacheView":
         """The rows (all by default) as the object ``GPT.forward(kv_cache=...)`` takes."""
         return CacheView(self, _rows(rows, self.batch))
+
+    def static_view(self) -> "StaticView":
+        """Every row over the whole ``max_len``, in tensors only: the view a compiled decode step reads.
+
+        Always the same object for a cache (a compiled step then reuses its graph)."""
+        if getattr(self, "_static", None) is None:
+            self._static = StaticView(self)
+        return self._static
 
     def reset(self, rows: int | Iterable[int] | None = None) -> None:
         """Forget the rows' tokens (all rows by default); the storage is reused, not cleared."""
@@ -138,10 +145,9 @@ class KVCache:
             raise ValueError(f"row {src} holds {int(self.pos[src])} tokens, cannot copy {n}")
         if dst and n:
             index = torch.tensor(dst, device=self.device)
-            for store in (self.k, self.v):  # (L, B, T_max, Hkv, D): rows are dim 1
-                store[:, index, :n] = store[:, src:src + 1, :n]
-            if self.emb is not None:
-                self.emb[index, :n] = self.emb[src:src + 1, :n]
+            stores = self.k + self.v + ([self.emb] if self.emb is not None else [])
+            for store in stores:                                      # (B, T_max, ...): rows are dim 0
+                store[index, :n] = store[src:src + 1, :n]
         for r in dst:
             self.pos[r] = n
     # --8<-- [end:copy_prefix]
@@ -163,7 +169,8 @@ class CacheView:
         start = rows[0]
         contiguous = rows == list(range(start, start + self.n))
         self._index = slice(start, start + self.n) if contiguous else torch.tensor(rows, device=cache.device)
-        self._pos = [int(cache.pos[r]) for r in rows]
+        pos = cache.pos.tolist()
+        self._pos = [pos[r] for r in rows]
         self._refresh()
 
     def _refresh(self) -> None:
@@ -200,8 +207,10 @@ class CacheView:
                 store[r, p:p + T] = new[i]
 
     def advance(self, n: int) -> None:
-        for r in self.rows:
-            self.cache.pos[r] += n
+        if isinstance(self._index, slice):
+            self.cache.pos[self._index] += n
+        else:
+            self.cache.pos[self.rows] += n
         self._pos = [p + n for p in self._pos]
         self._refresh()
 
@@ -226,6 +235,49 @@ class CacheView:
         """Keep the new tokens' normed embeddings x (B, T, C), so any position can be rolled back to."""
         if self.cache.emb is not None:
             self._write(self.cache.emb, x)
+
+
+class StaticView:
+    """All rows, all ``max_len`` positions, one new token per row: shapes that never change.
+
+    ``torch.compile`` specialises a graph on shapes and Python values; ``CacheView`` slices
+    to the longest row and keeps positions in Python lists, so every step would be a new
+    graph. This view keeps the positions in a tensor (the cache's own ``pos``, advanced in
+    place), writes with a scatter at those positions and returns the full (B, T_max) keys;
+    the model's per-row mask hides everything past each row's end. The price: attention
+    reads all ``max_len`` positions, not just the filled ones. Only for T = 1 (decode).
+    """
+
+    def __init__(self, cache: KVCache):
+        if cache.device.type != "cpu":
+            raise ValueError("StaticView keeps positions in the cache's CPU tensor: CPU caches only")
+        self.cache = cache
+        self.pos = cache.pos                                            # (B,), shared and advanced in place
+        self.rows = torch.arange(cache.batch, device=cache.device)
+
+    def get_pos(self) -> torch.Tensor:
+        return self.pos
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B, T_max, Hkv, D)
+        ks[self.rows, self.pos] = k[:, 0]
+        vs[self.rows, self.pos] = v[:, 0]
+        return ks, vs
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    @property
+    def prev_embedding(self) -> torch.Tensor | None:
+        emb = self.cache.emb
+        if emb is None:
+            return None
+        prev = emb[self.rows, (self.pos - 1).clamp(min=0)]                # (B, C)
+        return (prev * (self.pos > 0)[:, None].to(prev.dtype)).unsqueeze(1)
+
+    def save_embeddings(self, x: torch.Tensor) -> None:
+        if self.cache.emb is not None:
+            self.cache.emb[self.rows, self.pos] = x[:, 0]
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ cache, the oldest exchanges are dropped (the system prompt stays), the rest is r
 and ``reply.dropped_turns`` says how many went. ``undo`` removes the last exchange,
 ``regenerate`` answers the last message again, ``edit(i, text)`` replaces user message i and
 forgets what came after; all three roll the cache back (``KVCache.truncate``) instead of
-recomputing it. Each reply gets its own seed (``seed`` + the number of replies so far), so a
-regenerated answer differs but a replayed session is identical.
+recomputing it. Each reply gets its own seed (``seed`` + the number of replies so far, unless
+the call passes ``seed=``), so a regenerated answer differs but a replayed session is identical.
 
 What it leaves out: several sessions sharing one cache (Phase 9's server), summarising the
 dropped turns, persistence to disk.
@@ -220,7 +220,8 @@ class Session:
 
     def _answer(self, overrides: dict) -> Reply:
         params = replace(self.params, **overrides) if overrides else self.params
-        params = replace(params, seed=None if params.seed is None else params.seed + self.replies)
+        if "seed" not in overrides and params.seed is not None:   # each reply its own seed
+            params = replace(params, seed=params.seed + self.replies)
         self.replies += 1
         dropped = self._fit(params.max_tokens)
         budget = self.cache.max_len - len(self.tokens)

@@ -1,0 +1,49 @@
+"""Phase 6: the ``mini-nanochat generate`` command (``generate.py``), run in-process on a tiny run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from phases.phase6_inference import generate
+
+pytestmark = pytest.mark.phase6
+
+
+def test_it_streams_the_completion_the_engine_gives(tiny_run, tok, model, capsys):
+    from phases.phase6_inference.engine import Engine
+    assert generate.main(["Hello", "--run", tiny_run, "--max-tokens", "8", "--temperature", "0", "--no-color"]) == 0
+    out = capsys.readouterr().out
+    want = Engine(model, tok).generate_batch(tok.encode("Hello", prepend="<|bos|>"), max_tokens=8, temperature=0)[0]
+    assert out == "Hello" + want.text + "\n"
+
+
+def test_samples_json_and_chat(tiny_run, capsys):
+    assert generate.main(["Hi", "--run", tiny_run, "-n", "3", "--max-tokens", "5", "--json", "--logprobs",
+                          "--seed", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["sample"] for r in rows] == [0, 1, 2]
+    assert all(len(r["tokens"]) == len(r["logprobs"]) <= 5 for r in rows)
+    assert generate.main(["Hi", "--run", tiny_run, "-n", "2", "--max-tokens", "4", "--chat", "--no-color"]) == 0
+    assert capsys.readouterr().out.count("--- sample") == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["x", "--run", "/nonexistent/run"], "no run or checkpoint"),
+    (["x", "--top-p", "1.5"], "top-p"),
+    (["", ], "empty"),
+])
+def test_user_mistakes_are_one_line_errors(tiny_run, capsys, argv, message):
+    argv = argv if "--run" in argv else argv + ["--run", tiny_run]
+    assert generate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_the_parser_mounts_on_any_parser():
+    import argparse
+    parser = generate.add_arguments(argparse.ArgumentParser(prog="mini-nanochat generate"))
+    args = parser.parse_args(["a prompt", "--run", "r", "-n", "2", "--top-k", "0", "--stop", "\n\n"])
+    assert (args.prompt, args.num_samples, args.top_k, args.stop) == ("a prompt", 2, 0, ["\n\n"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["p", "--run", "r", "--temperature", "-1"])
