@@ -62,7 +62,7 @@ def serve(args) -> None:
     from phases.phase9_serving.server import Settings, create_app
     model, tok, name = build_model(args.run, args.quick)
     settings = Settings(model_name=name, max_batch=args.max_batch, max_queue=256, temperature=0.8, top_k=50,
-                        default_max_tokens=64)
+                        default_max_tokens=64, prefix_reuse=not args.no_prefix_reuse)
     srv = Background(create_app(model, tok, settings), port=args.port)
     print(json.dumps({"url": srv.url, "model": name, "params": sum(p.numel() for p in model.parameters()),
                       "threads": torch.get_num_threads()}), flush=True)
@@ -91,8 +91,9 @@ def build_model(run: str, quick: bool):
     return model, tok, "random init " + ("tiny" if quick else "demo-size")
 
 
-def start_server(args, batching: bool):
+def start_server(args, batching: bool, prefix_reuse: bool = True):
     cmd = [sys.executable, __file__, "--_serve", "--run", args.run, "--max-batch", str(32 if batching else 1)]
+    cmd += [] if prefix_reuse else ["--no-prefix-reuse"]
     cmd += ["--quick"] if args.quick else []
     cmd += ["--threads", str(args.threads)] if args.threads else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -167,6 +168,31 @@ def load_level(url: str, clients: int, requests: int, max_tokens: int) -> dict:
             "tpot_p50_ms": pct(tpot, 50), "tpot_p99_ms": pct(tpot, 99)}
 
 
+def conversation_ttft(url: str, turns: int) -> list[float]:
+    """TTFT (ms) of each turn of one conversation, sent whole each time as a chat client does."""
+    host, port = url.removeprefix("http://").split(":")
+    messages = [{"role": "system", "content": "You are a helpful assistant. " * 6}]
+    out = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": PROMPTS[t % len(PROMPTS)]})
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        body = json.dumps({"messages": messages, "max_tokens": 20, "temperature": 0, "stream": True})
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        first, text = None, ""
+        for line in r:
+            if line.startswith(b"data: {"):
+                delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                if delta:
+                    first = first or time.perf_counter()
+                    text += delta
+        conn.close()
+        out.append(((first or time.perf_counter()) - t0) * 1000)
+        messages.append({"role": "assistant", "content": text})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny model, c = 1 and 4, short requests")
@@ -176,6 +202,7 @@ def main() -> None:
     ap.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--no-prefix-reuse", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._serve:
         return serve(args)
@@ -185,12 +212,17 @@ def main() -> None:
     max_tokens = args.max_tokens or (8 if args.quick else 64)
     table: dict[str, dict[int, dict]] = {}
     info = {}
-    for mode in ("on", "off"):
-        proc, info = start_server(args, batching=mode == "on")
+    turns = 3 if args.quick else 5
+    prefix: dict[str, list[float]] = {}
+    for mode in ("on", "off", "no-reuse"):
+        proc, info = start_server(args, batching=mode != "off", prefix_reuse=mode != "no-reuse")
         try:
             one_request(info["url"], PROMPTS[0], 4, seed=0)                  # warm-up
-            table[mode] = {c: load_level(info["url"], c, max(2 * c, 4) + (0 if args.quick else 4), max_tokens)
-                           for c in levels}
+            if mode != "no-reuse":
+                table[mode] = {c: load_level(info["url"], c, max(2 * c, 4) + (0 if args.quick else 4), max_tokens)
+                               for c in levels}
+            if mode != "off":
+                prefix[mode] = [min(x) for x in zip(*(conversation_ttft(info["url"], turns) for _ in range(3)))]
         finally:
             proc.kill()
             proc.wait()
@@ -203,6 +235,9 @@ def main() -> None:
         for c, r in table[mode].items():
             print(f"| {mode} | {c} | {r['requests']} | {r['tok_s']:,.1f} | {r['ttft_p50_ms']:.0f} | "
                   f"{r['ttft_p99_ms']:.0f} | {r['tpot_p50_ms']:.1f} | {r['tpot_p99_ms']:.1f} | {r['errors']} |")
+    print(f"\nTTFT of each turn of a {turns}-turn chat (ms, best of 3; the whole history is sent each turn):")
+    print(f"  prefix reuse on:  {', '.join(f'{x:.0f}' for x in prefix['on'])}")
+    print(f"  prefix reuse off: {', '.join(f'{x:.0f}' for x in prefix['no-reuse'])}  (re-prefill, as nanochat)")
     on, off = table["on"], table["off"]
     top = levels[-1] if args.quick else 16
     report = {f"tok_s_c{c}": on[c]["tok_s"] for c in levels}
@@ -212,6 +247,7 @@ def main() -> None:
                "ttft_p50_c16_ms": on[top]["ttft_p50_ms"], "ttft_p99_c16_ms": on[top]["ttft_p99_ms"],
                "tpot_p50_c16_ms": on[top]["tpot_p50_ms"], "tpot_p99_c16_ms": on[top]["tpot_p99_ms"],
                "errors": sum(r["errors"] for t in table.values() for r in t.values()),
+               "chat_ttft_ms_reuse": prefix["on"], "chat_ttft_ms_no_reuse": prefix["no-reuse"],
                "levels": {m: list(t.values()) for m, t in table.items()}, "model": info["model"],
                "params": info["params"], "max_tokens": max_tokens, "quick": args.quick, "dtype": "float32",
                "hardware": {"cpu": cpu_model(), "threads": info["threads"], "cores": os.cpu_count()},
