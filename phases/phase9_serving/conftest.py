@@ -96,7 +96,7 @@ def scheduler_mod(impl_loader):
 
 
 @pytest.fixture(scope="session")
-def start_server(server_mod, chat_run):
+def start_server(server_mod, scheduler_mod, chat_run):
     """``start_server(**settings)`` -> a running server (``.url``, ``.app``); all stop at the end."""
     from phases.phase9_serving.serve import start_in_thread
 
@@ -104,7 +104,7 @@ def start_server(server_mod, chat_run):
 
     def start(**overrides):
         settings = server_mod.Settings(**{"model_name": "sft_tiny", "max_batch": 8, "temperature": 0.0,
-                                          **overrides})
+                                          "scheduler_class": scheduler_mod.Scheduler, **overrides})
         app = server_mod.create_app(chat_run["model"], chat_run["tok"], settings)
         srv = start_in_thread(app)
         srv.app = app

@@ -64,6 +64,7 @@ class Settings:
     api_key: str | None = None
     loopback_only: bool = True         # check the Host header (no DNS rebinding)
     web_ui: bool = True
+    scheduler_class: type = Scheduler  # a learner's own (the checkpoint's --impl scheduler=PATH)
 
 
 class Guard:
@@ -135,7 +136,7 @@ class Server:
         self.metrics = Metrics()
         context = settings.context or model.config.sequence_len
         self.engine = Engine(model, tokenizer, max_context=context)
-        self.scheduler = Scheduler(self.engine, settings.max_batch, settings.max_queue, context,
+        self.scheduler = settings.scheduler_class(self.engine, settings.max_batch, settings.max_queue, context,
                                    metrics=self.metrics, prefix_reuse=settings.prefix_reuse)
         self.context = self.scheduler.max_len
         self.created = int(time.time())

@@ -197,7 +197,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny model, c = 1 and 4, short requests")
     ap.add_argument("--run", default="cpu_demo", help="the run to serve (default cpu_demo; random init if absent)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads in the server (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads in the server (default 1: the load generator needs the other core)")
     ap.add_argument("--max-tokens", type=int, default=0, help="tokens per request (default 64; --quick 8)")
     ap.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
