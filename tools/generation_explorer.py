@@ -128,11 +128,16 @@ def legend(color: bool, by: str) -> str:
     return f"colour = {by} in nats: " + " ".join(parts)
 
 
+def fmt_p(p: float) -> str:
+    """A probability in 5 characters: 0.531, 0.004, 3e-05."""
+    return f"{p:.3f}" if p >= 0.0005 or p == 0 else f"{p:.0e}"
+
+
 def step_table(tr: Trace, limit: int) -> list[str]:
     lines = [f"{'step':>4}  {'token':<14} {'p':>6} {'p(knobs)':>8} {'H nats':>6}  top alternatives (p)"]
     for i, s in enumerate(tr.steps[:limit]):
-        alts = "  ".join(f"{text!r} {p:.3f}" for _, text, p, _ in s.alternatives)
-        lines.append(f"{i:>4}  {s.text!r:<14.14} {s.p_model:>6.3f} {s.p_sample:>8.3f} {s.entropy:>6.2f}  {alts}")
+        alts = "  ".join(f"{text!r} {fmt_p(p)}" for _, text, p, _ in s.alternatives)
+        lines.append(f"{i:>4}  {s.text!r:<14.14} {fmt_p(s.p_model):>6} {fmt_p(s.p_sample):>8} {s.entropy:>6.2f}  {alts}")
     if len(tr.steps) > limit:
         lines.append(f"  ... {len(tr.steps) - limit} more steps (--steps N)")
     return lines

@@ -44,7 +44,7 @@ and go, each row at its own position::
     row = 3
     logits = engine.prefill(cache, row, prompt_ids)        # (V,): the prompt's last position
     live[row] = engine.start(prompt_ids, SamplingParams(max_tokens=100, temperature=0.7, seed=5))
-    pending = {row: ev for row, ev in zip([row], engine.choose([live[row]], logits[None]))}
+    pending = {row: engine.choose([live[row]], logits[None])[0]}   # its first token (a TokenEvent)
     # one decode step for any subset of active rows, each at its own position
     rows = [r for r, ev in pending.items() if not ev.finished]
     logits = engine.decode(cache, rows, [pending[r].token for r in rows])       # (len(rows), V)

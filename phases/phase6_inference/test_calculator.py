@@ -107,3 +107,18 @@ def test_random_arithmetic_matches_python(calculator, pair):
     text, value = pair
     got = calculator.evaluate(text)
     assert got == pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_impl_swaps_in_a_learners_calculator(tmp_path):
+    """--impl calculator=PATH runs these tests on another file: a copy that forgets commas fails."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    reference = Path(__file__).with_name("calculator.py").read_text()
+    broken = tmp_path / "my_calculator.py"
+    broken.write_text(reference.replace('_THOUSANDS.sub("", expression.strip())', "expression.strip()"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(Path(__file__)),
+                           f"--impl=calculator={broken}", "-k", "data_uses"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "1,234" in proc.stdout, proc.stdout[-2000:]
