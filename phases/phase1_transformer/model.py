@@ -234,6 +234,7 @@ class GPT(nn.Module):
             for a in attns:
                 a.explicit, a.last_weights = False, None
 
+    # --8<-- [start:generate]
     @torch.inference_mode()
     def generate(self, tokens: list[int], max_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, seed: int = 42, top_p: float | None = None) -> Iterator[int]:
@@ -253,6 +254,7 @@ class GPT(nn.Module):
             nxt = sample_next(logits, temperature, top_k, top_p, generator=rng)  # (1,)
             ids = torch.cat([ids, nxt[:, None]], dim=1)                          # (1, T+1)
             yield int(nxt.item())
+    # --8<-- [end:generate]
 
 
 def trace_shapes(model: GPT, idx: torch.Tensor) -> list[str]:
