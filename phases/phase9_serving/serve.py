@@ -108,9 +108,10 @@ def run(args) -> None:
     from phases.phase9_serving.metrics import setup_access_log
     from phases.phase9_serving.server import create_app
 
-    model, tok, name, chat = load(args.run, args.device)
-    settings = settings_from(args, name)
+    settings = settings_from(args, "")      # flags first: a refused --host costs no model load
     sock = _bind(args.host, args.port)
+    model, tok, name, chat = load(args.run, args.device)
+    settings.model_name = args.model_name or name
     app = create_app(model, tok, settings)
     if not args.quiet:
         setup_access_log()
