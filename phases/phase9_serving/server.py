@@ -220,7 +220,7 @@ def create_app(model, tokenizer, settings: Settings | None = None) -> FastAPI:
 
         @app.get("/")
         async def _page():
-            return Response((static / "index.html").read_bytes(), media_type="text/html; charset=utf-8",
+            return Response((static / "chat.html").read_bytes(), media_type="text/html; charset=utf-8",
                             headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
     return Guard(app, settings, server.metrics)
 
