@@ -11,7 +11,6 @@ Run: ``python -m pytest tests/test_bench_inference_smoke.py -q`` (marked ``slow`
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,17 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_bench_model_smoke import _peer_installed
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "tests" / "benchmarks" / "bench_inference.py"
 REQUIRED = ("decode_tok_s_b1", "decode_tok_s_b8", "mbu_b1", "speedup_vs_nocache_512", "ratio_vs_peer_b1",
             "turn5_ttft_ratio", "bandwidth_bytes_s", "targets_met", "results", "hardware", "load_avg_start")
-
-
-def _peer_installed() -> bool:
-    try:
-        return importlib.util.find_spec("llms_from_scratch") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @pytest.mark.slow

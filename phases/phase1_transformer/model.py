@@ -137,7 +137,7 @@ class GPT(nn.Module):
             x = x - self.backout_lambda.to(dtype) * x_mid
         if kv_cache is not None:
             kv_cache.advance(T)
-        if last_only:  # generation needs the next-token logits only: skip the lm_head elsewhere
+        if last_only and targets is None:  # generation needs the next-token logits only
             x = x[:, -1:]
 
         logits = self.lm_head(rms_norm(x))[..., :cfg.vocab_size].float()   # (B, T, V), fp32
