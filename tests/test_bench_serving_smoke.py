@@ -20,7 +20,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "tests" / "benchmarks" / "bench_serving.py"
 REQUIRED = ("tok_s_c1", "tok_s_c16", "batching_speedup_c16", "ttft_p99_c16_ms", "errors", "tpot_p50_c16_ms",
-            "ttft_p50_c16_ms", "levels", "hardware", "load_avg_before", "targets_met")
+            "ttft_p50_c16_ms", "levels", "hardware", "load_avg_before", "targets_met",
+            "chat_prompt_tokens", "chat_reused_tokens")
 
 
 @pytest.mark.slow
@@ -41,3 +42,4 @@ def test_bench_serving_quick(tmp_path) -> None:
             assert level["errors"] == 0 and level["tokens"] > 0 and level["tok_s"] > 0
             assert level["ttft_p50_ms"] > 0 and level["tpot_p50_ms"] > 0
     assert result["batching_speedup_c16"] > 0 and result["tok_s_c1"] > 0
+    assert 0 < result["chat_reused_tokens"] < result["chat_prompt_tokens"]       # later turns hit the cache

@@ -168,10 +168,24 @@ def load_level(url: str, clients: int, requests: int, max_tokens: int) -> dict:
             "tpot_p50_ms": pct(tpot, 50), "tpot_p99_ms": pct(tpot, 99)}
 
 
-def conversation_ttft(url: str, turns: int) -> list[float]:
+def counters(url: str) -> dict[str, float]:
+    """The server's prompt-token counters from /metrics."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for name in ("prompt_tokens_total", "prefix_reused_tokens_total"):
+        line = next(x for x in text.splitlines() if x.startswith("mini_nanochat_" + name + " "))
+        out[name] = float(line.split()[-1])
+    return out
+
+
+def conversation_ttft(url: str, turns: int, system_repeats: int) -> list[float]:
     """TTFT (ms) of each turn of one conversation, sent whole each time as a chat client does."""
     host, port = url.removeprefix("http://").split(":")
-    messages = [{"role": "system", "content": "You are a helpful assistant. " * 6}]
+    messages = [{"role": "system", "content": "You are a helpful assistant. " * system_repeats}]
     out = []
     for t in range(turns):
         messages.append({"role": "user", "content": PROMPTS[t % len(PROMPTS)]})
@@ -180,6 +194,8 @@ def conversation_ttft(url: str, turns: int) -> list[float]:
         t0 = time.perf_counter()
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
         r = conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"chat turn {t + 1}: HTTP {r.status} {r.read()[:200]!r}")
         first, text = None, ""
         for line in r:
             if line.startswith(b"data: {"):
@@ -223,7 +239,12 @@ def main() -> None:
                 table[mode] = {c: load_level(info["url"], c, max(2 * c, 4) + (0 if args.quick else 4), max_tokens)
                                for c in levels}
             if mode != "off":
-                prefix[mode] = [min(x) for x in zip(*(conversation_ttft(info["url"], turns) for _ in range(3)))]
+                before = counters(info["url"])
+                prefix[mode] = [min(x) for x in zip(*(conversation_ttft(info["url"], turns, 1 if args.quick else 6)
+                                                         for _ in range(3)))]
+                after = counters(info["url"])
+                prefix[mode + " tokens"] = [after[k] - before[k] for k in ("prompt_tokens_total",
+                                                                          "prefix_reused_tokens_total")]
         finally:
             proc.kill()
             proc.wait()
@@ -239,6 +260,9 @@ def main() -> None:
     print(f"\nTTFT of each turn of a {turns}-turn chat (ms, best of 3; the whole history is sent each turn):")
     print(f"  prefix reuse on:  {', '.join(f'{x:.0f}' for x in prefix['on'])}")
     print(f"  prefix reuse off: {', '.join(f'{x:.0f}' for x in prefix['no-reuse'])}  (re-prefill, as nanochat)")
+    prompt, reused = prefix["on tokens"]
+    print(f"  prompt tokens of those chats: {prompt:.0f}, of which {reused:.0f} came from the cache "
+          f"({reused / max(prompt, 1):.0%}) with reuse on, 0 with it off")
     on, off = table["on"], table["off"]
     top = levels[-1] if args.quick else 16
     report = {f"tok_s_c{c}": on[c]["tok_s"] for c in levels}
@@ -249,6 +273,7 @@ def main() -> None:
                "tpot_p50_c16_ms": on[top]["tpot_p50_ms"], "tpot_p99_c16_ms": on[top]["tpot_p99_ms"],
                "errors": sum(r["errors"] for t in table.values() for r in t.values()),
                "chat_ttft_ms_reuse": prefix["on"], "chat_ttft_ms_no_reuse": prefix["no-reuse"],
+               "chat_prompt_tokens": prefix["on tokens"][0], "chat_reused_tokens": prefix["on tokens"][1],
                "levels": {m: list(t.values()) for m, t in table.items()}, "model": info["model"],
                "params": info["params"], "max_tokens": max_tokens, "quick": args.quick, "dtype": "float32",
                "hardware": {"cpu": cpu_model(), "threads": info["threads"], "cores": os.cpu_count()},
