@@ -8,7 +8,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= dev,docs,bench,tools,browser
+EXTRAS     ?= dev,docs,bench,tools,browser,serve
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 

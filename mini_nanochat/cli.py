@@ -38,6 +38,8 @@ COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
     ("eval", "phases.phase7_eval.evaluate", "evaluate a base or chat model (bpb, CORE, chat tasks), offline by default"),
     ("sft", "phases.phase8_sft.sft", "supervised fine-tuning of a base model on conversations (Phase 2's loop)"),
     ("rl", "phases.phase8_sft.rl", "reinforcement learning (GRPO-style) on checkable problems, from an SFT model"),
+    ("chat", "phases.phase9_serving.chat", "chat with a model in the terminal (multi-turn, slash commands, -p for one shot)"),
+    ("serve", "phases.phase9_serving.serve", "serve a model: OpenAI-compatible API and a web chat page (127.0.0.1)"),
 ]
 # --8<-- [end:commands]
 
@@ -61,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
             groups[group] = top.add_parser(group, help=GROUPS.get(group, "")).add_subparsers(
                 dest=f"{group}_command", metavar="ACTION", required=True)
         module = importlib.import_module(module_name)
-        sub = (groups[group] if group else top).add_parser(action, help=help_text, description=_description(module),
-                                                           epilog=EPILOG)
+        extra = getattr(module, "HELP", "")      # a module's own notes (chat's slash commands), kept as written
+        sub = (groups[group] if group else top).add_parser(
+            action, help=help_text, description=_description(module),
+            epilog=f"{extra.rstrip()}\n\n{EPILOG}" if extra else EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter if extra else argparse.HelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

@@ -55,6 +55,9 @@ def check_knobs(temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None)
         t = torch.as_tensor(value, dtype=torch.float64)
         if not bool(torch.isfinite(t).all()) or not bool(ok(t)):
             raise ValueError(f"{name} must be {rule}, got {value}")
+
+
+# --8<-- [start:filter]
 def filter_logits(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None,
                   top_p: Knob = None) -> torch.Tensor:
     """(B, V) logits -> (B, V) float32 logits / T with the filtered tokens set to -inf.
@@ -84,6 +87,7 @@ def filter_logits(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = N
             drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # back to vocab order
             x = x.masked_fill(drop & (p < 1), float("-inf"))
     return x
+# --8<-- [end:filter]
 
 
 def probabilities(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None,
@@ -108,6 +112,9 @@ def entropy(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None, t
     probs = probabilities(logits, temperature, top_k, top_p)               # (B, V)
     logp = torch.where(probs > 0, probs.log(), torch.zeros_like(probs))
     return -(probs * logp).sum(dim=-1)
+
+
+# --8<-- [start:sample]
 def sample_next(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None,
                 generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """(B, V) logits -> (B,) int64 next tokens.
@@ -130,6 +137,7 @@ def sample_next(logits: torch.Tensor, temperature: Knob = 1.0, top_k: Knob = Non
         drawn = torch.stack([torch.multinomial(probs[r:r + 1], 1, generator=g)[0, 0] if not greedy[r] else choice[r]
                              for r, g in enumerate(generator)])          # (B,): each row its own draws
     return torch.where(greedy, choice, drawn)
+# --8<-- [end:sample]
 
 
 if __name__ == "__main__":

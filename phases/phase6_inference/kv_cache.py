@@ -133,6 +133,8 @@ class KVCache:
         if not 0 <= pos <= int(self.pos[row]):
             raise ValueError(f"cannot truncate row {row} to {pos}: it holds {int(self.pos[row])} tokens")
         self.pos[row] = pos
+
+    # --8<-- [start:copy_prefix]
     def copy_prefix(self, src_row: int, dst_rows: int | Iterable[int], length: int | None = None) -> None:
         """Copy the first ``length`` tokens (all of ``src_row``'s by default) of ``src_row`` into ``dst_rows``.
 
@@ -152,6 +154,7 @@ class KVCache:
                 self.emb[index, :n] = self.emb[src:src + 1, :n]
         for r in dst:
             self.pos[r] = n
+    # --8<-- [end:copy_prefix]
 
 
 class CacheView:

@@ -140,6 +140,8 @@ def run_categorical(model, tok, task: Task, runtime=None, max_problems: int = -1
     return ChatResult(task.name, task.kind, n, int(round(sum(correct))), task.random_baseline,
                       time.perf_counter() - t0, notes=notes)
 # --8<-- [end:categorical]
+
+
 def run_generative(engine, tok, task: Task, runtime=None, max_problems: int = -1, num_samples: int = 1,
                    max_new_tokens: int = 512, temperature: float = 0.0, top_k: int | None = 50, seed: int = 42,
                    batch_problems: int = 16, workers: int = 2, show_progress: bool = False,

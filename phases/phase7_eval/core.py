@@ -174,6 +174,8 @@ def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, 
         tokens = tok.encode_batch(prompts, prepend=tok.bos_token_id)
         items.append((spans(task.task_type, tokens, max_len), item.get("gold", 0)))
     return items, notes
+
+
 @torch.no_grad()
 def score_sequences(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
     """nanochat's ``forward_model``: one forward over right-padded ``seqs``, the loss and the argmax at
