@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"{extra.rstrip()}\n\n{EPILOG}" if extra else EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter if extra else argparse.HelpFormatter)
         module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        sub.set_defaults(command_run=module.run)  # not "run": several commands have a --run option
     return parser
 
 
@@ -80,7 +80,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: args.run(args))
+    return run_command(lambda: args.command_run(args))
 
 
 if __name__ == "__main__":

@@ -158,3 +158,16 @@ def test_torchrun_pretrain_two_ranks_saves_and_resumes_per_rank_loader_state(tin
     assert "done: step 4" in r.stdout
     r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "6", "--resume")
     assert r.returncode == 2 and "resume with the same number of ranks" in r.stderr
+
+
+
+@pytest.mark.parametrize("argv", [["generate", "--run", "r", "hello"], ["eval", "base", "--run", "r"],
+                                  ["eval", "chat", "--run", "r"], ["chat", "--run", "r"], ["serve", "--run", "r"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_commands_own_run_option_never_hides_its_entry_point(argv):
+    """These commands take ``--run RUN``; the CLI's dispatch must not share that name (it did:
+    ``eval base --run cpu_demo`` called the string 'cpu_demo', a TypeError traceback)."""
+    from mini_nanochat.cli import build_parser
+    args = build_parser().parse_args(argv)
+    assert args.run == "r" and callable(args.command_run)
+    assert args.command_run.__module__.startswith("phases.")
