@@ -33,6 +33,7 @@ import torch
 
 from phases.common.paths import data_dir
 from phases.phase0_tokenizer.bpe import BPETokenizer
+from phases.phase0_tokenizer.shards import check_folder
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training.config import Plan, TrainConfig, derive as derive_batch
 from phases.phase2_training.data import TokenLoader, eval_batches, tokenize_split
@@ -169,7 +170,9 @@ def make_data(cfg: TrainConfig, tok: BPETokenizer, tok_file: Path | None, device
 def resolve_data_dir(cfg: TrainConfig, show_progress: bool) -> Path:
     """``cfg.data_dir``, or the embedded corpus (built on first use)."""
     if cfg.data_dir:
-        return Path(cfg.data_dir).expanduser()
+        folder = Path(cfg.data_dir).expanduser()
+        check_folder(folder)                 # every shard's footer: a broken one is named before training
+        return folder
     from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
     return Path(ensure_embedded_corpus(data_dir("embedded"), show_progress=show_progress).out_dir)
 

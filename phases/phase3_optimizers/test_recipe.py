@@ -51,7 +51,7 @@ def test_horizon_precedence_and_overrides(recipe):
 @pytest.mark.parametrize("overrides,message", [
     ({"optimizer": "sgd"}, "optimizer must be"),
     ({"ns_coefficients": "cubic"}, "Newton-Schulz coefficients"),
-    ({"muon_momentum": 1.0}, "momenta"),
+    ({"muon_momentum": 1.0}, r"muon_momentum must be in \[0, 1\)"),
     ({"target_param_data_ratio": 0.0}, "target_param_data_ratio must be > 0"),
     ({"total_batch_size": 1000}, "not a multiple"),
 ])
