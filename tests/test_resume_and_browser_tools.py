@@ -243,3 +243,16 @@ def test_bad_paths_exit_2_without_a_traceback(world, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             module.main(["--help"])
         assert e.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_a_run_started_from_a_toml_resumes_with_its_config(tmp_path):
+    """Issue 14 #10: --config FILE and only the settings that differ, not 15 --set flags."""
+    toml = tmp_path / "my.toml"
+    toml.write_text("[model]\ndepth = 2\n[optim]\nmatrix_lr = 0.01\nwarmup_steps = 3\n[run]\nsave_every = 4\n")
+    saved = asdict(load_config(toml, {"num_iterations": "40"}))          # what the checkpoint records
+    argv, env, notes = rh.resume_command(tmp_path / "run", {"train_config": saved, "launch": {"config": str(toml)}})
+    assert argv == ["mini-nanochat", "pretrain", "--run-dir", str(tmp_path / "run"), "--resume",
+                    "--config", str(toml), "--set", "num_iterations=40"]
+    toml.unlink()                                                        # gone: every setting spelled out
+    argv, _, _ = rh.resume_command(tmp_path / "run", {"train_config": saved, "launch": {"config": str(toml)}})
+    assert "--config" not in argv and "warmup_steps=3" in argv and "matrix_lr=0.01" in argv

@@ -29,7 +29,8 @@ def run_command(fn: Callable[[], object]) -> int:
     """Run a command-line entry point; turn user mistakes and Ctrl-C into exit codes.
 
     ``UserError`` -> ``error: …`` on stderr, status 2; Ctrl-C -> status 130; a closed pipe
-    (``… | head``) -> status 0, quietly. Anything else is a bug and keeps its traceback.
+    (``… | head``) -> status 0, quietly; a Rust panic from an extension (a ``BaseException``)
+    -> one ``error:`` line, status 1. Anything else is a bug and keeps its traceback.
     """
     try:
         fn()
@@ -43,6 +44,11 @@ def run_command(fn: Callable[[], object]) -> int:
         # Point stdout at /dev/null so Python's final flush at exit does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except BaseException as e:  # a Rust panic in an extension (pyo3's PanicException) is a BaseException
+        if type(e).__name__ != "PanicException":
+            raise
+        print(f"error: a native library failed on this input ({str(e)[:200]}); please report it", file=sys.stderr)
+        return 1
     return 0
 
 
