@@ -192,6 +192,10 @@ def test_inspect_tensor_table_matches_the_state_dict(world, capsys):
     assert rep["highlights"]["matrix_lr"] == 0.01 and rep["model_config"]["n_layer"] == 2
     code, out, _ = _run(cb, ["inspect", "tiny"], capsys)  # the newest valid checkpoint
     assert "step_000012" in out and "blocks.0.attn.c_q.weight" in out and "64x64" in out
+    # issue 14 #10: the packer's buffer as its length, not hundreds of numbers; both losses explained
+    data_line = next(line for line in out.splitlines() if line.startswith("data state"))
+    assert len(data_line) < 300 and "entries>" in data_line, data_line
+    assert "smooth_loss: raw EMA" in out and "train_loss_ema: debiased" in out
 
 
 def test_compare_reports_weight_change_and_generates_for_both(world, capsys):

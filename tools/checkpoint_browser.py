@@ -33,6 +33,7 @@ from phases.common.console import UserError, paint, run_command, use_color
 from phases.common.paths import runs_dir
 from phases.phase2_training import checkpoint as ck
 from phases.phase2_training.metrics import debias
+from phases.phase2_training.recipe import describe_data_state
 from phases.phase5_data.pretrain import PretrainConfig
 
 DEFAULT_PROMPTS = ("Return the", "The following", "import ")
@@ -162,7 +163,8 @@ def cmd_inspect(args, color: bool) -> None:
         print(f"{h('learning rates applied')} (peak, per optimizer group):\n"
               + kv({k: f"{v:.4g}" for k, v in r["initial_lrs"].items()}))
     loop = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r["loop_state"].items()}
-    print(f"{h('loop state')}:\n{kv(loop)}\n{h('data state')}: {r['data_state']}\n{h('tokenizer')}: {r['tokenizer']}")
+    print(f"{h('loop state')} (smooth_loss: raw EMA of the loss, low early; train_loss_ema: debiased, as shown):\n"
+          f"{kv(loop)}\n{h('data state')}: {describe_data_state(r['data_state'])}\n{h('tokenizer')}: {r['tokenizer']}")
     print(h("files") + ":")
     for name, f in r["files"].items():
         print(f"  {name:18s} {_view.size(f['bytes']) if f['bytes'] is not None else 'MISSING':>12}  "
@@ -279,7 +281,7 @@ def cmd_delete(args, color: bool) -> int:
     if not args.yes:
         try:
             answer = input(f"delete {what}? [y/N] ")
-        except EOFError:
+        except EOFError:                                 # no terminal: no
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("not deleted")
@@ -341,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     color = use_color(force=args.color)
     commands = {"list": cmd_list, "inspect": cmd_inspect, "compare": cmd_compare, "du": cmd_du, "delete": cmd_delete}
     status = {}
-    code = run_command(lambda: status.setdefault("code", commands[args.command](args, color)))
-    return code or status.get("code") or 0
+    return run_command(lambda: status.setdefault("code", commands[args.command](args, color))) or status.get("code") or 0
 
 
 if __name__ == "__main__":

@@ -206,3 +206,13 @@ def data_state_for(saved: dict, rank: int, world_size: int) -> dict:
         return saved
     states = saved["per_rank"]
     return states[rank] if len(states) == world_size else states[0]
+
+
+def describe_data_state(state) -> str:
+    """A checkpoint's ``data_state`` for the eye, one short line: a long list (Phase 5's buffer of
+    document ranges) shows as its length, ``per_rank`` states one after another."""
+    if isinstance(state, dict):
+        return ", ".join(f"{k}={describe_data_state(v)}" for k, v in state.items())
+    if isinstance(state, list) and state and all(isinstance(x, dict) for x in state):
+        return " | ".join(f"[{describe_data_state(x)}]" for x in state)
+    return f"<{len(state)} entries>" if isinstance(state, list) and len(state) > 4 else repr(state)
