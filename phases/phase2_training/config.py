@@ -142,7 +142,6 @@ def one_of(*choices: str) -> Limit:
     return Limit(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
-# --8<-- [start:limits]
 LIMITS = {
     "depth": at_least(1), "aspect_ratio": at_least(1), "head_dim": at_least(2), "sequence_len": at_least(1),
     "n_kv_head": at_least(0), "softcap": at_least(0), "device_batch_size": at_least(1),
@@ -157,7 +156,6 @@ LIMITS = {
                       "a folder name (no '/'; --run-dir takes a path)"),
 }
 TrainConfig.limits = LIMITS   # every config class carries the limits of its keys (compose merges them)
-# --8<-- [end:limits]
 
 
 def check_config(cfg) -> None:
