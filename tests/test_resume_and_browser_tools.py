@@ -260,3 +260,23 @@ def test_a_run_started_from_a_toml_resumes_with_its_config(tmp_path):
     toml.unlink()                                                        # gone: every setting spelled out
     argv, _, _ = rh.resume_command(tmp_path / "run", {"train_config": saved, "launch": {"config": str(toml)}})
     assert "--config" not in argv and "warmup_steps=3" in argv and "matrix_lr=0.01" in argv
+
+
+def test_the_tools_survive_every_corrupt_checkpoint(world, capsys):
+    """Issue 15 #6: each corruption class of Phase 2's suite, through inspect, list, du, compare and
+    the resume helper: a verdict or one error line, never an exception."""
+    import warnings
+
+    from phases.phase2_training.test_integrity import CORRUPTIONS, LOAD_TIME
+    for i, (name, corrupt) in enumerate({**CORRUPTIONS, **LOAD_TIME}.items()):
+        run = _copy(world, f"corrupt_{i}")
+        corrupt(run / "checkpoints" / "step_000008")
+        for tool, argv in ((cb, ["inspect", f"{run}@8"]), (cb, ["inspect", run]), (cb, ["list", run]),
+                           (cb, ["du", run]), (cb, ["compare", f"{run}@4", f"{run}@8", "--no-generate"]),
+                           (rh, [run, "--fast"]), (rh, [run, "--json"])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                code, out, err = _run(tool, argv, capsys)
+            assert code in (0, 1, 2), (name, argv)
+            assert code != 2 or err.startswith("error: "), (name, argv, err)
+        shutil.rmtree(run)

@@ -80,7 +80,7 @@ def format_command(argv: list[str], env: dict) -> str:
 
 
 def analyse(run_dir: Path, fast: bool = False, target_steps: int | None = None) -> dict:
-    checks = scan_checkpoints(run_dir, hash=not fast)
+    checks = scan_checkpoints(run_dir, hash=not fast, resumable=True)  # what --resume would refuse is BAD here too
     good = [c for c in checks if c.ok]
     rep = {"run_dir": str(run_dir), "fast": fast,
            "checkpoints": [{"name": c.path.name, "step": c.step, "ok": c.ok, "problems": c.problems,

@@ -95,6 +95,8 @@ CORRUPTIONS = {
     "loop_state missing": _edit_meta(loop_state=KeyError),
     "loop_state of strings": _edit_meta(loop_state={"smooth_loss": "x"}),
     "model_config is a list": _edit_meta(model_config=[1]),
+    "total_batch_size missing": _edit_meta(total_batch_size=KeyError),
+    "a sha256 that is a number": _edit_meta(files={"model.safetensors": 5, "optim.pt": 7}),
     "model.safetensors truncated": lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 10),
     "model.safetensors is a link": _weights_as_link,
     "header unreadable, sha256 matching": _unreadable_header_matching_sha,
