@@ -193,3 +193,31 @@ def test_every_out_of_range_setting_is_refused_in_process(argv, message, capsys,
     assert main(["pretrain", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_run_command_turns_panics_and_warnings_into_one_line(capsys):
+    """A Rust panic (a BaseException) is one error line, status 1; a warning is 'warning: …',
+    without Python's file:line and source line (issue 15 #2)."""
+    import warnings
+
+    from phases.common.console import run_command
+    PanicException = type("PanicException", (BaseException,), {})
+
+    def panics():
+        raise PanicException("stack overflow in regex")
+    assert run_command(panics) == 1
+    assert capsys.readouterr().err.startswith("error: a native library failed on this input")
+
+    def warns():
+        warnings.warn("skipping bad checkpoint: step_000008", UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = warnings._showwarning_orig     # as outside pytest: printed, not recorded
+        warnings._showwarnmsg_impl = lambda msg: sys.stderr.write(warnings._formatwarnmsg(msg))
+        assert run_command(warns) == 0
+    assert capsys.readouterr().err == "warning: skipping bad checkpoint: step_000008\n"
+
+    def bug():
+        raise ZeroDivisionError
+    with pytest.raises(ZeroDivisionError):                  # a bug keeps its traceback
+        run_command(bug)

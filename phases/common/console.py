@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, TextIO, TypeVar
 
@@ -25,6 +26,10 @@ class UserError(Exception):
     """A mistake the user can fix; shown as ``error: <message>`` without a traceback."""
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def run_command(fn: Callable[[], object]) -> int:
     """Run a command-line entry point; turn user mistakes and Ctrl-C into exit codes.
 
@@ -33,7 +38,9 @@ def run_command(fn: Callable[[], object]) -> int:
     -> one ``error:`` line, status 1. Anything else is a bug and keeps its traceback.
     """
     try:
-        fn()
+        with warnings.catch_warnings():
+            warnings.formatwarning = _format_warning   # "warning: …", not Python's file:line: Class: source line
+            fn()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
