@@ -158,3 +158,17 @@ def test_torchrun_pretrain_two_ranks_saves_and_resumes_per_rank_loader_state(tin
     assert "done: step 4" in r.stdout
     r = run_cli("--no-progress", "pretrain", "--config", str(cfg), "--num-iterations", "6", "--resume")
     assert r.returncode == 2 and "resume with the same number of ranks" in r.stderr
+
+
+def test_ctrl_c_in_the_demo_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """Issue 14 #10: not just 'interrupted': the command that resumes the demo's run."""
+    from mini_nanochat import pipeline
+    from phases.phase5_data import pretrain as p5
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tmp_path))
+    monkeypatch.setattr(p5, "pretrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.pretrain_demo(iterations=7, show_progress=False)
+    assert "to continue from the last checkpoint: mini-nanochat demo --iterations 7" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _tools import load_tool
 
-from phases.phase2_training.checkpoint import latest_checkpoint, load_weights
+from phases.phase2_training.checkpoint import check_checkpoint, latest_checkpoint, load_weights
 from mini_nanochat.pretrain import PretrainConfig, load_config
 from phases.phase2_training.schedule import lr_multiplier
 
@@ -279,4 +279,7 @@ def test_the_tools_survive_every_corrupt_checkpoint(world, capsys):
                 code, out, err = _run(tool, argv, capsys)
             assert code in (0, 1, 2), (name, argv)
             assert code != 2 or err.startswith("error: "), (name, argv, err)
+            if argv[0] == "inspect" and str(argv[1]).endswith("@8") and not check_checkpoint(
+                    run / "checkpoints" / "step_000008", hash=False).ok:
+                assert code in (1, 2), (name, out[-500:])       # a broken checkpoint never exits 0
         shutil.rmtree(run)

@@ -12,8 +12,8 @@ Usage (from the repository root):
 A checkpoint is ``RUN`` (its newest valid checkpoint), ``RUN@STEP`` or a ``step_NNNNNN`` folder;
 ``RUN`` is a run folder or a run name under <base>/runs. ``list``, ``inspect`` and ``du`` read
 headers and meta.json only (Phase 2's ``checkpoint.check_checkpoint``; ``list --verify`` hashes
-every file too); ``compare`` loads both: the relative change ‖B−A‖/‖A‖ per tensor and layer,
-then both models continue the same prompts (``checkpoint.load_model``, ``evaluate.sample``).
+every file too; ``inspect`` exits 1 for a checkpoint with problems); ``compare`` loads both:
+‖B−A‖/‖A‖ per tensor and layer, and both models' continuations (``load_model``, ``evaluate.sample``).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from phases.phase5_data.pretrain import PretrainConfig
 DEFAULT_PROMPTS = ("Return the", "The following", "import ")
 HIGHLIGHTS = ("num_iterations", "device_batch_size", "sequence_len", "matrix_lr", "embedding_lr", "unembedding_lr",
               "scalar_lr", "weight_decay", "warmup_steps", "warmdown_ratio", "final_lr_frac", "seed", "device", "dtype")
-SECTIONS = ("loop_state", "model_config", "train_config", "files", "initial_lrs")   # the JSON objects of meta.json
+SECTIONS = ("loop_state", "model_config", "train_config", "files", "initial_lrs")  # meta.json's objects
 
 
 def _bytes(path: Path) -> int:
@@ -142,11 +142,10 @@ def inspect_report(path: Path) -> dict:
                         for t in (c.header or {}).get("tensors", [])]}
 
 
-def cmd_inspect(args, color: bool) -> None:
+def cmd_inspect(args, color: bool) -> int:
     r = inspect_report(resolve_checkpoint(args.ckpt))
     if args.json:
-        print(json.dumps(_view.clean(r), indent=1))
-        return
+        return print(json.dumps(_view.clean(r), indent=1)) or int(not r["ok"])
     h = lambda s: _view.bold(s, color)  # noqa: E731
     def kv(d, ind="  "):  # noqa: E306
         text = ", ".join(f"{k}={v}" if v != "" else f'{k}=""' for k, v in d.items())
@@ -175,6 +174,7 @@ def cmd_inspect(args, color: bool) -> None:
     print(_view.table(["name", "dtype", "shape", "numel", "bytes"],
                       [[x["name"], x["dtype"], "x".join(map(str, x["shape"])) or "scalar", f"{x['numel']:,}",
                         f"{x['bytes']:,}"] for x in t], right={3, 4}))
+    return int(not r["ok"])
 
 
 # -- compare -----------------------------------------------------------------------------------------
