@@ -107,6 +107,7 @@ CASES = [
     ("inspector-deep-jsonl", "tool dataset_inspector.py {bad}/deep.jsonl --validate", 1, None),
     ("playground-deep-json", "tool tokenizer_playground.py --chat {bad}/deep.json --tokenizer {tok}", 2,
      "nested too deeply"),
+    ("playground-against-no-tokenizer", "tool tokenizer_playground.py hi --against {bad}", 2, "--against"),
     ("device-tpu", f"cli pretrain --device tpu {T}", 2, "tpu"),
     ("tokenizer-threads-0", f"cli pretrain --set tokenizer_threads=0 {T}", 2, "tokenizer_threads must be >= 1"),
     ("browser-inspect-broken", "tool checkpoint_browser.py inspect {broken_run}/checkpoints/step_000001", 2,

@@ -323,8 +323,8 @@ def run(args: argparse.Namespace) -> None:
     if args.text == "-" and args.chat == "-":
         raise UserError("TEXT and --chat cannot both read standard input ('-')")
     color = use_color(sys.stdout, args.color)
+    against = load_dir(args.against, "--against") if args.against is not None else None  # before any training
     tok, name = resolve_tokenizer(args.tokenizer, show_progress=not args.no_progress)
-    against = load_dir(args.against, "--against") if args.against is not None else None
     pg = Playground(tok, name, color, table=args.table, against=against)
     text = read_input("-").decode("utf-8", "surrogateescape") if args.text == "-" else args.text
     if against and text is None and not args.compare and not args.interactive:
