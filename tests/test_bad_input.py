@@ -99,6 +99,7 @@ CASES = [
     ("dashboard-png-is-dir", "tool training_dashboard.py {broken_run} --png {bad}/a_dir.png", 2, "a_dir.png"),
     # 9: huge numbers: refused with the figure, at once
     ("pretrain-depth-100000", f"cli pretrain --depth 100000 {T}", 2, "parameters"),
+    ("pretrain-depth-300-does-not-fit", f"cli pretrain --depth 300 {T}", 2, "choose a smaller --depth"),
     ("toml-int-beyond-64-bits", "cli pretrain --config {bad}/huge_int.toml", 2, "64 bits"),
     ("seed-1e23", "cli pretrain --seed 100000000000000000000000", 2, "seed"),
     ("calculator-depth-1e8", "tool model_calculator.py --depth 100000000", 2, "parameters"),
