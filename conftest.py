@@ -182,6 +182,14 @@ def assert_resume_exact(tmp_path):
         wa = ck.load_weights(ck.latest_checkpoint(full.run_dir / "checkpoints").path)
         wb = ck.load_weights(ck.latest_checkpoint(tmp_path / "cut" / "checkpoints").path)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+        # every saved state, not only the weights: the RNG (dropout, sampling) and the optimizer's moments
+        oa, ob = (torch.load(ck.latest_checkpoint(d / "checkpoints").path / "optim.pt", weights_only=True)
+                  for d in (full.run_dir, tmp_path / "cut"))
+        assert torch.equal(oa["torch_rng"], ob["torch_rng"]), "the resumed run's RNG state differs"
+        sa, sb = oa["optimizer"]["state"], ob["optimizer"]["state"]
+        assert sa.keys() == sb.keys() and all(
+            torch.equal(sa[i][k], sb[i][k]) if torch.is_tensor(sa[i][k]) else sa[i][k] == sb[i][k]
+            for i in sa for k in sa[i])
         return saved
 
     import torch

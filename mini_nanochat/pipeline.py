@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -61,7 +62,13 @@ def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_pro
         return latest.meta.get("val_bpb"), None
     if latest is not None:
         print(f"resuming the interrupted demo run from step {latest.step}")
-    result = pretrain(cfg, resume=latest is not None, show_progress=show_progress)
+    try:
+        result = pretrain(cfg, resume=latest is not None, show_progress=show_progress)
+    except KeyboardInterrupt:       # the loop saved the last completed step; the demo resumes it by itself
+        again = "mini-nanochat demo" + (f" --iterations {iterations}" if iterations else "")
+        print(f"to continue from the last checkpoint: {again} (it resumes the run in {run_dir})",
+              file=sys.stderr, flush=True)
+        raise
     return result.val_bpb, result
 
 

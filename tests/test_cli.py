@@ -171,3 +171,17 @@ def test_a_commands_own_run_option_never_hides_its_entry_point(argv):
     args = build_parser().parse_args(argv)
     assert args.run == "r" and callable(args.command_run)
     assert args.command_run.__module__.startswith("phases.")
+
+
+def test_ctrl_c_in_the_demo_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """Issue 14 #10: not just 'interrupted': the command that resumes the demo's run."""
+    from mini_nanochat import pipeline
+    from phases.phase5_data import pretrain as p5
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tmp_path))
+    monkeypatch.setattr(p5, "pretrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.pretrain_demo(iterations=7, show_progress=False)
+    assert "to continue from the last checkpoint: mini-nanochat demo --iterations 7" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _tools import load_tool
 
-from phases.phase2_training.checkpoint import latest_checkpoint, load_weights
+from phases.phase2_training.checkpoint import check_checkpoint, latest_checkpoint, load_weights
 from mini_nanochat.pretrain import PretrainConfig, load_config
 from phases.phase2_training.schedule import lr_multiplier
 
@@ -192,6 +192,10 @@ def test_inspect_tensor_table_matches_the_state_dict(world, capsys):
     assert rep["highlights"]["matrix_lr"] == 0.01 and rep["model_config"]["n_layer"] == 2
     code, out, _ = _run(cb, ["inspect", "tiny"], capsys)  # the newest valid checkpoint
     assert "step_000012" in out and "blocks.0.attn.c_q.weight" in out and "64x64" in out
+    # issue 14 #10: the packer's buffer as its length, not hundreds of numbers; both losses explained
+    data_line = next(line for line in out.splitlines() if line.startswith("data state"))
+    assert len(data_line) < 300 and "entries>" in data_line, data_line
+    assert "smooth_loss: raw EMA" in out and "train_loss_ema: debiased" in out
 
 
 def test_compare_reports_weight_change_and_generates_for_both(world, capsys):
@@ -243,3 +247,39 @@ def test_bad_paths_exit_2_without_a_traceback(world, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             module.main(["--help"])
         assert e.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_a_run_started_from_a_toml_resumes_with_its_config(tmp_path):
+    """Issue 14 #10: --config FILE and only the settings that differ, not 15 --set flags."""
+    toml = tmp_path / "my.toml"
+    toml.write_text("[model]\ndepth = 2\n[optim]\nmatrix_lr = 0.01\nwarmup_steps = 3\n[run]\nsave_every = 4\n")
+    saved = asdict(load_config(toml, {"num_iterations": "40"}))          # what the checkpoint records
+    argv, env, notes = rh.resume_command(tmp_path / "run", {"train_config": saved, "launch": {"config": str(toml)}})
+    assert argv == ["mini-nanochat", "pretrain", "--run-dir", str(tmp_path / "run"), "--resume",
+                    "--config", str(toml), "--set", "num_iterations=40"]
+    toml.unlink()                                                        # gone: every setting spelled out
+    argv, _, _ = rh.resume_command(tmp_path / "run", {"train_config": saved, "launch": {"config": str(toml)}})
+    assert "--config" not in argv and "warmup_steps=3" in argv and "matrix_lr=0.01" in argv
+
+
+def test_the_tools_survive_every_corrupt_checkpoint(world, capsys):
+    """Issue 15 #6: each corruption class of Phase 2's suite, through inspect, list, du, compare and
+    the resume helper: a verdict or one error line, never an exception."""
+    import warnings
+
+    from phases.phase2_training.test_integrity import CORRUPTIONS, LOAD_TIME
+    for i, (name, corrupt) in enumerate({**CORRUPTIONS, **LOAD_TIME}.items()):
+        run = _copy(world, f"corrupt_{i}")
+        corrupt(run / "checkpoints" / "step_000008")
+        for tool, argv in ((cb, ["inspect", f"{run}@8"]), (cb, ["inspect", run]), (cb, ["list", run]),
+                           (cb, ["du", run]), (cb, ["compare", f"{run}@4", f"{run}@8", "--no-generate"]),
+                           (rh, [run, "--fast"]), (rh, [run, "--json"])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                code, out, err = _run(tool, argv, capsys)
+            assert code in (0, 1, 2), (name, argv)
+            assert code != 2 or err.startswith("error: "), (name, argv, err)
+            if argv[0] == "inspect" and str(argv[1]).endswith("@8") and not check_checkpoint(
+                    run / "checkpoints" / "step_000008", hash=False).ok:
+                assert code in (1, 2), (name, out[-500:])       # a broken checkpoint never exits 0
+        shutil.rmtree(run)

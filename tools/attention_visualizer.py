@@ -42,6 +42,7 @@ import _view
 from _attention_pictures import (COLORMAP, MASKED, color_index, grid_rgb, heatmap_rgb,  # noqa: F401
                                  png_bytes, render_html)
 from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.files import output_dir, output_file
 from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
 from phases.phase0_tokenizer.visualize import display_width, token_pieces
@@ -252,6 +253,8 @@ def run(args) -> None:
     for name in ("depth", "n_kv_head", "sequence_len", "window", "cell", "max_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    png_dir = output_dir(args.png, "--png") if args.png else None       # outputs checked before the work
+    html = output_file(args.html, "--html") if args.html else None
     model, run_tok, meta = load_model(args.checkpoint) if args.checkpoint else (None, None, None)
     tok, ids, labels, source = prompt_tokens(args, run_tok)
     if model is not None:
@@ -280,9 +283,8 @@ def run(args) -> None:
     if not args.checkpoint:
         header.append(UNTRAINED)
     files = []
-    if args.png:
-        out = Path(args.png).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
+    if png_dir:
+        out = png_dir
         cell = args.cell or max(4, min(16, 512 // T))
         for l in range(cfg.n_layer):
             for h in range(cfg.n_head):
@@ -291,9 +293,8 @@ def run(args) -> None:
         (out / "grid.png").write_bytes(png_bytes(grid_rgb(maps, masks, grid_cell)))
         files.append(f"{out}/layer*_head*.png ({cfg.n_layer * cfg.n_head} files, {T * cell}x{T * cell} px), "
                      f"{out}/grid.png (layers top to bottom, heads left to right)")
-    if args.html:
-        path = Path(args.html).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if html:
+        path = html
         path.write_text(render_html(maps, masks, labels, rows, layer, head, header,
                                     summary_table(rows, T, first_name), first_name), encoding="utf-8")
         files.append(str(path))

@@ -12,8 +12,8 @@ Usage (from the repository root):
 A checkpoint is ``RUN`` (its newest valid checkpoint), ``RUN@STEP`` or a ``step_NNNNNN`` folder;
 ``RUN`` is a run folder or a run name under <base>/runs. ``list``, ``inspect`` and ``du`` read
 headers and meta.json only (Phase 2's ``checkpoint.check_checkpoint``; ``list --verify`` hashes
-every file too); ``compare`` loads both: the relative change ‖B−A‖/‖A‖ per tensor and layer,
-then both models continue the same prompts (``checkpoint.load_model``, ``evaluate.sample``).
+every file too; ``inspect`` exits 1 for a checkpoint with problems); ``compare`` loads both:
+‖B−A‖/‖A‖ per tensor and layer, and both models' continuations (``load_model``, ``evaluate.sample``).
 """
 from __future__ import annotations
 
@@ -33,11 +33,13 @@ from phases.common.console import UserError, paint, run_command, use_color
 from phases.common.paths import runs_dir
 from phases.phase2_training import checkpoint as ck
 from phases.phase2_training.metrics import debias
+from phases.phase2_training.recipe import describe_data_state
 from phases.phase5_data.pretrain import PretrainConfig
 
 DEFAULT_PROMPTS = ("Return the", "The following", "import ")
 HIGHLIGHTS = ("num_iterations", "device_batch_size", "sequence_len", "matrix_lr", "embedding_lr", "unembedding_lr",
               "scalar_lr", "weight_decay", "warmup_steps", "warmdown_ratio", "final_lr_frac", "seed", "device", "dtype")
+SECTIONS = ("loop_state", "model_config", "train_config", "files", "initial_lrs")  # meta.json's objects
 
 
 def _bytes(path: Path) -> int:
@@ -121,9 +123,9 @@ def cmd_du(args, color: bool) -> None:
 # -- inspect -----------------------------------------------------------------------------------------
 def inspect_report(path: Path) -> dict:
     c = _checked(path)
-    meta = c.meta
+    meta = {k: v for k, v in c.meta.items() if isinstance(v, dict) or k not in SECTIONS}  # wrong shape: absent
     loop = dict(meta.get("loop_state", {}))
-    if c.step and "smooth_loss" in loop:
+    if c.step and isinstance(loop.get("smooth_loss"), (int, float)):
         loop["train_loss_ema"] = debias(loop["smooth_loss"], c.step)  # what the console showed
     tc = meta.get("train_config", {})
     defaults = {f: getattr(PretrainConfig(), f) for f in PretrainConfig.__dataclass_fields__}
@@ -140,14 +142,12 @@ def inspect_report(path: Path) -> dict:
                         for t in (c.header or {}).get("tensors", [])]}
 
 
-def cmd_inspect(args, color: bool) -> None:
+def cmd_inspect(args, color: bool) -> int:
     r = inspect_report(resolve_checkpoint(args.ckpt))
     if args.json:
-        print(json.dumps(_view.clean(r), indent=1))
-        return
+        return print(json.dumps(_view.clean(r), indent=1)) or int(not r["ok"])
     h = lambda s: _view.bold(s, color)  # noqa: E731
-
-    def kv(d, ind="  "):
+    def kv(d, ind="  "):  # noqa: E306
         text = ", ".join(f"{k}={v}" if v != "" else f'{k}=""' for k, v in d.items())
         return textwrap.fill(text, 100, initial_indent=ind, subsequent_indent=ind)
     print(f"{h('checkpoint')}: {r['path']}")
@@ -155,24 +155,26 @@ def cmd_inspect(args, color: bool) -> None:
           + (paint("integrity ok (headers; sha256 not checked)", "32", color) if r["ok"]
              else paint("PROBLEMS: " + "; ".join(r["problems"]), "31", color)))
     print(f"{h('model config')}:\n{kv(r['model_config'])}")
-    print(f"{h('train config')} (total_batch_size {r['total_batch_size']:,} tokens/step):\n{kv(r['highlights'])}")
+    print(f"{h('train config')} (total_batch_size {_view.num(r['total_batch_size'], ',')} tokens/step):\n{kv(r['highlights'])}")
     if r["other_settings"]:
         print(f"  other non-default settings:\n{kv(r['other_settings'], '    ')}")
     if r["initial_lrs"]:
         print(f"{h('learning rates applied')} (peak, per optimizer group):\n"
               + kv({k: f"{v:.4g}" for k, v in r["initial_lrs"].items()}))
     loop = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r["loop_state"].items()}
-    print(f"{h('loop state')}:\n{kv(loop)}\n{h('data state')}: {r['data_state']}\n{h('tokenizer')}: {r['tokenizer']}")
+    print(f"{h('loop state')} (smooth_loss: raw EMA of the loss, low early; train_loss_ema: debiased, as shown):\n"
+          f"{kv(loop)}\n{h('data state')}: {describe_data_state(r['data_state'])}\n{h('tokenizer')}: {r['tokenizer']}")
     print(h("files") + ":")
     for name, f in r["files"].items():
         print(f"  {name:18s} {_view.size(f['bytes']) if f['bytes'] is not None else 'MISSING':>12}  "
-              f"sha256 {f['sha256'][:16]}…")
+              f"sha256 {str(f['sha256'])[:16]}…")
     t = r["tensors"]
     print(f"{h('tensors')} ({len(t)}, {sum(x['numel'] for x in t):,} values, {_view.size(sum(x['bytes'] for x in t))}, "
           "from the safetensors header):")
     print(_view.table(["name", "dtype", "shape", "numel", "bytes"],
                       [[x["name"], x["dtype"], "x".join(map(str, x["shape"])) or "scalar", f"{x['numel']:,}",
                         f"{x['bytes']:,}"] for x in t], right={3, 4}))
+    return int(not r["ok"])
 
 
 # -- compare -----------------------------------------------------------------------------------------
@@ -220,7 +222,7 @@ def compare_report(pa: Path, pb: Path, prompts: list[str], tokens: int, generate
     ca, cb = _checked(pa), _checked(pb)
     diff = {}
     for section in ("model_config", "train_config"):
-        a, b = ca.meta.get(section, {}), cb.meta.get(section, {})
+        a, b = (m if isinstance(m := c.meta.get(section), dict) else {} for c in (ca, cb))  # a wrong shape: {}
         diff[section] = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
     r = {"a": str(pa), "b": str(pb), "steps": [ca.step, cb.step],
          "val_bpb": [ca.meta.get("val_bpb"), cb.meta.get("val_bpb")],
@@ -279,7 +281,7 @@ def cmd_delete(args, color: bool) -> int:
     if not args.yes:
         try:
             answer = input(f"delete {what}? [y/N] ")
-        except EOFError:
+        except EOFError:                                 # no terminal: no
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("not deleted")
@@ -340,9 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     color = use_color(force=args.color)
     commands = {"list": cmd_list, "inspect": cmd_inspect, "compare": cmd_compare, "du": cmd_du, "delete": cmd_delete}
-    status = {}
-    code = run_command(lambda: status.setdefault("code", commands[args.command](args, color)))
-    return code or status.get("code") or 0
+    status: dict = {}
+    return run_command(lambda: status.setdefault("code", commands[args.command](args, color))) or status.get("code") or 0
 
 
 if __name__ == "__main__":

@@ -18,14 +18,16 @@ loaders accept). Chat samples are rendered as the model sees them, coloured by l
 
 Token lengths need a tokenizer: ``--tokenizer DIR``, else ``<base>/tokenizer`` (made by
 ``mini-nanochat tokenizer train``). Without one, lengths are in characters and samples are
-shown as plain text. Exit status: 0 fine, 1 ``--validate`` found problems, 2 a usage
-error (``error: …``). What it leaves out: a web UI, remote datasets (download first),
-fuzzy matching beyond word 3-gram MinHash.
+shown as plain text. Exit status: 0 fine; 1 a file cannot be used (empty, truncated, not
+parquet, no ``text`` column, null rows: listed even without ``--validate``) or ``--validate``
+found problems in the records; 2 a usage error (``error: …``). What it leaves out: a web UI,
+remote datasets (download first), fuzzy matching beyond word 3-gram MinHash.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -36,7 +38,7 @@ import numpy as np
 
 import _view  # noqa: F401  (puts the repository root on sys.path)
 from phases.common.console import UserError, paint, run_command, use_color
-from phases.common.files import atomic_write_text
+from phases.common.files import atomic_write_text, output_file
 from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
 from phases.phase0_tokenizer.chat import ConversationError, check_conversation, render_conversation
@@ -49,14 +51,15 @@ PRIME = (1 << 31) - 1    # hashes below 2^31: a*h + b stays below 2^63, no uint6
 
 def read_parquet(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], dict]:
     """Up to ``limit`` documents ``{"where", "text"}`` and file-level stats; problems are collected."""
-    records, stats = [], {"files": 0, "row_groups": 0, "rows_in_files": 0, "null_rows": 0, "empty_docs": 0}
+    records, stats = [], {"files": 0, "row_groups": 0, "rows_in_files": 0, "null_rows": 0, "empty_docs": 0,
+                          "unusable_files": []}
     for f in list_shards(path, "all") if path.is_dir() else [path]:
+        if (problem := shard_problem(f)) is not None:   # a loader refuses it: always reported
+            stats["unusable_files"].append(f"{f}: {problem}")
         try:
             pf = open_shard(f, allow_null=True)
         except UserError as e:
-            problems.append(f"{f}: {shard_problem(f) or e}")
-            if "has no string column" in str(e):
-                stats["files"] += 1
+            problems.append(f"{f}: {problem or e}")
             continue
         stats["files"] += 1
         stats["row_groups"] += pf.metadata.num_row_groups
@@ -89,6 +92,8 @@ def read_chat(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], 
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
     for n, line in enumerate(lines, 1):
         if len(records) >= limit:
             break
@@ -106,14 +111,16 @@ def read_chat(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], 
                 if isinstance(m["content"], str) and not m["content"].strip():
                     raise ConversationError(f"message {i} ({m['role']}) has empty content")
         except json.JSONDecodeError as e:
-            stats["bad_lines"] += 1
-            problems.append(f"line {n}: invalid JSON ({e.msg} at column {e.colno})")
-            continue
+            problem = f"invalid JSON ({e.msg} at column {e.colno})"
+        except RecursionError:                   # 100,000 nested '[': no conversation is that deep
+            problem = "JSON nested too deeply to be a conversation"
         except ConversationError as e:
-            stats["bad_lines"] += 1
-            problems.append(f"line {n}: {e}")
+            problem = str(e)
+        else:
+            records.append({"where": f"line {n}", "messages": obj["messages"] if isinstance(obj, dict) else obj})
             continue
-        records.append({"where": f"line {n}", "messages": obj["messages"] if isinstance(obj, dict) else obj})
+        stats["bad_lines"] += 1
+        problems.append(f"line {n}: {problem}")
     return records, stats
 
 
@@ -138,11 +145,8 @@ def chat_stats(records: list[dict]) -> dict:
 def flat_text(record: dict) -> str:
     if "text" in record:
         return record["text"]
-    out = []
-    for m in record["messages"]:
-        c = m["content"]
-        out.append(c if isinstance(c, str) else " ".join(p.get("text", "") for p in c))
-    return "\n".join(out)
+    return "\n".join(c if isinstance(c := m["content"], str) else " ".join(p.get("text", "") for p in c)
+                     for m in record["messages"])
 
 
 def token_lengths(records: list[dict], tok: BPETokenizer | None) -> tuple[list[int], str]:
@@ -195,12 +199,10 @@ def duplicates(records: list[dict], threshold: float, seed: int = 0) -> dict:
             buckets.setdefault((band, s[band * rows:(band + 1) * rows].tobytes()), []).append(i)
     pairs = set()
     for members in buckets.values():
-        for x in range(len(members)):
-            for y in range(x + 1, len(members)):
-                i, j = members[x], members[y]
-                sim = float((sigs[i] == sigs[j]).mean())   # estimated Jaccard of the 3-gram sets
-                if sim >= threshold:
-                    pairs.add((i, j, round(sim, 3)))
+        for i, j in itertools.combinations(members, 2):
+            sim = float((sigs[i] == sigs[j]).mean())   # estimated Jaccard of the 3-gram sets
+            if sim >= threshold:
+                pairs.add((i, j, round(sim, 3)))
     return {"exact_groups": [[records[i]["where"] for i in g] for g in exact],
             "exact_extra_copies": sum(len(g) - 1 for g in exact),
             "near_pairs": [[records[i]["where"], records[j]["where"], s] for i, j, s in sorted(pairs)],
@@ -209,11 +211,8 @@ def duplicates(records: list[dict], threshold: float, seed: int = 0) -> dict:
 
 def load_tokenizer(path: Path | None) -> BPETokenizer | None:
     if path is not None:
-        if not (path / FILENAME).is_file():
-            raise UserError(f"{path} holds no {FILENAME}; train one with `mini-nanochat tokenizer train`")
-        return BPETokenizer.load(path)
-    default = tokenizer_dir()
-    return BPETokenizer.load(default) if (default / FILENAME).is_file() else None
+        return BPETokenizer.load(path)              # a clear error when it holds no tokenizer
+    return BPETokenizer.load(tokenizer_dir()) if (tokenizer_dir() / FILENAME).is_file() else None
 
 
 def render_sample(record: dict, tok: BPETokenizer | None, color: bool, max_chars: int) -> str:
@@ -257,23 +256,27 @@ def inspect(args: argparse.Namespace) -> dict:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 < args.near_threshold <= 1:
         raise UserError(f"--near-threshold must be in (0, 1], got {args.near_threshold}")
+    if args.export:
+        output_file(args.export, "--export")              # before the work, not after it
+    tok = load_tokenizer(args.tokenizer)
     kind = "parquet" if args.data.is_dir() or args.data.suffix == ".parquet" else "chat"
     problems: list[str] = []
     records, file_stats = (read_parquet if kind == "parquet" else read_chat)(args.data, args.limit, problems)
-    tok = load_tokenizer(args.tokenizer)
+    if kind == "chat" and not records:                    # nothing a chat loader could use
+        bad = file_stats["bad_lines"]
+        file_stats["unusable_files"] = [f"{args.data}: no valid conversation ({bad} bad line(s)"
+                                        f"{'; --validate lists them' if bad else ': the file is empty'})"]
     out: dict = {"data": str(args.data), "kind": kind, "records": len(records), **file_stats}
     if kind == "parquet":
         chars = [len(r["text"]) for r in records]
         out.update(chars_total=int(sum(chars)), chars_mean=float(np.mean(chars)) if chars else 0.0)
     else:
         out.update(chat_stats(records))
-    rng = random.Random(args.seed)
-    picked = sorted(rng.sample(range(len(records)), min(args.samples, len(records))))
-    color = use_color(sys.stdout, args.color)
-    out["samples"] = [{"where": records[i]["where"], "rendered": render_sample(records[i], tok, color, args.max_chars)}
+    picked = sorted(random.Random(args.seed).sample(range(len(records)), min(args.samples, len(records))))
+    out["samples"] = [{"where": records[i]["where"],
+                       "rendered": render_sample(records[i], tok, use_color(sys.stdout, args.color), args.max_chars)}
                       for i in picked]
-    if args.validate:
-        out["problems"] = problems
+    out.update({"problems": problems} if args.validate else {})
     if args.analyze_lengths:
         out["lengths"] = length_report(*token_lengths(records, tok), args.max_seq_len)
     if args.duplicates:
@@ -289,6 +292,7 @@ def inspect(args: argparse.Namespace) -> dict:
 
 def print_report(r: dict, color: bool) -> None:
     head = lambda s: print(paint(s, "1", color))  # noqa: E731
+    red = lambda lines: [print(paint(f"  {p}", "31", color)) for p in lines]  # noqa: E731
     head(f"{r['data']} ({r['kind']}): {r['records']:,} records inspected")
     if r["kind"] == "parquet":
         print(f"  {r['files']} file(s), {r['row_groups']:,} row group(s), {r['rows_in_files']:,} rows in the files; "
@@ -298,13 +302,15 @@ def print_report(r: dict, color: bool) -> None:
               f"{r['with_system']} with a system message; {r['assistant_turns_mean']:.2f} assistant turns each")
         print(f"  tool use: {r['tool_calls']} call(s), {r['tool_outputs']} output(s), "
               f"in {r['conversations_with_tools']} conversation(s)")
+    if r.get("unusable_files"):
+        head(f"\n{len(r['unusable_files'])} file(s) cannot be used for training:")
+        red(r["unusable_files"])
     for s in r["samples"]:
         head(f"\n-- sample: {s['where']}")
         print(s["rendered"])
     if "problems" in r:
         head(f"\nvalidation: {len(r['problems'])} problem(s)")
-        for p in r["problems"]:
-            print(paint(f"  {p}", "31", color))
+        red(r["problems"])
     if "lengths" in r:
         L = r["lengths"]
         head(f"\nlengths ({L['unit']})")
@@ -328,19 +334,16 @@ def print_report(r: dict, color: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else [str(a) for a in argv])
-    status = {"code": 0}
+    report: dict = {}
 
     def go() -> None:
-        report = inspect(args)
+        report.update(inspect(args))
         if args.json:
             print(json.dumps(report, ensure_ascii=False))
         else:
             print_report(report, use_color(sys.stdout, args.color))
-        if args.validate and report["problems"]:
-            status["code"] = 1
 
-    code = run_command(go)
-    return code or status["code"]
+    return run_command(go) or int(bool(report.get("unusable_files") or report.get("problems")))
 
 
 if __name__ == "__main__":

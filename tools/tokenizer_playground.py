@@ -37,10 +37,10 @@ from phases.common.paths import data_dir, tokenizer_dir, tool_dir
 from phases.phase0_tokenizer.bpe import FILENAME, SPECIAL_TOKEN_PURPOSES as PURPOSES, BPETokenizer
 from phases.phase0_tokenizer.chat import EXAMPLE as EXAMPLE_CHAT, ConversationError, render_conversation
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
-from phases.phase0_tokenizer.merges import text_to_bytes
 from phases.phase0_tokenizer.trainer import TrainSettings, train_tokenizer
 from phases.phase0_tokenizer.visualize import (SAMPLE_TEXT, WHITESPACE, colorize_tokens, display_width, merge_history,
-                                               render_mask, split_characters, token_pieces, token_table)
+                                               read_input, render_mask, split_characters, token_pieces, token_table,
+                                               user_bytes)
 
 PLAYGROUND_DIR = "playground_tokenizer"
 PLAYGROUND_VOCAB = 2048          # small: trains in seconds, still learns common English words
@@ -103,8 +103,8 @@ class Playground:
         return f"{nbytes / ntokens:.2f}" if ntokens else "-"
 
     def one(self, tok: BPETokenizer, text: str) -> str:
-        ids = tok.encode(text)
-        nbytes = len(text_to_bytes(text))
+        nbytes = len(data := user_bytes(text))   # the bytes typed: an invalid byte stays one byte
+        ids = tok.encode_bytes(data)
         lines = [f"tokens {len(ids)}   characters {len(text)}   bytes {nbytes}   "
                  f"bytes/token {self.ratio(nbytes, len(ids))}   chars/token {self.ratio(len(text), len(ids))}",
                  "", colorize_tokens(tok, ids, self.color), "", KEY if self.color else KEY_PLAIN]
@@ -122,7 +122,7 @@ class Playground:
         if self.against is None:
             return "\n".join([self.title("tokens"), self.one(self.tok, text)])
         other, other_name = self.against
-        a, b = len(self.tok.encode(text)), len(other.encode(text))
+        a, b = len(self.tok.encode_bytes(user_bytes(text))), len(other.encode_bytes(user_bytes(text)))
         verdict = ("the same number of tokens" if a == b else
                    f"{'main' if a < b else 'other'} needs {abs(a - b)} fewer token{'s' if abs(a - b) > 1 else ''} "
                    f"({100 * abs(a - b) / max(a, b):.0f}% fewer)")
@@ -171,10 +171,10 @@ class Playground:
         rows = [head]
         for k, text in enumerate(texts):
             label = preview(text)
-            nbytes = len(text_to_bytes(text))
+            nbytes = len(user_bytes(text))
             row = [str(k), label, str(len(text)), str(nbytes)]
             for _, tok in toks:
-                ntok = len(tok.encode(text))
+                ntok = len(tok.encode_bytes(user_bytes(text)))
                 row += [str(ntok), self.ratio(nbytes, ntok)]
             rows.append(row)
         widths = [max(display_width(r[c]) for r in rows) for c in range(len(head))]
@@ -192,7 +192,7 @@ class Playground:
             if not 0 <= token_id < self.tok.vocab_size:
                 raise UserError(f"--merges {arg}: no such token id (ids are 0-{self.tok.vocab_size - 1})")
             return "\n".join([self.title(f"merge history of token {token_id}"), merge_history(self.tok, token_id)])
-        ids = list(dict.fromkeys(self.tok.encode(arg)))  # each distinct token once, in order
+        ids = list(dict.fromkeys(self.tok.encode_bytes(user_bytes(arg))))  # each distinct token once, in order
         if not ids:
             raise UserError("--merges needs a token id or a non-empty text")
         out = [self.title(f"merge history of the {len(ids)} distinct tokens of {arg!r}")]
@@ -206,7 +206,7 @@ class Playground:
         else:
             where = "stdin" if source == "-" else source
             try:
-                raw = sys.stdin.read() if source == "-" else Path(source).expanduser().read_text(encoding="utf-8")
+                raw = (read_input("-") if source == "-" else Path(source).expanduser().read_bytes()).decode("utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise UserError(f"--chat {source}: cannot read it ({e.__class__.__name__}: {e})") from None
             try:
@@ -214,6 +214,8 @@ class Playground:
             except json.JSONDecodeError as e:
                 raise UserError(f"--chat {where}: not valid JSON (line {e.lineno}, column {e.colno}: "
                                 f"{e.msg})") from None
+            except RecursionError:
+                raise UserError(f"--chat {where}: JSON nested too deeply to be a conversation") from None
         try:
             ids, mask = render_conversation(self.tok, convo, max_tokens=1 << 62)
         except ConversationError as e:
@@ -248,6 +250,8 @@ def repl(pg: Playground) -> None:
     except ImportError:
         pass
     tty = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):   # a line with invalid UTF-8 keeps its bytes (user_bytes) instead of failing
+        sys.stdin.reconfigure(errors="surrogateescape")
     if tty:
         print("interactive mode: type text to tokenize it; 'help' lists commands, 'quit' leaves")
     while True:
@@ -319,10 +323,10 @@ def run(args: argparse.Namespace) -> None:
     if args.text == "-" and args.chat == "-":
         raise UserError("TEXT and --chat cannot both read standard input ('-')")
     color = use_color(sys.stdout, args.color)
+    against = load_dir(args.against, "--against") if args.against is not None else None  # before any training
     tok, name = resolve_tokenizer(args.tokenizer, show_progress=not args.no_progress)
-    against = load_dir(args.against, "--against") if args.against is not None else None
     pg = Playground(tok, name, color, table=args.table, against=against)
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = read_input("-").decode("utf-8", "surrogateescape") if args.text == "-" else args.text
     if against and text is None and not args.compare and not args.interactive:
         text = SAMPLE_TEXT  # --against alone: compare on a sample of prose, code, numbers, emoji
     views = [(args.special, pg.special), (args.vocab, pg.vocab),

@@ -30,6 +30,7 @@ import numpy as np
 
 import _view
 from phases.common.console import UserError, duration, paint, run_command, use_color
+from phases.common.files import output_file
 from phases.common.paths import runs_dir
 from phases.phase2_training.checkpoint import META_FILE, scan_checkpoints
 from phases.phase2_training.metrics import METRICS_FILE, eta_seconds, metrics_path, read_metrics
@@ -331,8 +332,7 @@ def run(args: argparse.Namespace) -> None:
     runs = [read_run(p, n) for p, n in zip(paths, names)]
     wrote = None if args.png is None else Path(args.png).expanduser() if args.png else runs[0].run_dir / "dashboard.png"
     if wrote is not None:
-        if wrote.suffix.lower() != ".png":
-            raise UserError(f"--png {args.png}: the file name must end in .png")
+        output_file(wrote, "--png", ".png")           # a folder, another suffix: one error, before drawing
         if not any(r.steps for r in runs):
             raise UserError("nothing to plot yet: no step has been logged")
         write_png(runs, wrote, args.x, args.last)

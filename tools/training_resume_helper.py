@@ -15,8 +15,9 @@ file, names and shapes are what model_config builds; optim.pt is a torch.save ar
 the newest valid checkpoint: where it sits on the LR schedule (``schedule.phase_of``, with the
 learning rates each optimizer group really applies), progress, time left (recent step times
 in metrics.jsonl), steps a crash lost, and the resume command: ``mini-nanochat pretrain
---run-dir DIR --resume`` plus ``--set key=value`` for every saved train_config value that
-differs from today's defaults, so the config matches.
+--run-dir DIR --resume`` plus, when the run was started from a TOML file that still exists,
+``--config FILE``, and ``--set key=value`` for every saved train_config value that differs
+from that file's (else from today's defaults), so the config matches.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import json
 import shlex
 import statistics
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import _view
@@ -35,7 +36,7 @@ from phases.phase0_tokenizer.bpe import FILENAME
 from phases.phase2_training.checkpoint import resolve_run, scan_checkpoints
 from phases.phase2_training.metrics import eta_seconds, metrics_path, read_metrics
 from phases.phase2_training.schedule import phase_of
-from phases.phase5_data.pretrain import PretrainConfig  # the settings `mini-nanochat pretrain` accepts
+from phases.phase5_data.pretrain import PretrainConfig, load_config  # the settings `mini-nanochat pretrain` accepts
 
 
 def schedule_position(tc: dict, step: int, initial_lrs: dict | None = None) -> dict:
@@ -59,6 +60,13 @@ def resume_command(run_dir: Path, meta: dict, target_steps: int | None = None) -
             env["MINI_NANOCHAT_BASE_DIR"] = str(old_base)
             notes.append(f"the run used the tokenizer and data of base dir {old_base}; the command sets it")
     argv = ["mini-nanochat", "pretrain", "--run-dir", str(run_dir), "--resume"]
+    launched = (meta.get("launch") or {}).get("config") if isinstance(meta.get("launch"), dict) else None
+    if isinstance(launched, str) and Path(launched).is_file():   # started from a TOML file: only what differs
+        try:
+            defaults = {k: v for k, v in asdict(load_config(launched)).items() if k in defaults}
+            argv += ["--config", launched]
+        except UserError as e:
+            notes.append(f"the run's config file {launched} no longer loads ({e}); every setting is spelled out")
     for key, value in saved.items():
         if key not in defaults:
             notes.append(f"train_config key {key}={value!r} is not a setting of this version; left out")
@@ -72,7 +80,7 @@ def format_command(argv: list[str], env: dict) -> str:
 
 
 def analyse(run_dir: Path, fast: bool = False, target_steps: int | None = None) -> dict:
-    checks = scan_checkpoints(run_dir, hash=not fast)
+    checks = scan_checkpoints(run_dir, hash=not fast, resumable=True)  # what --resume would refuse is BAD here too
     good = [c for c in checks if c.ok]
     rep = {"run_dir": str(run_dir), "fast": fast,
            "checkpoints": [{"name": c.path.name, "step": c.step, "ok": c.ok, "problems": c.problems,

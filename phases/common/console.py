@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, TextIO, TypeVar
 
@@ -25,14 +26,21 @@ class UserError(Exception):
     """A mistake the user can fix; shown as ``error: <message>`` without a traceback."""
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def run_command(fn: Callable[[], object]) -> int:
     """Run a command-line entry point; turn user mistakes and Ctrl-C into exit codes.
 
     ``UserError`` -> ``error: …`` on stderr, status 2; Ctrl-C -> status 130; a closed pipe
-    (``… | head``) -> status 0, quietly. Anything else is a bug and keeps its traceback.
+    (``… | head``) -> status 0, quietly; a Rust panic from an extension (a ``BaseException``)
+    -> one ``error:`` line, status 1. Anything else is a bug and keeps its traceback.
     """
     try:
-        fn()
+        with warnings.catch_warnings():
+            warnings.formatwarning = _format_warning   # "warning: …", not Python's file:line: Class: source line
+            fn()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -43,6 +51,11 @@ def run_command(fn: Callable[[], object]) -> int:
         # Point stdout at /dev/null so Python's final flush at exit does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except BaseException as e:  # a Rust panic in an extension (pyo3's PanicException) is a BaseException
+        if type(e).__name__ != "PanicException":
+            raise
+        print(f"error: a native library failed on this input ({str(e)[:200]}); please report it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,8 +1,12 @@
-"""Atomic writes: write a temporary file next to the target, fsync it, rename it over the target.
+"""Atomic writes, and output paths checked before the work starts.
 
-A crash at any moment leaves either the old file or the complete new one, never half of
-it (the rename is atomic on POSIX and Windows; the directory is fsynced so the rename
-itself survives a power cut).
+- ``atomic_path`` / ``atomic_write_*``: write a temporary file next to the target, fsync it,
+  rename it over the target. A crash at any moment leaves either the old file or the
+  complete new one, never half of it (the rename is atomic on POSIX and Windows; the
+  directory is fsynced so the rename itself survives a power cut).
+- ``output_dir`` / ``output_file``: a command's ``--out`` folder or ``--png`` file, checked
+  (and its folder created) when the command starts, so a path that is a file, a folder or
+  unwritable is one clear ``error:`` line instead of a traceback after minutes of work.
 
 What it leaves out: locking between concurrent writers (the last rename wins).
 Run nothing here directly; it is imported.
@@ -14,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from phases.common.console import UserError
 
 
 @contextlib.contextmanager
@@ -47,6 +53,34 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """The folder ``path``, created now (with its parents); a UserError if it cannot be written into.
+
+    ``what`` names it in the message, e.g. ``"--out"``.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:                      # a parent is a file, no permission, read-only disk
+        raise UserError(f"{what} {path}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: the folder is not writable")
+    return path
+
+
+def output_file(path: str | os.PathLike, what: str = "output file", suffix: str | None = None) -> Path:
+    """A file about to be written: not a folder, ending in ``suffix`` if given, its folder created now."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    if suffix and path.suffix.lower() != suffix:
+        raise UserError(f"{what} {path}: the file name must end in {suffix}")
+    output_dir(path.parent, what)
+    return path
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:

@@ -19,10 +19,16 @@ from pathlib import Path
 
 
 def base_dir() -> Path:
-    """The project's working directory (created on first use)."""
+    """The project's working directory (created on first use; a UserError if it cannot be)."""
+    from phases.common.console import UserError
     root = os.environ.get("MINI_NANOCHAT_BASE_DIR") or os.path.join("~", ".cache", "mini-nanochat")
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot use {path} as the base folder (MINI_NANOCHAT_BASE_DIR): {e.strerror or e}") from None
+    if not path.is_dir():
+        raise UserError(f"MINI_NANOCHAT_BASE_DIR={root} is a file, not a folder")
     return path
 
 

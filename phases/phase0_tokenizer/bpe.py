@@ -11,8 +11,13 @@ This is the tokenizer every later phase uses. It follows nanochat's tokenizer:
   lowest rank, leftmost first), so the pure-Python encoder and the tiktoken fast path
   give identical ids. The tokenizer owns its fast path: ``tiktoken_encoding()`` exports
   the merges to a tiktoken ``Encoding`` (built once), and ``encode`` / ``encode_batch``
-  use it when tiktoken is installed and the text is plain UTF-8 (lone surrogates, which
-  tiktoken would replace, take the pure-Python path, so round trips stay exact).
+  use it when tiktoken is installed. Only the chunks tiktoken cannot take (a lone surrogate,
+  which it would replace) go to the pure-Python path, so round trips stay exact; whitespace
+  runs over ``merges.LONG_RUN`` characters are cut first on both paths (tiktoken's regex
+  overflows on a million spaces). ``encode_bytes`` encodes raw bytes (what a user typed or
+  piped, invalid UTF-8 included) so that ``decode_bytes`` gives exactly those bytes back.
+  The pure-Python encoder takes O(n log n) on a chunk of n bytes (a heap of candidate
+  pairs), so no input makes it quadratic.
 
 What it leaves out: pickled files (we save JSON: loading never executes code; nanochat
 pickles its tiktoken Encoding, we rebuild it from the JSON in well under a second).
@@ -24,6 +29,7 @@ embedded corpus, prints a few encodings and compares the speed of both encoders
 from __future__ import annotations
 
 import codecs
+import heapq
 import json
 import os
 from pathlib import Path
@@ -31,7 +37,8 @@ from typing import Iterable, Sequence
 
 from phases.common.console import UserError
 from phases.common.files import atomic_write_text
-from phases.phase0_tokenizer.merges import SPLIT_PATTERN, compiled, count_chunks, text_to_bytes, train_merges
+from phases.phase0_tokenizer.merges import (SPLIT_PATTERN, check_pattern, count_chunks, cut_long_runs,
+                                            text_to_bytes, train_merges)
 
 try:
     import tiktoken  # the fast path: optional (pip install tiktoken)
@@ -56,6 +63,7 @@ SPECIAL_TOKENS = tuple(SPECIAL_TOKEN_PURPOSES)
 FORMAT = "mini-nanochat-bpe"
 FORMAT_VERSION = 1
 FILENAME = "tokenizer.json"
+SHORT_CHUNK = 64     # chunks up to this many bytes: the plain merge loop (and its cache); longer: the heap
 
 
 # ---------------------------------------------------------------------------
@@ -90,22 +98,32 @@ class BPETokenizer:
 
     def __init__(self, merges: Sequence[tuple[int, int]], pattern: str = SPLIT_PATTERN,
                  special_tokens: Sequence[str] = SPECIAL_TOKENS, use_fast: bool = True):
+        self._split = check_pattern(pattern).findall      # a ValueError names what is wrong
         self.pattern = pattern
-        self.merges = [tuple(m) for m in merges]
+        self.merges = [tuple(m) if isinstance(m, (tuple, list)) else m for m in merges]
         self.vocab: list[bytes] = [bytes([i]) for i in range(256)]  # id -> raw bytes
-        for k, (a, b) in enumerate(self.merges):
+        first: dict[tuple[int, int], int] = {}
+        for k, m in enumerate(self.merges):
+            if not (isinstance(m, tuple) and len(m) == 2 and all(_is_int(x) for x in m)):
+                raise ValueError(f"merge {k} must be a pair of token ids, got {m!r}")
+            a, b = m
             if not (0 <= a < 256 + k and 0 <= b < 256 + k):
                 raise ValueError(f"merge {k} = {(a, b)} refers to a token that does not exist yet")
+            if m in first:               # training merges a pair once: every occurrence at the same time
+                raise ValueError(f"merge {k} = {m} repeats merge {first[m]}")
+            first[m] = k
             self.vocab.append(self.vocab[a] + self.vocab[b])
         # bytes -> id. If two merges produce the same bytes, the first (lowest) id wins.
         self.ranks: dict[bytes, int] = {}
         for i, tok in enumerate(self.vocab):
             self.ranks.setdefault(tok, i)
         n = len(self.vocab)
+        if (not isinstance(special_tokens, (list, tuple)) or not all(isinstance(t, str) and t for t in special_tokens)
+                or len(set(special_tokens)) != len(special_tokens)):
+            raise ValueError(f"special_tokens must be distinct non-empty names, got {special_tokens!r}")
         self.special_tokens = {name: n + k for k, name in enumerate(special_tokens)}
         self.special_names = {i: name for name, i in self.special_tokens.items()}
-        self._split = compiled(pattern).findall
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[bytes, list[int]] = {}
         self.use_fast = use_fast and tiktoken is not None
         self._encoding = None  # the tiktoken Encoding, built on first use
 
@@ -115,15 +133,9 @@ class BPETokenizer:
               special_tokens: Sequence[str] = SPECIAL_TOKENS, workers: int | None = None,
               show_progress: bool = False) -> "BPETokenizer":
         """Train on ``texts`` to a vocabulary of ``vocab_size`` ids *including* the specials."""
-        num_merges = vocab_size - 256 - len(special_tokens)
-        if num_merges < 0:
-            raise UserError(f"vocab_size must be at least {256 + len(special_tokens)} "
-                            f"(256 bytes + {len(special_tokens)} special tokens), got {vocab_size}")
+        num_merges = check_vocab_size(vocab_size, len(special_tokens))
         chunk_counts = count_chunks(texts, pattern, workers=workers, show_progress=show_progress)
         merges = train_merges(chunk_counts, num_merges, show_progress=show_progress)
-        if len(merges) < num_merges and show_progress:
-            print(f"note: the text only supports {len(merges)} merges; "
-                  f"vocab_size is {256 + len(merges) + len(special_tokens)}")
         return cls(merges, pattern=pattern, special_tokens=special_tokens)
 
     # -- sizes and lookups --------------------------------------------------
@@ -177,19 +189,64 @@ class BPETokenizer:
         return [ranks[p] for p in parts]
     # --8<-- [end:encode_chunk]
 
+    def _encode_long_chunk(self, data: bytes) -> list[int]:
+        """``_encode_chunk``'s result in O(n log n): candidate pairs in a heap keyed (rank, position).
+
+        The same rule (lowest rank first, leftmost on ties): a part is named by the position of
+        its first byte, so "leftmost" is the smallest position; a popped pair that a merge has
+        changed since it was pushed is stale and skipped.
+        """
+        ranks, n = self.ranks, len(data)
+        whole = ranks.get(data)
+        if whole is not None:
+            return [whole]
+        end = list(range(1, n + 1))          # end[i]: end of the part starting at byte i (0: merged away)
+        nxt = list(range(1, n + 1))          # start of the next part (n: none)
+        prev = list(range(-1, n - 1))        # start of the previous part (-1: none)
+        heap = [(r, i) for i in range(n - 1) if (r := ranks.get(data[i:i + 2])) is not None]
+        heapq.heapify(heap)
+        while heap:
+            r, i = heapq.heappop(heap)
+            j = nxt[i]
+            if end[i] == 0 or j >= n or ranks.get(data[i:end[j]]) != r:
+                continue                     # stale: part i was merged away, or a neighbour changed
+            end[i], end[j] = end[j], 0       # part j joins part i
+            k = nxt[i] = nxt[j]
+            if k < n:
+                prev[k] = i
+                if (rk := ranks.get(data[i:end[k]])) is not None:
+                    heapq.heappush(heap, (rk, i))
+            p = prev[i]
+            if p >= 0 and (rp := ranks.get(data[p:end[i]])) is not None:
+                heapq.heappush(heap, (rp, p))
+        out, i = [], 0
+        while i < n:
+            out.append(ranks[data[i:end[i]]])
+            i = nxt[i]
+        return out
+
+    def _chunk_ids(self, data: bytes) -> list[int]:
+        """The ids of one chunk's bytes; short chunks are cached (frequent words come back often)."""
+        if len(data) > SHORT_CHUNK:
+            return self._encode_long_chunk(data)
+        got = self._cache.get(data)
+        if got is None:
+            got = self._encode_chunk(data)
+            if len(self._cache) > 200_000:
+                self._cache.clear()          # bound memory; frequent chunks come back quickly
+            self._cache[data] = got
+        return got
+
+    def _python_ids(self, text: str, errors: str) -> list[int]:
+        ids: list[int] = []
+        for piece in cut_long_runs(text):
+            for chunk in self._split(piece):
+                ids += self._chunk_ids(chunk.encode("utf-8", errors))
+        return ids
+
     def encode_ordinary_python(self, text: str) -> list[int]:
         """Pure-Python encoding of ordinary text (special-token strings are plain text)."""
-        ids: list[int] = []
-        cache = self._cache
-        for chunk in self._split(text):
-            got = cache.get(chunk)
-            if got is None:
-                got = self._encode_chunk(text_to_bytes(chunk))
-                if len(cache) > 200_000:
-                    cache.clear()  # bound memory; frequent chunks come back quickly
-                cache[chunk] = got
-            ids.extend(got)
-        return ids
+        return self._python_ids(text, "surrogatepass")
 
     # -- the fast path ----------------------------------------------------------
     def tiktoken_encoding(self):
@@ -205,12 +262,53 @@ class BPETokenizer:
                 explicit_n_vocab=None if len(self.ranks) != len(self.vocab) else self.vocab_size)
         return self._encoding
 
+    def _fast(self, text: str) -> list[int]:
+        """tiktoken on clean text; should Rust panic (a BaseException), the same ids come from Python."""
+        try:
+            return self.tiktoken_encoding().encode_ordinary(text)
+        except BaseException as e:  # pyo3's PanicException derives from BaseException only
+            if type(e).__name__ != "PanicException":
+                raise
+            return self._python_ids(text, "strict")
+
+    def _ids(self, text: str, errors: str) -> list[int]:
+        """tiktoken for clean pieces. In a piece with a lone surrogate only the chunks holding one
+        take the Python path: a run of whole chunks splits the same way on its own, so tiktoken
+        gives the ids it would give in place. ``errors``: how a lone surrogate becomes bytes."""
+        if not self.use_fast:
+            return self._python_ids(text, errors)
+        ids: list[int] = []
+        for piece in cut_long_runs(text):
+            if _utf8_clean(piece):
+                ids += self._fast(piece)
+                continue
+            clean: list[str] = []
+            for chunk in self._split(piece):
+                if _utf8_clean(chunk):
+                    clean.append(chunk)
+                    continue
+                if clean:
+                    ids += self._fast("".join(clean))
+                    clean = []
+                ids += self._chunk_ids(chunk.encode("utf-8", errors))
+            if clean:
+                ids += self._fast("".join(clean))
+        return ids
+
     def encode_ordinary(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
-        if self.use_fast and _utf8_clean(text):
-            return self.tiktoken_encoding().encode_ordinary(text)
-        return self.encode_ordinary_python(text)
+        return self._ids(text, "surrogatepass")
+
+    def encode_bytes(self, data: bytes) -> list[int]:
+        """Ordinary encoding of raw bytes, valid UTF-8 or not: ``decode_bytes`` returns ``data`` exactly.
+
+        For what a user types or pipes in (``os.fsencode(arg)``, ``sys.stdin.buffer``): an
+        undecodable byte stays that one byte (``surrogateescape``), never three.
+        """
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"encode_bytes() takes bytes, got {type(data).__name__}")
+        return self._ids(bytes(data).decode("utf-8", "surrogateescape"), "surrogateescape")
 
     def _special_id(self, token: int | str) -> int:
         if isinstance(token, str):
@@ -230,11 +328,16 @@ class BPETokenizer:
     def encode_batch(self, texts: Sequence[str], prepend: int | str | None = None,
                      append: int | str | None = None, num_threads: int = 8) -> list[list[int]]:
         """``encode`` of each text; on the fast path tiktoken encodes on ``num_threads`` threads."""
-        if self.use_fast and all(map(_utf8_clean, texts)):
+        if self.use_fast and all(_utf8_clean(t) and len(cut_long_runs(t)) == 1 for t in texts):
             pre = [] if prepend is None else [self._special_id(prepend)]
             post = [] if append is None else [self._special_id(append)]
-            batch = self.tiktoken_encoding().encode_ordinary_batch(list(texts), num_threads=num_threads)
-            return [pre + ids + post for ids in batch]
+            try:
+                batch = self.tiktoken_encoding().encode_ordinary_batch(list(texts), num_threads=num_threads)
+            except BaseException as e:  # a Rust panic: encode them one by one (same ids)
+                if type(e).__name__ != "PanicException":
+                    raise
+            else:
+                return [pre + ids + post for ids in batch]
         return [self.encode(t, prepend=prepend, append=append) for t in texts]
 
     # -- decoding -----------------------------------------------------------
@@ -283,18 +386,40 @@ class BPETokenizer:
                             f"`mini-nanochat tokenizer train --vocab-size 8192`")
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            if payload.get("format") != FORMAT or payload.get("version") != FORMAT_VERSION:
+            if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != FORMAT_VERSION:
                 raise ValueError(f"not a {FORMAT} v{FORMAT_VERSION} file")
-            tok = cls([tuple(m) for m in payload["merges"]], pattern=payload["pattern"],
-                      special_tokens=payload["special_tokens"], use_fast=use_fast)
-        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            missing = [k for k in ("merges", "pattern", "special_tokens", "vocab_size") if k not in payload]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            if not isinstance(payload["merges"], list):
+                raise ValueError("merges must be a list of [left, right] pairs")
+            tok = cls(payload["merges"], pattern=payload["pattern"], special_tokens=payload["special_tokens"],
+                      use_fast=use_fast)
+        except OSError as e:
+            raise UserError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
+        except RecursionError:
+            raise UserError(f"corrupt tokenizer file {path}: JSON nested too deeply") from None
+        except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise UserError(f"corrupt tokenizer file {path}: {e}") from None
-        if tok.vocab_size != payload.get("vocab_size"):
-            raise UserError(f"corrupt tokenizer file {path}: vocab_size does not match its merges")
+        if tok.vocab_size != payload["vocab_size"]:
+            raise UserError(f"corrupt tokenizer file {path}: vocab_size {payload['vocab_size']!r} does not match "
+                            f"its {len(tok.merges)} merges and {len(tok.special_tokens)} special tokens")
         return tok
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)})"
+
+
+def check_vocab_size(vocab_size: int, num_special: int = len(SPECIAL_TOKENS)) -> int:
+    """The number of merges a vocabulary of ``vocab_size`` ids holds; a UserError if it is too small."""
+    if not _is_int(vocab_size) or vocab_size < 256 + num_special:
+        raise UserError(f"vocab_size must be at least {256 + num_special} "
+                        f"(256 bytes + {num_special} special tokens), got {vocab_size}")
+    return vocab_size - 256 - num_special
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _utf8_clean(text: str) -> bool:

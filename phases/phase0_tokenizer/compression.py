@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from phases.common.console import paint
-from phases.phase0_tokenizer.merges import text_to_bytes
+from phases.phase0_tokenizer.merges import cut_long_runs, text_to_bytes
 
 GENRES: dict[str, str] = {
     "prose": (
@@ -108,7 +108,8 @@ def train_rustbpe(texts: Iterable[str], vocab_size: int, pattern: str, num_speci
     import rustbpe
 
     ref = rustbpe.Tokenizer()
-    ref.train_from_iterator(iter(texts), vocab_size - num_special, pattern=pattern)
+    # the pieces our trainer splits (merges.cut_long_runs): same chunks, and no regex stack overflow
+    ref.train_from_iterator((p for t in texts for p in cut_long_runs(t)), vocab_size - num_special, pattern=pattern)
     return ref
 
 
@@ -136,7 +137,7 @@ def evaluate(tok, val_texts: Sequence[str], train_texts: Callable[[], Iterable[s
         nbytes, ours = _count(tok.encode_ordinary, texts)
         row = Row(name, nbytes, ours)
         if ref is not None:
-            row.ref = _count(ref.encode, texts)[1]
+            row.ref = _count(lambda t: [i for p in cut_long_runs(t) for i in ref.encode(p)], texts)[1]
         report.rows.append(row)
     return report
 
@@ -169,8 +170,9 @@ def evaluate_folder(folder: str | Path, data: str | Path | None = None, compare:
     from phases.phase0_tokenizer.trainer import load_train_settings, resolve_data_dir
     tok = BPETokenizer.load(folder)
     settings = load_train_settings(folder)
-    if data is None:
-        data = Path(settings.data_dir) if settings else resolve_data_dir(None)
+    data = resolve_data_dir(data if data is not None else settings.data_dir if settings else None)
+    if settings and compare:                      # rustbpe retrains on the tokenizer's own training data
+        resolve_data_dir(settings.data_dir)
     report = evaluate(tok, list(iter_texts(data, "val")), settings.texts if settings else None, compare=compare)
     return format_report(report, color=color)
 

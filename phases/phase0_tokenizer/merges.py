@@ -15,6 +15,12 @@ Training happens in two steps:
 Text becomes bytes with ``text_to_bytes`` (UTF-8, lone surrogates kept with
 ``surrogatepass``; ``bpe.bytes_to_text`` turns such bytes back into the same string).
 
+One guard against pathological text: a run of more than ``LONG_RUN`` whitespace characters
+is cut into pieces of ``LONG_RUN`` before splitting (``cut_long_runs``). tiktoken's and
+rustbpe's regex engine overflows its stack on a run of about a million spaces (a Rust panic,
+not an exception), and such a run is one chunk whose BPE costs time for nothing. Training
+and both encoders cut the same way, so they still agree; real text never has such runs.
+
 What it leaves out: rustbpe's Rust speed (two processes for chunk counting, plain dicts for
 the merge loop).
 
@@ -41,6 +47,23 @@ SPLIT_PATTERN = (
 # --8<-- [end:split_pattern]
 
 
+LONG_RUN = 10_000  # longest whitespace run split as one piece (tiktoken's regex overflows near 1,000,000)
+_LONG_WHITESPACE = regex.compile(r"(?<!\s)\s{%d,}" % (LONG_RUN + 1))  # (?<!\s): only from a run's start: linear
+
+
+def cut_long_runs(text: str) -> list[str]:
+    """``text`` cut inside every whitespace run longer than ``LONG_RUN``, every ``LONG_RUN`` characters.
+
+    ``"".join(cut_long_runs(t)) == t``; a text without such a run comes back whole. Each piece
+    is then split and encoded on its own, by the trainer and by both encoders alike.
+    """
+    if len(text) <= LONG_RUN:
+        return [text]
+    cuts = [c for m in _LONG_WHITESPACE.finditer(text) for c in range(m.start() + LONG_RUN, m.end(), LONG_RUN)]
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 def text_to_bytes(text: str) -> bytes:
     """UTF-8 bytes of ``text``; lone surrogates ("\\ud800") survive as 3 bytes (``surrogatepass``)."""
     return text.encode("utf-8", "surrogatepass")
@@ -58,12 +81,31 @@ def compiled(pattern: str) -> regex.Pattern:
     return _COMPILED[pattern]
 
 
+_PROBE = "Hello, world! It's 2025: naïve café 日本語 🙂\n\tdef f(x):\r\n    return x ** 2  \x00\x1b end  "
+
+
+def check_pattern(pattern: str) -> regex.Pattern:
+    """``pattern`` compiled, or a ValueError: it must compile and cut text into non-empty pieces
+    that cover all of it (a pattern that skips characters would silently drop them)."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"the split pattern must be a string, got {type(pattern).__name__}")
+    try:
+        rx = compiled(pattern)
+    except regex.error as e:
+        raise ValueError(f"the split pattern does not compile ({e})") from None
+    pieces = rx.findall(_PROBE)
+    if not all(isinstance(p, str) and p for p in pieces) or "".join(pieces) != _PROBE:
+        raise ValueError("the split pattern does not cut text into pieces that cover it (text would be lost)")
+    return rx
+
+
 def _count_batch(args: tuple[str, list[str]]) -> tuple[Counter, int]:
     pattern, docs = args
     findall = compiled(pattern).findall
     counts: Counter = Counter()
     for doc in docs:
-        counts.update(findall(doc))  # Counter.update on a list counts in C
+        for piece in cut_long_runs(doc):
+            counts.update(findall(piece))  # Counter.update on a list counts in C
     return counts, sum(map(len, docs))
 
 

@@ -11,7 +11,8 @@ and Phase 5's loaders, the dataset inspector) goes through this file:
 - ``write_shard``: the one writer (atomic, zstd, no dictionary encoding);
 - ``list_shards``: the shards of a split (``train``, ``val`` or ``all``);
 - ``open_shard`` / ``shard_problem``: open a shard, or say why it cannot be used: empty,
-  truncated or not parquet at all, no string ``text`` column, null rows;
+  truncated or not parquet at all, no string ``text`` column, no rows, null rows;
+  ``check_folder``: every shard of a folder, so a command fails before its work starts;
 - ``read_row_group`` and ``iter_texts``: documents, one row group at a time.
 
 What it leaves out: other columns, remote files (download them first), shuffling (the
@@ -95,6 +96,8 @@ def _check(path: Path, allow_null: bool = False) -> tuple[pq.ParquetFile | None,
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         return None, "is", f"not a readable parquet file ({e}); delete it and download or build it again"
+    if pf.metadata.num_rows == 0:
+        return pf, "has", "no documents (0 rows): an empty shard trains nothing; delete it"
     return pf, "has", _text_column(pf.schema_arrow) or (None if allow_null else _nulls(pf))
 
 
@@ -112,6 +115,20 @@ def open_shard(path: str | os.PathLike, allow_null: bool = False) -> pq.ParquetF
     if problem:
         raise UserError(f"{path} {verb} {problem}")
     return pf
+
+
+def check_folder(data_dir: str | os.PathLike) -> list[Path]:
+    """Every shard of a folder, checked (footers only: fast); a ``UserError`` names the bad ones.
+
+    Commands call it on start, so a broken shard is reported before minutes of work, and
+    whichever split it belongs to.
+    """
+    shards = list_shards(data_dir, "all")
+    bad = [f"{path} {verb} {problem}" for path in shards for _, verb, problem in [_check(path)] if problem]
+    if bad:
+        more = f" (and {len(bad) - 1} more bad shard(s))" if len(bad) > 1 else ""
+        raise UserError(bad[0] + more)
+    return shards
 
 
 # ---------------------------------------------------------------------------

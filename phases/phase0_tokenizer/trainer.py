@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phases.common.console import UserError, command, positive_int
-from phases.common.files import atomic_write_text
+from phases.common.files import atomic_write_text, output_dir, output_file
 from phases.common.paths import data_dir, tokenizer_dir
-from phases.phase0_tokenizer.bpe import BPETokenizer
+from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer, check_vocab_size
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
-from phases.phase0_tokenizer.shards import iter_texts, list_shards
+from phases.phase0_tokenizer.shards import check_folder, iter_texts, list_shards
 
 TRAIN_INFO = "train_info.json"
 
@@ -48,7 +48,8 @@ def resolve_data_dir(folder: str | Path | None, show_progress: bool = True) -> P
     if folder is None:
         return Path(ensure_embedded_corpus(data_dir("embedded"), show_progress=show_progress).out_dir)
     path = Path(folder).expanduser()
-    list_shards(path, "all")  # a clear UserError when the folder holds no shards
+    check_folder(path)  # a clear UserError when a shard is missing or broken, before training starts
+    list_shards(path, "train")
     return path
 
 
@@ -70,9 +71,13 @@ def load_train_settings(folder: str | Path) -> TrainSettings | None:
     if not path.exists():
         return None
     try:
-        raw = json.loads(path.read_text())
-        return TrainSettings(raw["vocab_size"], raw["data_dir"], raw["max_chars"], raw["doc_cap"])
-    except (ValueError, KeyError) as e:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        settings = TrainSettings(raw["vocab_size"], raw["data_dir"], raw["max_chars"], raw["doc_cap"])
+        if not (isinstance(settings.data_dir, str) and all(isinstance(getattr(settings, k), int) and getattr(settings, k) > 0
+                                                            for k in ("vocab_size", "max_chars", "doc_cap"))):
+            raise ValueError("a value has the wrong type")
+        return settings
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise UserError(f"corrupt {path}: {e}; retrain with `mini-nanochat tokenizer train`") from None
 
 
@@ -91,11 +96,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> BPETokenizer:
     show = not getattr(args, "no_progress", False)
+    check_vocab_size(args.vocab_size)                 # arguments first: before minutes of corpus building
+    out = output_dir(args.out or tokenizer_dir(), "--out")
+    output_file(out / FILENAME, "--out")              # a folder named tokenizer.json would fail at the end
     folder = resolve_data_dir(args.data, show_progress=show)
-    out = args.out or tokenizer_dir()
     settings = TrainSettings(args.vocab_size, str(folder.resolve()), args.max_chars, args.doc_cap)
     tok, seconds = train_tokenizer(settings, out, workers=args.workers, show_progress=show)
     print(f"trained {len(tok.merges)} merges (vocab {tok.vocab_size}) in {seconds:.1f}s -> {out}")
+    if tok.vocab_size < args.vocab_size:
+        print(f"note: vocab_size {args.vocab_size:,} was not reached: the training text only has "
+              f"{len(tok.merges):,} pairs worth merging (use more --data or --max-chars, or a smaller --vocab-size)")
     return tok
 
 

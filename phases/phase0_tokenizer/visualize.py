@@ -262,22 +262,38 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours (NO_COLOR is honoured too)")
 
 
+def user_bytes(text: str) -> bytes:
+    """The bytes behind a command-line argument or a line read from stdin.
+
+    Python decodes them with ``surrogateescape``: an undecodable byte becomes one of
+    U+DC80-U+DCFF; this turns it back into that byte (a lone surrogate that did not come
+    from there, which no terminal can type, keeps its 3-byte ``surrogatepass`` form).
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def read_input(text: str) -> bytes:
+    """``text`` as bytes, or standard input's bytes for ``-``: what the user gave, byte for byte."""
+    import sys
+    return sys.stdin.buffer.read() if text == "-" else user_bytes(text)
+
+
 def run(args) -> None:
     """Encode a text with the trained tokenizer and show its tokens (``mini-nanochat tokenizer encode``)."""
-    import sys
-
     from phases.common.paths import tokenizer_dir
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase0_tokenizer.merges import text_to_bytes
-    text = sys.stdin.read() if args.text == "-" else args.text
     tok = BPETokenizer.load(args.tokenizer or tokenizer_dir())
-    ids = tok.encode(text)
+    data = read_input(args.text)
+    ids = tok.encode_bytes(data)     # the bytes as given: invalid UTF-8 stays itself
     if args.ids_only:
         print(" ".join(map(str, ids)))
         return
     print(colorize_tokens(tok, ids, color=use_color() and not args.no_color))
     print(f"ids: {ids}")
-    print(f"{len(text_to_bytes(text))} bytes -> {len(ids)} tokens")
+    print(f"{len(data)} bytes -> {len(ids)} tokens")
 
 
 if __name__ == "__main__":

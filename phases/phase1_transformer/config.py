@@ -8,7 +8,9 @@ nanochat does: ``n_embd = depth * aspect_ratio`` rounded up to a multiple of
 
 ``compute_dtype`` picks, once, the dtype the forward pass runs in: bf16 on CUDA with
 compute capability >= 8.0, fp32 everywhere else; ``MINI_NANOCHAT_DTYPE`` overrides it.
-Weights are always stored in fp32.
+Weights are always stored in fp32. ``resolve_device`` turns a ``--device`` string into a
+device that exists here (or a clear error). ``check_size`` refuses, from the sizes alone
+(``rough_params``), a config no machine could build, before anything is allocated.
 
 What it leaves out: training hyperparameters (batch, learning rates, horizon): the depth
 dial derives those in Phase 3.
@@ -47,6 +49,12 @@ class GPTConfig:
     pad_vocab_to: int = 64       # lm_head rows rounded up to a multiple (faster matmuls)
 
     def __post_init__(self):
+        for f in fields(self):                     # a value of another type (a TOML list, a bool as a size)
+            value, kind = getattr(self, f.name), type(f.default)
+            if not (isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+                    or (kind is float and isinstance(value, int) and not isinstance(value, bool))):
+                raise UserError(f"invalid GPTConfig: {f.name} must be {'an int' if kind is int else 'a ' + kind.__name__}, "
+                                f"got {value!r}")
         checks = [
             (self.n_layer >= 1, f"n_layer must be >= 1, got {self.n_layer}"),
             (self.n_head >= 1 and self.n_embd % self.n_head == 0,
@@ -57,7 +65,10 @@ class GPTConfig:
             (self.sequence_len >= 1 and self.vocab_size >= 2, "sequence_len and vocab_size must be positive"),
             (bool(self.window_pattern) and set(self.window_pattern.upper()) <= {"S", "L"},
              f"window_pattern must be made of S and L, got {self.window_pattern!r}"),
-            (self.softcap >= 0, "softcap must be >= 0 (0 disables it)"),
+            (math.isfinite(self.softcap) and self.softcap >= 0, f"softcap must be >= 0 (0 disables it), got {self.softcap}"),
+            (self.mlp_ratio >= 1, f"mlp_ratio must be >= 1 (the MLP is the hidden layer), got {self.mlp_ratio}"),
+            (math.isfinite(self.rope_base) and self.rope_base > 1, f"rope_base must be > 1, got {self.rope_base}"),
+            (math.isfinite(self.qk_scale) and self.qk_scale > 0, f"qk_scale must be > 0, got {self.qk_scale}"),
             (self.pad_vocab_to >= 1, "pad_vocab_to must be >= 1"),
             (self.n_embd >= 24 or not (self.value_embeds or self.smear),
              "value_embeds and smear read the first 12/24 channels: n_embd must be >= 24"),
@@ -183,8 +194,66 @@ def compute_dtype(device: torch.device | str | None = None) -> torch.dtype:
 # --8<-- [end:dtype]
 
 
+# -- refusing what cannot be built (memory.check_fits adds the device's memory) ---------------------
+MAX_PARAMS = 10 ** 13     # 10 trillion: ~40x the largest dense models trained; 40 TB of fp32 weights
+MAX_LAYERS = 10_000       # the deepest trained transformers have a few hundred
+
+
+def rough_params(config: GPTConfig) -> int:
+    """About how many parameters ``config`` builds (blocks, embeddings, lm_head), from its sizes alone."""
+    C, L, V, kv = config.n_embd, config.n_layer, config.padded_vocab_size, config.n_kv_head * config.head_dim
+    per_layer = 2 * C * C + 2 * C * kv + 2 * config.mlp_ratio * C * C     # q, proj; k, v; the MLP
+    value_embeds = (L + 1) // 2 * config.vocab_size * kv if config.value_embeds else 0
+    return L * per_layer + config.vocab_size * C + V * C + value_embeds
+
+
+def gib(n: float) -> str:
+    return f"{n / 2 ** 30:,.1f} GiB" if n < 2 ** 40 * 10 else f"{n / 2 ** 40:,.3g} TiB"
+
+
+def check_size(config: GPTConfig) -> int:
+    """``rough_params(config)``; a UserError with the figure if no machine could build it."""
+    n = rough_params(config)
+    if n > MAX_PARAMS or config.n_layer > MAX_LAYERS:
+        raise UserError(f"a model of depth {config.n_layer} and width {config.n_embd} has about {n:.3g} parameters "
+                        f"({gib(4 * n)} of fp32 weights): beyond any machine (this project refuses more than "
+                        f"{MAX_PARAMS:.0e} parameters or {MAX_LAYERS:,} layers)")
+    return n
+
+
+def resolve_device(name: str = "") -> torch.device:
+    """``""`` -> cuda if available, else cpu; else ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked to exist here."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"device {name!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} asked for, but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise UserError(f"device {name!r} asked for, but Apple's MPS is not available")
+    elif device.type != "cpu":
+        raise UserError(f"device {name!r}: training runs on cpu, cuda, cuda:N or mps, not {device.type}")
+    return device
+
+
 if __name__ == "__main__":
     import sys
 
-    depth = int(sys.argv[1]) if len(sys.argv) > 1 else 12
-    print(GPTConfig.from_depth(depth).describe())
+    from phases.common.console import run_command
+
+    def main():
+        text = sys.argv[1] if len(sys.argv) > 1 else "12"
+        if not text.isdigit():
+            raise UserError(f"give a depth (a whole number >= 1), got {text!r}")
+        config = GPTConfig.from_depth(int(text))
+        check_size(config)
+        print(config.describe())
+
+    sys.exit(run_command(main))

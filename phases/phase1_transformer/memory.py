@@ -11,6 +11,11 @@ eager (uncompiled) footprint; torch.compile usually saves less. Activations are 
 affine in the batch: ``activation_model`` measures at two batch sizes and returns
 ``fixed + batch x per_sequence``. ``kv_cache_bytes``: keys and values for inference.
 
+Before anything is built, ``config.check_size`` refuses a config no machine could hold
+(building even its meta model would take minutes) and ``check_fits`` one whose weights,
+gradients and optimizer state alone exceed the device's memory; both say the figure. They use
+``config.rough_params``, the parameter count from the config's sizes alone (within a few percent).
+
 What it leaves out: the CUDA context and allocator overhead, optimizer temporaries.
 
 Run: ``python -m phases.phase1_transformer.memory`` prints the measurement for the CPU demo model
@@ -25,13 +30,46 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from phases.common.console import UserError
-from phases.phase1_transformer.config import GPTConfig
+from phases.phase1_transformer.config import GPTConfig, check_size, gib
 from phases.phase1_transformer.model import GPT
 
 
 def meta_model(config: GPTConfig) -> GPT:
+    check_size(config)
     with torch.device("meta"):
         return GPT(config)
+
+
+# -- refusing what cannot be built: check_size and rough_params live in config.py (sizes alone) ----------
+TRAIN_BYTES_PER_PARAM = 16  # fp32 weights 4 + gradients 4 + optimizer moments 8 (AdamW; Muon keeps less)
+
+
+def device_memory(device: torch.device | str) -> int | None:
+    """Bytes of memory of ``device`` (a GPU's, or the machine's RAM for the CPU); None if unknown."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        import os
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):   # not POSIX
+            return None
+    return None
+
+
+def check_fits(config: GPTConfig, device: torch.device | str, world_size: int = 1) -> None:
+    """Refuse to train ``config`` on ``device`` when weights, gradients and optimizer state alone
+    (16 bytes per parameter; activations come on top) exceed its memory (ZeRO-2 shards the
+    optimizer state over ``world_size`` ranks)."""
+    n = check_size(config)
+    have = device_memory(device)
+    need = n * (8 + 8 / world_size)
+    if have is not None and need > have:
+        raise UserError(f"depth {config.n_layer} (width {config.n_embd}) has about {n:,.3g} parameters: training "
+                        f"needs at least {gib(need)} for weights, gradients and optimizer state "
+                        f"({TRAIN_BYTES_PER_PARAM} bytes per parameter, activations not counted), but "
+                        f"{torch.device(device)} has {gib(have)}; choose a smaller --depth")
 
 
 class _FusedRMSNorm(torch.autograd.Function):

@@ -15,12 +15,12 @@ moment leaves either the complete new checkpoint or none of it. ``meta.json`` re
 sha256 of the other files; ``latest_checkpoint`` skips (and names) any checkpoint whose
 files are missing or do not match, so resuming always starts from the latest *good* one.
 
-``check_checkpoint`` is the one integrity check (the loop, the tools and the chat half use
-it): meta.json readable and naming the right step, the safetensors header parses and its
-tensors lie back to back and fill the file, their names and shapes are what
-``model_config`` builds, ``optim.pt`` is a torch.save archive, and (unless ``hash=False``)
-every sha256 matches. It lists problems instead of raising; ``verify_checkpoint`` raises
-the first one.
+``integrity.check_checkpoint`` is the one integrity check (the loop, the tools and the chat
+half use it; re-exported here): nothing outside the folder is ever read, whatever
+meta.json says. ``verify_checkpoint`` raises its first problem as ``CorruptCheckpoint``.
+``load_checkpoint`` reads and checks everything before it changes the model; the loop
+resumes from the newest checkpoint that loads (``resume_candidates``), skipping and naming
+the others. A save also removes the ``.tmp-`` folders of saves a crash interrupted.
 
 With several ranks (Phase 4) rank 0 writes one checkpoint; a sharded optimizer first
 gathers its state into the single-process layout, so any world size can resume it.
@@ -35,41 +35,23 @@ What it leaves out: per-rank optimizer files (nanochat's layout), cloud storage.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
 import warnings
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from phases.common.console import UserError
 from phases.common.paths import run_dir, runs_dir
-
-FORMAT_VERSION = 1
-STEP_PREFIX = "step_"
-FOLDER = re.compile(r"step_(\d+)(\.tmp-.*)?")    # a checkpoint folder, or a save a crash interrupted
-FILES = ("model.safetensors", "optim.pt")
-META_FILE = "meta.json"
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-               "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
+from phases.phase2_training.integrity import (DTYPE_BYTES, FILES, FOLDER, FORMAT_VERSION, META_FILE,  # noqa: F401
+                                              RESUME_KEYS, STEP_PREFIX, CheckReport, CorruptCheckpoint,
+                                              check_checkpoint, read_safetensors_header, sha256_file)
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -116,13 +98,16 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         torch.save(state, tmp / "optim.pt")
-        files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "optim.pt")}
-        full_meta = {"format_version": FORMAT_VERSION, "step": step, "files": files, **meta}
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2))
-        for name in ("model.safetensors", "optim.pt", "meta.json"):
+        files = {name: sha256_file(tmp / name) for name in FILES}
+        sizes = {name: (tmp / name).stat().st_size for name in FILES}   # checked before hashing: a cheap first test
+        full_meta = {"format_version": FORMAT_VERSION, "step": step, "files": files, "sizes": sizes, **meta}
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
+        for name in (*FILES, META_FILE):
             _fsync(tmp / name)
-        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+        if final.is_dir() and not final.is_symlink():  # re-saving the same step (e.g. after a resume)
             shutil.rmtree(final)
+        elif final.exists() or final.is_symlink():     # a file or a link in its place: not ours to keep
+            final.unlink()
         os.replace(tmp, final)  # atomic: the checkpoint appears complete or not at all
         _fsync(ckpt_dir)
     finally:
@@ -130,6 +115,8 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
             shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    for stale in ckpt_dir.glob(f"{STEP_PREFIX}*.tmp-*"):   # saves a crash interrupted (ours was renamed)
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 # --8<-- [end:save]
 
@@ -139,160 +126,50 @@ def step_dir(ckpt_dir: str | os.PathLike, step: int) -> Path:
     return Path(ckpt_dir) / f"{STEP_PREFIX}{step:06d}"
 
 
-def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint directories (no ``.tmp-``), oldest first."""
-    ckpt_dir = Path(ckpt_dir)
+def _step_folders(ckpt_dir: Path) -> list[Path]:
+    """Folders named like checkpoints (``step_N`` and ``step_N.tmp-…``), by step; links never followed."""
     if not ckpt_dir.is_dir():
         return []
-    found = [p for p in ckpt_dir.iterdir()
-             if p.is_dir() and p.name.startswith(STEP_PREFIX) and p.name[len(STEP_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+    found = [p for p in ckpt_dir.iterdir() if FOLDER.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+    return sorted(found, key=lambda p: (int(FOLDER.fullmatch(p.name)[1]), p.name))
 
 
-# -- integrity -------------------------------------------------------------------------------
-
-def read_safetensors_header(path: str | os.PathLike) -> dict:
-    """Parse and check a .safetensors header (8-byte length + JSON) without reading tensor data."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
-        if n < 2 or n > size - 8:
-            raise UserError(f"{path.name}: header length {n:,} does not fit a {size:,}-byte file "
-                            "(corrupt or truncated, or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UserError(f"{path.name}: the header is not valid JSON ({e})") from None
-    metadata = header.pop("__metadata__", None) if isinstance(header, dict) else {}
-    tensors = []
-    for name, info in header.items() if isinstance(header, dict) else [("<header>", None)]:
-        try:
-            dtype, shape, (start, end) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path.name}: malformed header entry for tensor {name!r}") from None
-        if dtype not in DTYPE_BYTES:
-            raise UserError(f"{path.name}: tensor {name!r} has an unknown dtype {dtype!r}")
-        numel = math.prod(shape)
-        if end - start != numel * DTYPE_BYTES[dtype]:
-            raise UserError(f"{path.name}: tensor {name!r} spans {end - start:,} bytes, but {dtype} "
-                            f"{shape} needs {numel * DTYPE_BYTES[dtype]:,}")
-        tensors.append({"name": name, "dtype": dtype, "shape": shape, "numel": numel,
-                        "bytes": end - start, "offsets": [start, end]})
-    tensors.sort(key=lambda t: t["offsets"])
-    pos = 0
-    for t in tensors:
-        if t["offsets"][0] != pos:
-            raise UserError(f"{path.name}: tensor data is not contiguous at {t['name']!r} "
-                            f"(starts at byte {t['offsets'][0]:,}, expected {pos:,})")
-        pos = t["offsets"][1]
-    if size != 8 + n + pos:
-        raise UserError(f"{path.name}: the file is {size:,} bytes but its header describes "
-                        f"8 + {n:,} + {pos:,} = {8 + n + pos:,} (corrupt or truncated, or padded)")
-    return {"tensors": tensors, "header_bytes": n, "data_bytes": pos, "file_bytes": size, "metadata": metadata}
+def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint directories (no ``.tmp-``), oldest first."""
+    return [p for p in _step_folders(Path(ckpt_dir)) if not FOLDER.fullmatch(p.name)[2]]
 
 
-@functools.lru_cache(maxsize=8)
-def _expected_shapes(model_config_json: str) -> dict[str, list[int]]:
-    """Names and shapes of the state_dict a model_config builds (on the meta device: no memory)."""
-    import torch
-    from phases.phase1_transformer.config import GPTConfig
-    from phases.phase1_transformer.model import GPT
-    with torch.device("meta"):
-        model = GPT(GPTConfig.from_dict(json.loads(model_config_json)))
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
-
-
-@dataclass
-class CheckReport:
-    """What ``check_checkpoint`` found: ``problems`` (each starts with the file it is about)."""
-    path: Path
-    step: int
-    problems: list[str] = field(default_factory=list)
-    meta: dict | None = None
-    header: dict | None = None     # the safetensors header, when it parsed
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def check_checkpoint(path: str | os.PathLike, hash: bool = True) -> CheckReport:
-    """Every integrity check short of loading tensors; problems are listed, never raised."""
-    path = Path(path)
-    m = FOLDER.fullmatch(path.name)
-    c = CheckReport(path, int(m.group(1)) if m else -1)
-    if m is not None and m.group(2):
-        c.problems.append("incomplete: a save was interrupted (crash or kill while writing); safe to delete")
-        return c
-    try:
-        c.meta = meta = json.loads((path / "meta.json").read_text())
-    except FileNotFoundError:
-        return _with(c, "meta.json is missing")
-    except (ValueError, OSError) as e:
-        return _with(c, f"meta.json is corrupt ({e})")
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        return _with(c, f"meta.json: unsupported checkpoint format {meta.get('format_version') if isinstance(meta, dict) else meta!r}")
-    c.step = c.step if m else int(meta.get("step", -1))
-    if m and meta.get("step") != c.step:
-        c.problems.append(f"meta.json says step {meta.get('step')!r} but the folder is step {c.step}")
-    files = meta.get("files", {})
-    c.problems += [f"meta.json records no sha256 for {n}" for n in FILES if n not in files]
-    c.problems += [f"{n} is missing" for n in files if not (path / n).is_file()]
-    weights = path / "model.safetensors"
-    if weights.is_file():
-        try:
-            c.header = read_safetensors_header(weights)
-        except UserError as e:
-            c.problems.append(str(e))
-    if c.header is not None and "model_config" in meta:
-        try:
-            want = _expected_shapes(json.dumps(meta["model_config"], sort_keys=True))
-        except (UserError, TypeError, ValueError) as e:
-            want = None
-            c.problems.append(f"meta.json: model_config cannot build a model ({e})")
-        got = {t["name"].removeprefix("_orig_mod."): t["shape"] for t in c.header["tensors"]}
-        if want is not None and got != want:
-            bad = sorted(set(want) ^ set(got)) + sorted(k for k in set(want) & set(got) if want[k] != got[k])
-            c.problems.append(f"model.safetensors does not match model_config: {len(bad)} tensor(s) missing, "
-                              f"extra or of another shape, e.g. {', '.join(bad[:3])}")
-    if (path / "optim.pt").is_file() and not zipfile.is_zipfile(path / "optim.pt"):
-        c.problems.append("optim.pt is not a torch.save archive (truncated or overwritten)")
-    if hash:
-        c.problems += [f"{n}: sha256 mismatch (corrupt or truncated since it was saved)"
-                       for n, digest in files.items() if (path / n).is_file() and sha256_file(path / n) != digest]
-    return c
-
-
-def _with(c: CheckReport, problem: str) -> CheckReport:
-    c.problems.append(problem)
-    return c
-
-
-def scan_checkpoints(run: str | os.PathLike, hash: bool = True) -> list[CheckReport]:
+def scan_checkpoints(run: str | os.PathLike, hash: bool = True, resumable: bool = False) -> list[CheckReport]:
     """Every step folder of a run (its folder or its ``checkpoints/``), .tmp- leftovers too, oldest first."""
     run = Path(run)
     ckdir = run if run.name == "checkpoints" else run / "checkpoints"
-    found = [p for p in ckdir.iterdir() if p.is_dir() and FOLDER.fullmatch(p.name)] if ckdir.is_dir() else []
-    found.sort(key=lambda p: (int(FOLDER.fullmatch(p.name)[1]), p.name))
-    return [check_checkpoint(p, hash) for p in found]
+    return [check_checkpoint(p, hash, resumable) for p in _step_folders(ckdir)]
 
 
-def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """``check_checkpoint`` with every check; the first problem is raised as a UserError naming the file."""
-    c = check_checkpoint(path, hash=True)
+def verify_checkpoint(path: str | os.PathLike, resumable: bool = False) -> Checkpoint:
+    """``check_checkpoint`` with every check; the first problem is raised as a CorruptCheckpoint naming the file."""
+    c = check_checkpoint(path, hash=True, resumable=resumable)
     if c.problems:
-        raise UserError(f"checkpoint file {Path(path)}{os.sep}{c.problems[0]}")
+        raise CorruptCheckpoint(f"checkpoint file {Path(path)}{os.sep}{c.problems[0]}")
     return Checkpoint(Path(path), c.step, c.meta)
 
 
-def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Checkpoint | None:
+def resume_candidates(ckpt_dir: str | os.PathLike) -> Iterator[Checkpoint]:
+    """Checkpoints a run can resume from, newest first, verified one at a time (``resumable``);
+    a bad one is skipped with a warning naming it and what is wrong."""
+    for path in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            yield verify_checkpoint(path, resumable=True)
+        except CorruptCheckpoint as e:
+            warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike, resumable: bool = False) -> Checkpoint | None:
     """The newest checkpoint that verifies; bad ones are skipped with a warning naming them."""
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
-            return verify_checkpoint(path)
-        except UserError as e:
+            return verify_checkpoint(path, resumable)
+        except CorruptCheckpoint as e:
             warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
     return None
 
@@ -303,24 +180,44 @@ def load_weights(path: str | os.PathLike, device="cpu") -> dict[str, torch.Tenso
     try:
         weights = st.load_file(str(f), device=str(device))
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise UserError(f"checkpoint file {f} cannot be read: {e}") from None
+        raise CorruptCheckpoint(f"checkpoint file {f} cannot be read: {e}") from None
     return {k.removeprefix("_orig_mod."): v for k, v in weights.items()}
+
+
+def read_optimizer_state(path: str | os.PathLike, device="cpu") -> dict:
+    """``optim.pt`` of a checkpoint folder, loaded without unpickling code, its layout checked."""
+    f = Path(path) / "optim.pt"
+    try:
+        state = torch.load(f, map_location=device, weights_only=True)  # never unpickles code
+    except Exception as e:
+        raise CorruptCheckpoint(f"checkpoint file {f} cannot be read: {str(e).splitlines()[0][:200]}") from None
+    opt = state.get("optimizer") if isinstance(state, dict) else None
+    rng = state.get("torch_rng") if isinstance(state, dict) else None
+    if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list)):
+        raise CorruptCheckpoint(f"checkpoint file {f} holds no optimizer state dict")
+    if not (torch.is_tensor(rng) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape):
+        raise CorruptCheckpoint(f"checkpoint file {f} holds no valid torch RNG state")
+    return state
 
 
 def load_checkpoint(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     device="cpu") -> None:
-    """Restore weights (strict), optimizer state and RNG states from a verified checkpoint."""
-    missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device), strict=False)
+    """Restore weights (strict), optimizer state and RNG states from a verified checkpoint.
+
+    Everything is read and checked before anything is changed; a file that cannot be used
+    raises ``CorruptCheckpoint`` (the loop then falls back to an older checkpoint).
+    """
+    weights, state = load_weights(ckpt.path, device), read_optimizer_state(ckpt.path, device)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise UserError(f"checkpoint {ckpt.path} does not match the model: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]} (was it made with another configuration?)")
-    f = ckpt.path / "optim.pt"
-    try:
-        state = torch.load(f, map_location=device, weights_only=True)  # never unpickles code
-    except Exception as e:
-        raise UserError(f"checkpoint file {f} cannot be read: {e}") from None
     if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            raise CorruptCheckpoint(f"checkpoint file {ckpt.path / 'optim.pt'}: the optimizer state does not fit "
+                                    f"this optimizer ({str(e)[:160]})") from None
     torch.set_rng_state(state["torch_rng"].cpu())
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
@@ -362,7 +259,11 @@ def resolve_run(path_or_run: str | os.PathLike) -> Path:
 def split_spec(spec: str | os.PathLike) -> tuple[str, int | None]:
     """``"cpu_demo@200"`` -> ``("cpu_demo", 200)``; anything without ``@STEP`` -> ``(spec, None)``."""
     run, sep, step = str(spec).rpartition("@")
-    return (run, int(step)) if sep and step.isdigit() else (str(spec), None)
+    if sep and run and not Path(str(spec)).exists():
+        if not re.fullmatch("[0-9]{1,18}", step):
+            raise UserError(f"{spec}: the step after '@' must be a whole number (RUN@STEP, e.g. cpu_demo@200)")
+        return run, int(step)
+    return str(spec), None
 
 
 def step_folder(path_or_run: str | os.PathLike, step: int) -> Path:
@@ -426,8 +327,8 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     except (KeyError, TypeError) as e:
         raise UserError(f"{ckpt.path / 'meta.json'} has no usable model_config ({e})") from None
     candidates = [ckpt.path.parent.parent / "tokenizer.json"]
-    if meta.get("tokenizer"):
-        candidates.append(Path(meta["tokenizer"]))
+    if isinstance(meta.get("tokenizer"), str) and Path(meta["tokenizer"]).name == "tokenizer.json":
+        candidates.append(Path(meta["tokenizer"]))   # where the run's tokenizer was (never any other file)
     if tokenizer is not None:
         given = Path(tokenizer).expanduser()
         candidates = [given / "tokenizer.json" if given.is_dir() else given]

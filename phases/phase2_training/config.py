@@ -12,6 +12,12 @@ Later phases add keys of their own. A phase that changes Phase 2's defaults subc
 ``compose`` unions into one flat config class (Phase 5's pretraining config = Phase 3's +
 Phase 4's + Phase 5's keys), so no class inherits twice and one TOML file sets them all.
 
+**Every value is checked** (``check_config``, on loading and before a run): each key has the
+type of its default, floats are finite, ints fit in 64 bits, and each key lies in its range
+(``limits``, a class attribute beside each config class: ``LIMITS`` here). -1 means "derive it"
+only for the keys that say so (``derived``); any other value out of range is an error naming
+the key, never silently reinterpreted.
+
 What it leaves out: the automatic batch size, horizon and LR scaling from depth (Phase 3).
 
 Run: ``python -m phases.phase2_training.config examples/cpu_demo.toml``.
@@ -19,9 +25,11 @@ Run: ``python -m phases.phase2_training.config examples/cpu_demo.toml``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from phases.common.console import UserError
 from phases.phase1_transformer.config import GPTConfig
@@ -105,6 +113,69 @@ class TrainConfig:
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
+# -- the allowed values ------------------------------------------------------------------------------------
+
+class Limit(NamedTuple):
+    ok: Callable[[float], bool]
+    text: str                                       # "must be <text>"
+
+
+def at_least(lo: float) -> Limit:
+    return Limit(lambda v: v >= lo, f">= {lo:g}")
+
+
+def above(lo: float) -> Limit:
+    return Limit(lambda v: v > lo, f"> {lo:g}")
+
+
+def between(lo: float, hi: float, hi_open: bool = False) -> Limit:
+    return Limit((lambda v: lo <= v < hi) if hi_open else (lambda v: lo <= v <= hi),
+                 f"in [{lo:g}, {hi:g}{')' if hi_open else ']'}")
+
+
+def derived(limit: Limit) -> Limit:
+    """``limit``, or exactly -1: "derive it" (from the depth dial, the device count...)."""
+    return Limit(lambda v: v == -1 or limit.ok(v), f"{limit.text}, or -1 to derive it")
+
+
+def one_of(*choices: str) -> Limit:
+    return Limit(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+LIMITS = {
+    "depth": at_least(1), "aspect_ratio": at_least(1), "head_dim": at_least(2), "sequence_len": at_least(1),
+    "n_kv_head": at_least(0), "softcap": at_least(0), "device_batch_size": at_least(1),
+    "total_batch_size": derived(at_least(1)), "num_iterations": derived(at_least(1)), "max_seconds": at_least(0),
+    "matrix_lr": at_least(0), "embedding_lr": at_least(0), "unembedding_lr": at_least(0), "scalar_lr": at_least(0),
+    "weight_decay": at_least(0), "adam_beta1": between(0, 1, hi_open=True), "adam_beta2": between(0, 1, hi_open=True),
+    "warmup_steps": at_least(0), "warmdown_ratio": between(0, 1), "final_lr_frac": between(0, 1),
+    "eval_every": at_least(0), "eval_tokens": at_least(1), "sample_every": at_least(0), "sample_tokens": at_least(0),
+    "log_every": at_least(1), "save_every": at_least(0), "keep_last": at_least(0), "stop_after_step": at_least(0),
+    "seed": Limit(lambda v: 0 <= v < 2 ** 63, "between 0 and 2^63 - 1"), "dtype": one_of("", "float32", "bfloat16", "float16"), "peak_flops": at_least(0),
+    "run_name": Limit(lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
+                      "a folder name (no '/'; --run-dir takes a path)"),
+}
+TrainConfig.limits = LIMITS   # every config class carries the limits of its keys (compose merges them)
+
+
+def check_config(cfg) -> None:
+    """Raise a UserError naming the first key whose value is of the wrong type or out of range."""
+    limits = getattr(type(cfg), "limits", {})
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), type(f.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"{f.name} must be {'an int' if kind is int else 'a ' + kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise UserError(f"{f.name} must be a finite number, got {value!r}")
+        if kind is int and not -2 ** 63 <= value < 2 ** 63:
+            raise UserError(f"{f.name} = {value} does not fit in 64 bits")
+        limit = limits.get(f.name)
+        if limit is not None and not limit.ok(value):
+            raise UserError(f"{f.name} must be {limit.text}, got {value!r}")
+
+
 # --8<-- [start:compose]
 def compose(name: str, base: type, *parts: type, module: str | None = None) -> type:
     """One flat config class: ``base``'s keys, then each part's (a later default wins).
@@ -121,6 +192,7 @@ def compose(name: str, base: type, *parts: type, module: str | None = None) -> t
             specs[f.name] = (f.name, f.type, dataclasses.field(default=f.default))
     cls = dataclasses.make_dataclass(name, list(specs.values()), bases=(base,))
     cls.__module__ = module or __name__       # (make_dataclass's own module= needs Python 3.12)
+    cls.limits = {k: v for part in (base, *parts) for k, v in getattr(part, "limits", {}).items()}
     return cls
 # --8<-- [end:compose]
 
@@ -128,15 +200,21 @@ def compose(name: str, base: type, *parts: type, module: str | None = None) -> t
 def _coerce(field: dataclasses.Field, value, source: str):
     name, kind = field.name, type(field.default)
     if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
+        text = value.strip().lower().replace("_", "")
         try:
             if kind is bool:
                 if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                     raise ValueError
                 return text in ("true", "1", "yes", "on")
-            return kind(float(text.replace("_", ""))) if kind is int and "e" in text else kind(text.replace("_", ""))
-        except ValueError:
-            raise UserError(f"{source}: {name} must be a {kind.__name__}, got {value!r}") from None
+            if kind is int and "e" in text:          # 1e6 is a whole number; 2.5e0 and 1e999 are not ints
+                number = float(text)
+                if not number.is_integer():
+                    raise ValueError
+                return int(number)
+            return kind(text)
+        except (ValueError, OverflowError):
+            raise UserError(f"{source}: {name} must be {'an int' if kind is int else 'a ' + kind.__name__}, "
+                            f"got {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -168,8 +246,16 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, c
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise UserError(f"config file {path} is a folder; give a .toml file (see examples/)") from None
+        except OSError as e:
+            raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
+        except RecursionError:
+            raise UserError(f"config file {path}: values nested too deeply") from None
         flat: dict = {}
         for key, value in raw.items():
             items = value.items() if isinstance(value, dict) else [(key, value)]
@@ -185,7 +271,9 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, c
         if k not in valid:
             raise UserError(f"unknown setting {k!r}; valid keys: {', '.join(valid)}")
         values[k] = _coerce(valid[k], v, "override")
-    return cls(**values)
+    cfg = cls(**values)
+    check_config(cfg)
+    return cfg
 
 
 @dataclass
@@ -231,25 +319,36 @@ class Plan:
 # --8<-- [start:derive]
 def derive(cfg: TrainConfig, vocab_size: int, world_size: int = 1, optimizers: tuple = ("adamw",)) -> Plan:
     """Check the config for consistency and work out the batch arithmetic."""
-    for name in ("depth", "device_batch_size", "sequence_len", "num_iterations"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    check_config(cfg)                                   # every key's type and range
+    if cfg.num_iterations < 1:
+        raise UserError(f"num_iterations must be >= 1 here (Phase 3 derives -1 from the depth), got {cfg.num_iterations}")
     if cfg.optimizer not in optimizers:
         raise UserError(f"optimizer {cfg.optimizer!r} is not available here; choose from {', '.join(optimizers)}")
-    if not 0 <= cfg.warmdown_ratio <= 1 or not 0 <= cfg.final_lr_frac <= 1:
-        raise UserError("warmdown_ratio and final_lr_frac must be between 0 and 1")
     model = cfg.model_config(vocab_size)
+    plan_counts = _counts(model)                        # refuses a model no machine holds, before building it
     per_micro = cfg.device_batch_size * cfg.sequence_len
     per_round = per_micro * world_size                  # tokens of one micro-step on all ranks
     total = cfg.total_batch_size if cfg.total_batch_size > 0 else per_round
     if total % per_round:
         raise UserError(f"total_batch_size {total:,} is not a multiple of device_batch_size x sequence_len x "
                         f"world_size = {cfg.device_batch_size} x {cfg.sequence_len} x {world_size} = {per_round:,}")
-    return Plan(cfg, model, world_size, per_micro, total, total // per_round)
+    return Plan(cfg, model, world_size, per_micro, total, total // per_round, *plan_counts)
 # --8<-- [end:derive]
 
 
+def _counts(model: GPTConfig) -> tuple[int, float]:
+    """(parameters, training FLOPs per token) of the model a config describes: built on the meta
+    device (shapes only), after Phase 1's ``check_size`` refused what no machine could hold."""
+    from phases.phase1_transformer.memory import meta_model
+    m = meta_model(model)
+    return m.param_counts()["total"], m.estimate_flops()
+
+
 if __name__ == "__main__":
-    cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
-    plan = derive(cfg, vocab_size=8192)
-    print(plan.describe())
+    from phases.common.console import run_command
+
+    def main():
+        cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else None)
+        print(derive(cfg, vocab_size=8192).describe())
+
+    sys.exit(run_command(main))

@@ -121,7 +121,10 @@ class TokenLoader:
         return {"pos": self.pos, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.pos, self.epoch = int(state["pos"]), int(state["epoch"])
+        pos, epoch = state["pos"], state["epoch"]
+        if not (isinstance(pos, int) and isinstance(epoch, int) and pos >= 0 and epoch >= 0):
+            raise ValueError(f"pos and epoch must be whole numbers >= 0, got {pos!r} and {epoch!r}")
+        self.pos, self.epoch = pos, epoch
 
 
 def eval_batches(tokens: np.ndarray, batch_size: int, seq_len: int, max_tokens: int,

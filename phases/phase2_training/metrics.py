@@ -44,8 +44,9 @@ GPUS = {  # device-name substring -> (dense bf16 FLOP/s: nanochat's table, memor
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
     """Best FLOP/s of square matmuls on this device and dtype (the same run, same threads)."""
     n = 2048 if device.type == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    gen = torch.Generator(device=device).manual_seed(0)   # its own generator: the run's RNG state is untouched
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     best, deadline = 0.0, time.perf_counter() + seconds
     while True:
         if device.type == "cuda":
@@ -103,9 +104,10 @@ def parse_records(lines: Iterable[str], report: dict | None = None) -> list[dict
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
-                raise ValueError("not a record")
-        except ValueError:
+            step = record.get("step", 0) if isinstance(record, dict) else None
+            if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2 ** 63:
+                raise ValueError("not a record")      # a step is a whole number: 1.5, -3, true, "x" are not
+        except (ValueError, RecursionError):          # RecursionError: JSON nested thousands deep
             if i == len(lines) - 1:
                 cut = True
             else:

@@ -33,6 +33,7 @@ import torch
 
 from phases.common.paths import data_dir
 from phases.phase0_tokenizer.bpe import BPETokenizer
+from phases.phase0_tokenizer.shards import check_folder
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training.config import Plan, TrainConfig, derive as derive_batch
 from phases.phase2_training.data import TokenLoader, eval_batches, tokenize_split
@@ -169,7 +170,9 @@ def make_data(cfg: TrainConfig, tok: BPETokenizer, tok_file: Path | None, device
 def resolve_data_dir(cfg: TrainConfig, show_progress: bool) -> Path:
     """``cfg.data_dir``, or the embedded corpus (built on first use)."""
     if cfg.data_dir:
-        return Path(cfg.data_dir).expanduser()
+        folder = Path(cfg.data_dir).expanduser()
+        check_folder(folder)                 # every shard's footer: a broken one is named before training
+        return folder
     from phases.phase0_tokenizer.corpus import ensure_embedded_corpus
     return Path(ensure_embedded_corpus(data_dir("embedded"), show_progress=show_progress).out_dir)
 
@@ -203,3 +206,13 @@ def data_state_for(saved: dict, rank: int, world_size: int) -> dict:
         return saved
     states = saved["per_rank"]
     return states[rank] if len(states) == world_size else states[0]
+
+
+def describe_data_state(state) -> str:
+    """A checkpoint's ``data_state`` for the eye, one short line: a long list (Phase 5's buffer of
+    document ranges) shows as its length, ``per_rank`` states one after another."""
+    if isinstance(state, dict):
+        return ", ".join(f"{k}={describe_data_state(v)}" for k, v in state.items())
+    if isinstance(state, list) and state and all(isinstance(x, dict) for x in state):
+        return " | ".join(f"[{describe_data_state(x)}]" for x in state)
+    return f"<{len(state)} entries>" if isinstance(state, list) and len(state) > 4 else repr(state)

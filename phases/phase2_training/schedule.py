@@ -16,7 +16,9 @@ improvement of a short run is harvested.
 ``phase_of(step, cfg)`` says where a step sits: warmup, constant, warmdown or finished, the
 multiplier, the boundaries, and the learning rates actually applied (each optimizer group's
 ``initial_lr``, which already holds Phase 3's batch and width scaling, times the multiplier).
-The tools call it instead of redoing the arithmetic.
+The tools call it instead of redoing the arithmetic. ``schedule_notes`` says when a schedule
+does not do what its numbers suggest (a warmup as long as the run never reaches the peak);
+the loop prints them as warnings before training.
 
 What it leaves out: cosine schedules (nanochat uses linear), Muon's momentum and weight-decay
 schedules (Phase 3).
@@ -51,6 +53,21 @@ def is_last_step(step: int, num_iterations: int, train_time: float = 0.0, max_se
 def warmdown_start(num_iterations: int, warmdown_ratio: float) -> int:
     """The first step whose multiplier is below 1 (``num_iterations`` when there is no warmdown)."""
     return num_iterations - round(warmdown_ratio * num_iterations) + 1
+
+
+def schedule_notes(num_iterations: int, warmup_steps: int, warmdown_ratio: float) -> list[str]:
+    """What is surprising about a schedule, for the startup warnings (empty when nothing is)."""
+    notes = []
+    down = warmdown_start(num_iterations, warmdown_ratio)
+    if warmup_steps >= num_iterations > 0:
+        notes.append(f"warmup_steps {warmup_steps} >= num_iterations {num_iterations}: the learning rate never "
+                     f"reaches its peak (it stops at {num_iterations / warmup_steps:.2f} x lr); "
+                     f"lower warmup_steps, e.g. --set warmup_steps={max(1, num_iterations // 10)}")
+    elif warmup_steps >= down:
+        notes.append(f"the warmup ({warmup_steps} steps) runs into the warmdown (from step {down}): the learning "
+                     f"rate drops from its peak to {lr_multiplier(warmup_steps, num_iterations, warmup_steps, warmdown_ratio):.2f}"
+                     " x lr at once after the warmup; lower warmup_steps or warmdown_ratio")
+    return notes
 
 
 def phase_of(step: int, cfg, initial_lrs: Mapping[str, float] | None = None) -> dict:

@@ -62,7 +62,11 @@ def test_check_and_find_name_the_problem(trainer, tiny_cfg):
     assert ck.find_checkpoint(f"{run}@4").step == 4 and ck.read_meta(run, step=8)["step"] == 8
     with pytest.raises(Exception, match="no checkpoint at step 5; it has: step_000004, step_000008"):
         ck.find_checkpoint(run, step=5)
-    (run / "checkpoints" / "step_000008" / "optim.pt").write_bytes(b"not a zip")
+    optim = run / "checkpoints" / "step_000008" / "optim.pt"
+    optim.write_bytes(b"x" * optim.stat().st_size)          # the size recorded in meta.json, not a zip
     report = ck.check_checkpoint(run / "checkpoints" / "step_000008", hash=False)
     assert report.problems == ["optim.pt is not a torch.save archive (truncated or overwritten)"]
+    optim.write_bytes(b"not a zip")                          # another size: caught before it is opened
+    report = ck.check_checkpoint(run / "checkpoints" / "step_000008", hash=False)
+    assert len(report.problems) == 1 and "optim.pt: 9 bytes, but" in report.problems[0]
     assert ck.resolve_run(run / "checkpoints" / "step_000004") == run

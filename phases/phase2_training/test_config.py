@@ -22,7 +22,7 @@ def test_config_file_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("text, overrides, message", [
     ("depth = 3\nbogus = 1\n", {}, "unknown key 'bogus'"),
-    ("depth = 'three'\n", {}, "depth must be a int"),
+    ("depth = 'three'\n", {}, "depth must be an int"),
     ("depth = [\n", {}, "not valid TOML"),
     ("", {"matrix_lr": "fast"}, "matrix_lr must be a float"),
     ("", {"nope": "1"}, "unknown setting 'nope'"),

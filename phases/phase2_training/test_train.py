@@ -154,3 +154,34 @@ def test_recipe_hooks_are_called(tiny_cfg):
     assert seen == {"derive": [1], "data": [0], "model": 1, "eval": [0, 2, 4]}
     evals = _records(result.run_dir, "eval")
     assert [e["answer"] for e in evals] == [42.0] * 3 and all("val_bpb" in e for e in evals)
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_about(tiny_cfg):
+    """Issue 14 #8: --num-iterations 2 with a 2-step warmup never reaches the peak LR: say so."""
+    import io
+
+    from phases.phase2_training import train as loop
+    from phases.phase2_training.schedule import schedule_notes
+    assert schedule_notes(10, 20, 0.5)[0].startswith("warmup_steps 20 >= num_iterations 10")
+    assert "runs into the warmdown" in schedule_notes(10, 6, 0.5)[0]
+    assert schedule_notes(1000, 20, 0.5) == []
+    out = io.StringIO()
+    loop.train(tiny_cfg.replace(num_iterations=2, save_every=0, eval_every=0), show_progress=False, out=out)
+    assert "warning: warmup_steps 2 >= num_iterations 2" in out.getvalue()
+
+
+def test_ctrl_c_says_how_to_continue(monkeypatch):
+    """Issue 14 #10: after Ctrl-C, the command that continues the run (the same one, with --resume)."""
+    import types
+
+    from phases.phase2_training import train as loop
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))   # the installed script
+    assert loop.resume_command(["mini-nanochat", "pretrain", "--config", "my run.toml", "--resume"]) == \
+        "mini-nanochat pretrain --config 'my run.toml' --resume"
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="phases.phase3_optimizers.train")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert loop.resume_command(["train.py", "examples/cpu_demo.toml"]) == \
+        "python -m phases.phase3_optimizers.train examples/cpu_demo.toml --resume"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert "torchrun" in loop.resume_command(["x"])

@@ -6,9 +6,12 @@ learning rates are set from the schedule, the optimizer steps and the gradients 
 Around it: validation bpb every ``eval_every`` steps, samples, a debiased EMA of the
 training loss, tokens/s, MFU and ETA on the console and in ``metrics.jsonl``, and atomic
 checkpoints every ``save_every`` steps. ``resume=True`` continues from the latest good
-checkpoint; on CPU float32 the resumed run is bitwise identical to an uninterrupted one.
+checkpoint, falling back past any that cannot be read (each named in a warning); on CPU
+float32 the resumed run is bitwise identical to an uninterrupted one, RNG state included.
 Ctrl-C saves a checkpoint of the last completed step before exiting; ``stop_after_step = k``
-saves step k and returns, so a run can be split into several sittings.
+saves step k and returns, so a run can be split into several sittings. Before any data is
+read, the config is checked, the run folder created and the model's size checked against
+the device's memory (``memory.check_fits``), so a mistake costs seconds, not minutes.
 
 What it leaves out: several processes (Phase 4), Muon and depth auto-scaling (Phase 3),
 the streaming packer (Phase 5), fine-tuning (Phase 8). Those phases plug in through a
@@ -25,6 +28,8 @@ import argparse
 import dataclasses
 import io
 import math
+import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,15 +38,19 @@ from pathlib import Path
 import torch
 
 from phases.common.console import UserError, positive_int
+from phases.common.files import output_dir
 from phases.common.paths import run_dir as named_run_dir
 from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase2_training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from phases.phase1_transformer.config import resolve_device
+from phases.phase1_transformer.memory import check_fits
+from phases.phase2_training.checkpoint import (META_FILE, CorruptCheckpoint, list_checkpoints, load_checkpoint,
+                                               resume_candidates, save_checkpoint)
 from phases.phase2_training.config import Plan, TrainConfig, parse_overrides
 from phases.phase2_training.evaluate import evaluate_bpb, sample, token_byte_lengths
 from phases.phase2_training.metrics import MetricsLog, StepTimer, debias, eta_seconds, peak_flops
 from phases.phase2_training.recipe import Recipe, data_state_for
-from phases.phase2_training.schedule import is_last_step, lr_multiplier
+from phases.phase2_training.schedule import is_last_step, lr_multiplier, schedule_notes
 
 
 @dataclass
@@ -79,11 +88,7 @@ class _NoLog:
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device:
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"device {cfg.device!r} asked for, but CUDA is not available")
-        return torch.device(cfg.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(cfg.device)
 
 
 def _dtype(cfg: TrainConfig, device: torch.device):
@@ -106,7 +111,9 @@ def load_tokenizer(cfg: TrainConfig) -> tuple[BPETokenizer, Path]:
 
 
 def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
-          out=sys.stdout, recipe: Recipe | None = None) -> RunResult:
+          out=sys.stdout, recipe: Recipe | None = None, launch: dict | None = None) -> RunResult:
+    """Train ``cfg`` with ``recipe``'s parts. ``launch``: how the run was started (``{"config": the
+    TOML file}``), kept in every checkpoint so the resume helper can print a short command."""
     recipe = recipe or Recipe()
     rt = recipe.runtime
     if not rt.is_master:                      # rank 0 speaks for the run
@@ -116,9 +123,14 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
     tok, tok_file = load_tokenizer(cfg)
     plan: Plan = recipe.derive(cfg, tok.vocab_size, rt)
     cfg = plan.config                         # the config as derived: -1 values filled in
+    check_fits(plan.model, device, rt.world_size)
+    _dtype(cfg, device)
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
-    start = latest_checkpoint(ckpt_dir) if resume else None
+    if rt.is_master:                          # a path that is a file or unwritable: an error now, not at step 100
+        output_dir(ckpt_dir, "run directory")
+    pending = resume_candidates(ckpt_dir) if resume else iter(())
+    start = next(pending, None)               # the newest checkpoint whose files verify
     if resume and start is None:
         raise UserError(f"nothing to resume: no good checkpoint in {ckpt_dir}")
     if not resume and list_checkpoints(ckpt_dir):
@@ -137,23 +149,36 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
     optimizer = recipe.make_optimizer(model, cfg, plan)
     loop = {"smooth_loss": 0.0, "min_val_bpb": math.inf, "train_time": 0.0, "val_bpb": math.nan}
     step = 0
-    if start is not None:
+    while start is not None:                  # the newest checkpoint that loads; older ones if it does not
         saved = start.meta
         if saved["model_config"] != dataclasses.asdict(plan.model):
             raise UserError(f"{start.path} was made with another model configuration; "
                             "resume with the same model settings")
         if saved["total_batch_size"] != plan.total_batch_size:
             raise UserError(f"{start.path} used total_batch_size {saved['total_batch_size']:,}; keep it to resume")
-        load_checkpoint(start, model, optimizer, device)
-        loader.load_state_dict(data_state_for(saved["data_state"], rt.rank, rt.world_size))
+        try:
+            load_checkpoint(start, model, optimizer, device)
+            try:
+                loader.load_state_dict(data_state_for(saved["data_state"], rt.rank, rt.world_size))
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                raise CorruptCheckpoint(f"{start.path / META_FILE}: its data_state cannot be restored ({e!r})") from None
+        except CorruptCheckpoint as e:
+            say(f"warning: skipping bad checkpoint: {e}")
+            start = next(pending, None)
+            if start is None:
+                raise UserError(f"nothing to resume: no checkpoint in {ckpt_dir} can be loaded") from None
+            continue
         loop.update(saved["loop_state"])
         step = start.step
+        break
     trained = rt.wrap(model)                  # DDP (Phase 4) wraps before compiling
     trained = torch.compile(trained) if cfg.compile else trained
 
     say(f"run directory: {run_dir}")
     say(f"device: {device}, compute dtype: {str(model.compute_dtype).removeprefix('torch.')}")
     say(plan.describe())
+    for note in schedule_notes(cfg.num_iterations, cfg.warmup_steps, cfg.warmdown_ratio):
+        say(f"warning: {note}")
     if start is not None:
         say(f"resuming from {start.path} (step {step})")
     peak = cfg.peak_flops or (peak_flops(device, model.compute_dtype) if rt.is_master else 1.0)
@@ -179,7 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                 "val_bpb": loop["val_bpb"], "loop_state": dict(loop), "data_state": data_state,
                 "initial_lrs": {str(g.get("name", g.get("kind", i))): g["initial_lr"]
                                 for i, g in enumerate(optimizer.param_groups) if "initial_lr" in g},
-                "tokenizer": str(tok_file), "torch": torch.__version__}
+                "tokenizer": str(tok_file), "torch": torch.__version__, "launch": launch or {}}
         path = save_checkpoint(ckpt_dir, at_step, model, optimizer, meta, cfg.keep_last, optimizer_state)
         log.write({"event": "checkpoint", "step": at_step, "path": str(path)})
         rt.barrier()
@@ -245,6 +270,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                 timer.message(f"interrupted: saving step {step} before exiting")
                 optimizer.zero_grad(set_to_none=True)
                 checkpoint(step, data_state)
+                timer.message(f"saved step {step} in {ckpt_dir}; --resume continues from it")
             raise
         if not math.isfinite(train_loss):
             raise UserError(f"training diverged at step {step} (loss {train_loss}); lower the learning rates")
@@ -305,10 +331,28 @@ def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ..
     return load_config(args.config, overrides)
 
 
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command that started this process, plus ``--resume``: what continues the run after Ctrl-C."""
+    argv = list(sys.argv if argv is None else argv)
+    args = [a for a in argv[1:] if a != "--resume"]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "the same torchrun command with --resume"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)   # `python -m X`: X; the installed script: None
+    module = spec.name.removesuffix(".__main__") if spec is not None else None
+    program = "mini-nanochat" if module in (None, "mini_nanochat") else f"python -m {module}"
+    return " ".join([program, *map(shlex.quote, args), "--resume"])
+
+
 def run_training(args: argparse.Namespace, load_config, train, flags: tuple[str, ...] = FLAGS) -> RunResult:
-    """Config from the flags, ``train(cfg, resume=..., show_progress=...)``, and the done line (rank 0 only)."""
+    """Config from the flags, ``train(cfg, resume=..., show_progress=..., launch=...)``, and the done line (rank 0)."""
     cfg = config_from_args(args, load_config, flags)
-    result = train(cfg, resume=args.resume, show_progress=not getattr(args, "no_progress", False))
+    launch = {"config": str(Path(args.config).expanduser().resolve()) if args.config else None}
+    try:
+        result = train(cfg, resume=args.resume, show_progress=not getattr(args, "no_progress", False), launch=launch)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"to continue: {resume_command()}", file=sys.stderr, flush=True)
+        raise
     if result.is_master:
         print(f"{'stopped' if result.stopped else 'done'}: step {result.step}, val bpb {result.val_bpb:.4f} "
               f"(best {result.min_val_bpb:.4f}), {result.train_time:.0f}s of training -> {result.run_dir}", flush=True)

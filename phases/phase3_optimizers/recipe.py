@@ -26,12 +26,13 @@ import sys
 from dataclasses import dataclass
 
 from phases.common.console import UserError
+from phases.phase1_transformer.config import check_size
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
 from phases.phase2_training import train as p2train
 from phases.phase2_training.config import Plan
 from phases.phase2_training.recipe import Recipe, Runtime
-from phases.phase3_optimizers.muon import MuonAdamW, stack_by_shape
+from phases.phase3_optimizers.muon import MuonAdamW, iteration_schedule, pick_method, stack_by_shape
 from phases.phase3_optimizers.scaling import REFERENCE_BATCH, Scaling, depth_scaling, reference_config
 
 
@@ -68,6 +69,16 @@ class MuonTrainConfig(p2config.TrainConfig):
     muon_beta2: float = 0.9
     cautious_wd: bool = True             # decay only where the update points toward 0
     wd_schedule: str = "cosine"          # Muon wd: "cosine" to 0 over the run, or "constant"
+
+
+MuonTrainConfig.limits = {**p2config.LIMITS,  # -1 derives total_batch_size, num_iterations, target_flops
+                          "target_param_data_ratio": p2config.above(0), "target_flops": p2config.derived(p2config.above(0)),
+                          "reference_batch_size": p2config.at_least(1), "optimizer": p2config.one_of("muon", "adamw"),
+                          "adamw_matrix_lr": p2config.at_least(0), "muon_momentum_start": p2config.between(0, 1, True),
+                          "muon_momentum_warmup": p2config.at_least(1), "muon_momentum": p2config.between(0, 1, True),
+                          "muon_momentum_end": p2config.between(0, 1, True), "muon_beta2": p2config.between(0, 1, True),
+                          "ns_steps": p2config.at_least(1), "gram_restart": p2config.at_least(0),
+                          "wd_schedule": p2config.one_of("cosine", "constant")}
 
 
 def load_config(path=None, overrides: dict | None = None) -> MuonTrainConfig:
@@ -201,17 +212,11 @@ def derive(cfg: MuonTrainConfig, vocab_size: int, runtime: Runtime | None = None
     for ``runtime.world_size`` ranks (one without a runtime)."""
     if not isinstance(cfg, MuonTrainConfig):
         raise UserError("Phase 3's derive needs a MuonTrainConfig (load it with phase3 load_config)")
-    if cfg.optimizer not in ("muon", "adamw"):
-        raise UserError(f"optimizer must be 'muon' or 'adamw', got {cfg.optimizer!r}")
-    if cfg.wd_schedule not in ("cosine", "constant"):
-        raise UserError(f"wd_schedule must be 'cosine' or 'constant', got {cfg.wd_schedule!r}")
-    moms = (cfg.muon_momentum_start, cfg.muon_momentum, cfg.muon_momentum_end, cfg.muon_beta2)
-    if not all(0 <= m < 1 for m in moms) or cfg.muon_momentum_warmup < 1:
-        raise UserError("Muon momenta and muon_beta2 must be in [0, 1) and muon_momentum_warmup >= 1")
-    for key in ("depth", "device_batch_size", "sequence_len"):
-        if getattr(cfg, key) < 1:
-            raise UserError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    p2config.check_config(cfg)                    # every key's type and range: -1 only where it derives
+    iteration_schedule(cfg.ns_coefficients, cfg.ns_steps, cfg.ns_precondition)  # Muon's choices, before any work
+    pick_method(cfg.ns_method, 1, 1, cfg.ns_steps)
     model = cfg.model_config(vocab_size)
+    check_size(model)                             # before the meta models of the scaling rules are built
     ref = reference_config(model, cfg.aspect_ratio, cfg.head_dim)
     s = depth_scaling(model, ref, cfg.target_param_data_ratio, cfg.weight_decay, cfg.total_batch_size,
                       cfg.num_iterations, cfg.target_flops, cfg.reference_batch_size)
@@ -219,7 +224,7 @@ def derive(cfg: MuonTrainConfig, vocab_size: int, runtime: Runtime | None = None
     world_size = runtime.world_size if runtime is not None else 1
     base = p2config.derive(resolved, vocab_size, world_size, optimizers=("muon", "adamw"))
     return MuonPlan(resolved, base.model, base.world_size, base.tokens_per_micro, base.total_batch_size,
-                    base.grad_accum, scaling=s)
+                    base.grad_accum, base.num_params, base.flops_per_token, scaling=s)
 # --8<-- [end:derive]
 
 

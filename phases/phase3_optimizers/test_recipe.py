@@ -51,7 +51,7 @@ def test_horizon_precedence_and_overrides(recipe):
 @pytest.mark.parametrize("overrides,message", [
     ({"optimizer": "sgd"}, "optimizer must be"),
     ({"ns_coefficients": "cubic"}, "Newton-Schulz coefficients"),
-    ({"muon_momentum": 1.0}, "momenta"),
+    ({"muon_momentum": 1.0}, r"muon_momentum must be in \[0, 1\)"),
     ({"target_param_data_ratio": 0.0}, "target_param_data_ratio must be > 0"),
     ({"total_batch_size": 1000}, "not a multiple"),
 ])
@@ -133,3 +133,14 @@ def test_adamw_baseline_runs_through_the_loop(recipe, tiny_cfg):
     result = recipe.train(tiny_cfg.replace(optimizer="adamw", num_iterations=4, eval_every=0, save_every=0),
                            show_progress=False)
     assert result.step == 4 and math.isfinite(result.val_bpb)
+
+
+def test_the_plan_counts_parameters_and_flops(recipe):
+    """Issue 14 #7: `python -m phases.phase3_optimizers.train` printed parameters 0 and FLOPs/token 0."""
+    cfg = recipe.load_config(None, {"depth": "2", "aspect_ratio": "32", "head_dim": "32", "num_iterations": "5"})
+    plan = recipe.derive(cfg, 512)
+    model = GPT.build(plan.model, seed=0)
+    assert plan.num_params == model.param_counts()["total"] > 0
+    assert plan.flops_per_token == model.estimate_flops() > 0
+    text = plan.describe()
+    assert f"parameters          {plan.num_params:,}" in text and "training FLOPs      0\n" not in text

@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 
 from phases.common.console import UserError, run_command
+from phases.phase1_transformer.config import resolve_device
 from phases.phase2_training.recipe import Runtime
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -62,12 +63,19 @@ def world_from_env(device: str = "") -> World:
     """Who am I? torchrun's variables -> rank, local rank, world size, device and backend."""
     present = [v for v in TORCHRUN_VARS if v in os.environ]
     if not present:
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return World(device=dev)
+        return World(device=resolve_device(device))
     if len(present) < len(TORCHRUN_VARS):
         raise UserError(f"found {', '.join(present)} but not all of {', '.join(TORCHRUN_VARS)} in the "
                         "environment; launch with torchrun (or set all three)")
-    rank, local, world = (int(os.environ[v]) for v in TORCHRUN_VARS)
+    try:
+        rank, local, world = (int(os.environ[v]) for v in TORCHRUN_VARS)
+    except ValueError:
+        raise UserError(f"{', '.join(f'{v}={os.environ[v]!r}' for v in TORCHRUN_VARS)}: each must be a whole "
+                        "number; launch with torchrun") from None
+    if not (0 <= rank < world and 0 <= local):
+        raise UserError(f"RANK {rank} is not in [0, WORLD_SIZE {world}); launch with torchrun")
+    if device and not device.startswith("cuda"):
+        resolve_device(device)                             # a clear error for a device that does not exist
     want_cuda = device.startswith("cuda") if device else torch.cuda.is_available()
     if want_cuda:
         if not torch.cuda.is_available():

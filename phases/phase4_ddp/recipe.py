@@ -33,7 +33,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import torch
 import torch.distributed as dist
 
 from phases.common.console import UserError
@@ -57,6 +56,7 @@ class DistKeys:
     dist_timeout: float = 300.0   # seconds a collective waits for a peer before every rank fails
 
 
+DistKeys.limits = {"grad_sync": p2config.one_of(*GRAD_SYNCS), "dist_timeout": p2config.above(0)}
 DistTrainConfig = p2config.compose("DistTrainConfig", p3recipe.MuonTrainConfig, DistKeys, module=__name__)
 # --8<-- [end:config]
 
@@ -66,11 +66,10 @@ def load_config(path=None, overrides: dict | None = None):
 
 
 def check(cfg) -> None:
-    """The keys of ``DistKeys`` (a config without them is a programming error, not a default)."""
+    """The keys of ``DistKeys`` (a config without them is a programming error, not a default), then every key."""
     if cfg.grad_sync not in GRAD_SYNCS:
         raise UserError(f"grad_sync must be {' or '.join(GRAD_SYNCS)}, got {cfg.grad_sync!r}")
-    if cfg.dist_timeout <= 0:
-        raise UserError(f"dist_timeout must be > 0 seconds, got {cfg.dist_timeout}")
+    p2config.check_config(cfg)
 
 
 # --8<-- [start:distribute]
@@ -101,7 +100,7 @@ def distribute(recipe: Recipe, runtime: Runtime, fault: dict | None = None) -> R
 
 # --8<-- [start:train]
 def train(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
-          base: Recipe | None = None) -> RunResult:
+          base: Recipe | None = None, launch: dict | None = None) -> RunResult:
     """Join torchrun's ranks (or run alone), train ``base`` (default: Phase 3's recipe) on them,
     and leave the process group on every exit path."""
     check(cfg)
@@ -115,16 +114,15 @@ def train(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
                   f"{'ZeRO-2 in the optimizer' if cfg.grad_sync == 'zero' else 'DistributedDataParallel'}"
                   f", timeout {cfg.dist_timeout:g}s", file=out, flush=True)
         recipe = distribute(base or p3recipe.recipe(), runtime, fault)
-        return p2train.train(cfg, resume=resume, show_progress=show_progress, out=out, recipe=recipe)
+        return p2train.train(cfg, resume=resume, show_progress=show_progress, out=out, recipe=recipe, launch=launch)
 # --8<-- [end:train]
 
 
 def describe_plan(cfg, world_size: int, vocab_size: int, base: Recipe | None = None) -> str:
-    """What a run on ``world_size`` ranks would do, without a GPU: the model is built on meta."""
-    from phases.phase1_transformer.model import GPT
+    """What a run on ``world_size`` ranks would do, without a GPU (derive counts on the meta device)."""
+    from phases.phase2_training.schedule import schedule_notes
     check(cfg)
     plan = (base or p3recipe.recipe()).derive(cfg, vocab_size, Runtime(0, world_size))
-    with torch.device("meta"):                     # shapes only: d24 costs nothing
-        model = GPT(plan.model)
-    plan.num_params, plan.flops_per_token = model.param_counts()["total"], model.estimate_flops()
-    return plan.describe() + f"\ngrad_sync: {cfg.grad_sync} on {world_size} ranks"
+    c = plan.config
+    return "\n".join([plan.describe(), f"grad_sync: {cfg.grad_sync} on {world_size} ranks",
+                      *(f"warning: {n}" for n in schedule_notes(c.num_iterations, c.warmup_steps, c.warmdown_ratio))])

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from phases.common.console import UserError, command, progress
+from phases.common.files import output_dir
 from phases.common.paths import data_dir
 from phases.phase0_tokenizer.shards import shard_name, shard_problem
 
@@ -184,8 +185,7 @@ def download(n: int, dataset: str = DEFAULT_DATASET, workers: int = 4, out_dir: 
         raise UserError(f"-n must be between 1 and {total - 1} for {repo} (it has {total - 1} training shards)")
     if workers < 1 or retries < 1:
         raise UserError(f"--workers and retries must be >= 1, got {workers} and {retries}")
-    out = Path(out_dir) if out_dir else data_dir(repo.split("/")[1])
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir if out_dir else data_dir(repo.split("/")[1]), "--out")  # a file there: one clear error
     source = source or hub_source
     names = [shard_name(i) for i in range(n)] + [shard_name(total - 1)]
     report = DownloadReport(out)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from phases.common.console import UserError
-from phases.phase2_training.config import TrainConfig, compose
+from phases.phase2_training.config import TrainConfig, at_least, compose
 from phases.phase2_training.recipe import Runtime, resolve_data_dir
 from phases.phase5_data.packing import BestFitBuffer, PackStats, fill_row_best_fit
 from phases.phase5_data.stream import DocumentStream, TokenizedDocs, encode_docs, split_paths
@@ -53,6 +53,7 @@ class DataKeys:
     doc_buffer: int = 1000       # documents the best-fit packer chooses from
 
 
+DataKeys.limits = {"tokenizer_threads": at_least(1), "doc_buffer": at_least(1)}
 DataConfig = compose("DataConfig", TrainConfig, DataKeys, module=__name__)  # load_config(..., cls=DataConfig)
 
 
@@ -145,8 +146,14 @@ class PackedLoader:
         if state["docs_per_epoch"] != self.stream.docs_per_epoch:
             raise UserError(f"the data changed since the checkpoint ({state['docs_per_epoch']:,} documents "
                             f"per epoch then, {self.stream.docs_per_epoch:,} now): resume on the same shards")
+        cursor, ranges = state["next_doc"], state["buffer"]
+        if not (isinstance(cursor, int) and cursor >= 0 and isinstance(ranges, list)
+                and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r)
+                        and 0 <= r[0] and 0 <= r[1] and r[0] + r[1] <= cursor for r in ranges)
+                and sum(n for _, n in ranges) <= self.buffer_size):   # never re-read more than a buffer holds
+            raise ValueError("next_doc and buffer must be document numbers already pulled, at most a buffer's worth")
         self.close()
-        numbers = [s + i for s, n in state["buffer"] for i in range(n)]
+        numbers = [s + i for s, n in ranges for i in range(n)]
         texts = self.stream.read(numbers)                        # re-read the buffered documents...
         self.buffer = BestFitBuffer()
         for n, ids in zip(numbers, encode_docs(self.tok, [texts[n] for n in numbers])):

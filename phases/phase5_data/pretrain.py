@@ -48,9 +48,11 @@ def pretrain_recipe(base: Recipe | None = None) -> Recipe:
     return p5recipe.recipe(p3recipe.recipe(base))
 
 
-def pretrain(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout) -> RunResult:
+def pretrain(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
+             launch: dict | None = None) -> RunResult:
     """Train on this process alone, or on every rank when launched by torchrun (Phase 4)."""
-    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=pretrain_recipe())
+    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=pretrain_recipe(),
+                          launch=launch)
 # --8<-- [end:compose]
 
 

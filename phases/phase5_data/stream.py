@@ -180,8 +180,9 @@ class TokenizedDocs:
         return self.next_number - 1, ids
 
     def close(self) -> None:
-        self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "_pool"):                # __init__ may have failed before the pool existed
+            self._stop.set()
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __del__(self):
         self.close()

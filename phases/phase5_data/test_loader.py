@@ -74,6 +74,20 @@ def test_resume_refuses_another_world_size(loader_mod, grouped_dir, tiny_data):
     a.close(), b.close()
 
 
+@pytest.mark.parametrize("bad", [{"buffer": [[0, 10 ** 9]]}, {"next_doc": "x"}, {"buffer": [[5]]},
+                                 {"buffer": [[-3, 2]]}])
+def test_resume_refuses_a_loader_state_that_is_not_one(loader_mod, grouped_dir, tiny_data, bad):
+    """A checkpoint's loader state must name documents already pulled, at most a buffer's worth:
+    a forged {"buffer": [[0, 10**9]]} would re-read the whole corpus (issue 15 #6)."""
+    a = loader_mod.PackedLoader(list_shards(grouped_dir), tiny_data["tok"], 2, 32, buffer_size=8)
+    a.next_batch()
+    state = {**json.loads(json.dumps(a.state_dict())), **bad}
+    b = loader_mod.PackedLoader(list_shards(grouped_dir), tiny_data["tok"], 2, 32, buffer_size=8)
+    with pytest.raises((ValueError, TypeError)):
+        b.load_state_dict(state)
+    a.close(), b.close()
+
+
 def test_resume_through_training_is_bitwise_exact(loader_mod, tiny_data, grouped_dir, assert_resume_exact):
     from phases.phase2_training import train as loop
     from phases.phase2_training.recipe import Recipe
