@@ -18,6 +18,7 @@ sized for a loaded 2-core machine: a launch costs ~10 s idle and ~20-30 s at loa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -94,7 +95,7 @@ sys.exit(command("the Phase 4 recipe under test", add_training_arguments,
 JOIN = REGISTER + """\
 import torch
 import torch.distributed
-dist = sys.modules["phases.phase4_ddp.dist"]
+dist = importlib.import_module("phases.phase4_ddp.dist")   # the learner's, when registered above
 with dist.distributed("cpu", 60) as world:
     x = torch.tensor([float(world.rank)])
     torch.distributed.all_reduce(x)
@@ -157,9 +158,38 @@ def _env(tiny_world, fault: str = "") -> dict:
     return env
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux: read from /proc; elsewhere none are found)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()      # after "pid (comm)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _stop_all(proc: subprocess.Popen) -> None:
+    """Kill torchrun and every rank it started. torchrun starts each rank in a session of its
+    own (torch.distributed.elastic), so killing torchrun's process group alone leaves the ranks
+    running, holding the output pipes open and loading the machine."""
+    ranks = _descendants(proc.pid)
+    for pid in [proc.pid, *ranks]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def run_torchrun(args: list[str], env: dict, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
-    """``torchrun --standalone`` in its own process group, so that a timeout stops every rank
-    it started (killing torchrun alone would leave its ranks running, loading the machine)."""
+    """``torchrun --standalone``; a launch that outlives ``timeout`` is stopped with every rank it
+    started, and the test fails with the output so far."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", *args]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -167,9 +197,11 @@ def run_torchrun(args: list[str], env: dict, timeout: float) -> tuple[subprocess
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        with_group = os.getpgid(proc.pid)
-        os.killpg(with_group, signal.SIGKILL)
-        out, err = proc.communicate()
+        _stop_all(proc)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:            # a process we could not find still holds a pipe
+            out, err = "", "(the output could not be read: a process of the launch still holds it)"
         pytest.fail(f"torchrun did not finish within {timeout:.0f} s (all its processes were killed; a "
                     f"loaded machine? set MINI_NANOCHAT_TORCHRUN_TIMEOUT). Its output so far:\n"
                     f"--- stdout ---\n{out}\n--- stderr ---\n{err}", pytrace=False)
