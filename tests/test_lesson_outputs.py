@@ -101,3 +101,13 @@ def test_phase0_chat_view_is_what_the_lesson_shows(demo_base):
     base, _, _ = demo_base
     out = run([sys.executable, "tools/tokenizer_playground.py", "--chat", "examples/convo.json", "--no-color"], base)
     assert_shown(shown_block("phases/phase0_tokenizer/README.md", "looks like this in"), out)
+
+
+def test_phase2_demo_plan_is_what_the_lesson_shows():
+    """The configuration lines of Phase 2's demo output (not its measured steps and samples)."""
+    shown = shown_block("phases/phase2_training/README.md", "The last stage of `make demo`")
+    plan = [line for line in shown[1:shown.index("optimizer: muon (MuonAdamW)") + 1]]
+    out = run([*CLI, "pretrain", "--config", "examples/cpu_demo.toml", "--plan", "--world-size", "1",
+               "--vocab-size", "8192"])
+    assert_shown(plan, out)
+    assert shown[0] == "== 5/5 pretraining a tiny GPT (examples/cpu_demo.toml)"
