@@ -9,6 +9,14 @@ Each phase's ``conftest.py`` declares the modules it tests with ``impl_fixture``
 per module: ``bpe = impl_fixture("bpe", "phases.phase0_tokenizer.bpe", main=True)``); the
 fixture returns the learner's file when one was given, else the reference module.
 
+``--impl`` never passes silently on the reference code. After collection (``-k`` and
+``-m`` applied) it refuses, as a usage error (exit 4): a name no selected phase declares
+(the message lists every phase's names), a file that none of the selected tests loads, a
+bare ``--impl PATH`` when the selected tests span phases, and a missing or non-``.py``
+file (relative paths are taken from the directory pytest was started in). A file that
+fails to import, or lacks a name a test asks for, fails those tests with one message that
+names the file and the reference module.
+
 Shared fixtures: ``make_tiny_world`` (a tiny corpus and tokenizer), ``tiny_corpus`` and
 ``tiny_tokenized`` (built once per session), ``isolated_base`` (a private
 ``MINI_NANOCHAT_BASE_DIR``) and ``assert_resume_exact`` (stop a run, resume it, compare
@@ -17,30 +25,65 @@ so phase conftests import the factory with ``from conftest import impl_fixture``
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
+import re
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ImplSpec:
+    """One module a phase's tests take through a fixture, and so one ``--impl`` name."""
+    phase: str               # the phase folder, e.g. "phase0_tokenizer"
+    name: str                # the --impl name, e.g. "bpe"
+    reference: str           # the module it replaces, e.g. "phases.phase0_tokenizer.bpe"
+    main: bool               # replaced by a bare --impl PATH too
+    fixture: str             # the fixture the tests ask for
+
+
+_SPECS: dict[tuple[str, str], ImplSpec] = {}   # (phase, name) -> spec, as the phase conftests load
 
 
 def pytest_addoption(parser):
     parser.addoption(
         "--impl", action="append", default=[], metavar="[NAME=]PATH",
         help="run a phase's checkpoint tests against your own module: PATH replaces the "
-             "phase's main module, NAME=PATH replaces the module NAME (e.g. chat=my_chat.py)")
+             "phase's main module, NAME=PATH replaces the module NAME (e.g. chat=my_chat.py); "
+             "a relative PATH is taken from the directory you run pytest in")
 
 
 def _parse_impls(config) -> dict[str | None, Path]:
     impls: dict[str | None, Path] = {}
+    base = Path(config.invocation_params.dir)
     for spec in config.getoption("--impl"):
         name, sep, path = spec.partition("=")
         if not sep:
             name, path = None, spec
-        p = Path(path).expanduser()
-        if not p.is_file() or p.suffix != ".py":
-            raise pytest.UsageError(f"--impl {spec}: {p} is not a .py file")
+        elif not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise pytest.UsageError(f"--impl {spec}: {name!r} is not a module name; write --impl NAME=PATH "
+                                    "(e.g. chat=my_chat.py) or --impl PATH for the phase's main module")
+        if not path:
+            raise pytest.UsageError(f"--impl {spec}: no file given")
+        if name in impls:
+            raise pytest.UsageError(f"--impl {spec}: {'the main module' if name is None else name!r} "
+                                    "is already replaced by an earlier --impl")
+        given = Path(path).expanduser()
+        p = given if given.is_absolute() else base / given
+        where = "" if given.is_absolute() else f" (a relative path is taken from the directory pytest runs in, {base})"
+        if not p.exists():
+            raise pytest.UsageError(f"--impl {spec}: {p} not found{where}")
+        if p.is_dir():
+            raise pytest.UsageError(f"--impl {spec}: {p} is a folder; give the .py file of your module")
+        if p.suffix != ".py":
+            raise pytest.UsageError(f"--impl {spec}: {p} is not a Python file (.py)")
         impls[name] = p.resolve()
     return impls
 
@@ -55,6 +98,10 @@ def pytest_configure(config):
     torch.set_num_threads(int(os.environ.get("MINI_NANOCHAT_TEST_THREADS", "1")))
 
 
+def _label(name: str | None, path: Path) -> str:
+    return f"--impl {path}" if name is None else f"--impl {name}={path}"
+
+
 def pytest_report_header(config):
     impls = getattr(config, "_mini_impls", {})
     if impls:
@@ -63,7 +110,7 @@ def pytest_report_header(config):
     return None
 
 
-def pytest_collection_modifyitems(config, items):
+def _skip_gpu_tests(items) -> None:
     import torch
 
     if torch.cuda.is_available():
@@ -74,14 +121,144 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# -- which tests load which --impl: checked once the selection is final ----------------------
+
+def declared_impls() -> dict[str, list[tuple[str, bool]]]:
+    """Every phase's ``--impl`` names, read from the phase conftests (loaded or not):
+    {"phase0_tokenizer": [("bpe", True), ("chat", False)], ...} (True: the main module)."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for conftest in sorted((REPO / "phases").glob("phase*/conftest.py")):
+        names = []
+        for node in ast.walk(ast.parse(conftest.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "impl_fixture"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                main = any(k.arg == "main" and getattr(k.value, "value", False) is True for k in node.keywords)
+                names.append((node.args[0].value, main))
+        if names:
+            out[conftest.parent.name] = names
+    return out
+
+
+def _accepted_names() -> str:
+    lines = []
+    for phase, names in declared_impls().items():
+        main = [n for n, m in names if m]
+        lines.append(f"  {phase}: " + ", ".join(f"{n} (main: --impl PATH)" if n in main else n for n, _ in names))
+    return "\n".join(lines)
+
+
+def _phase_of(item) -> str | None:
+    parts = Path(str(item.path)).resolve().parts
+    for i, part in enumerate(parts[:-1]):
+        if part == "phases" and parts[i + 1].startswith("phase") and i + 2 < len(parts):
+            return parts[i + 1]
+    return None
+
+
+@pytest.hookimpl(trylast=True)      # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items):
+    """Skip GPU tests without CUDA; refuse an ``--impl`` that the selected tests would never
+    run (a false green)."""
+    _skip_gpu_tests(items)
+    impls = getattr(config, "_mini_impls", {})
+    if not impls or not items:
+        return
+    by_phase: dict[str, list] = {}
+    for item in items:
+        by_phase.setdefault(_phase_of(item) or "", []).append(item)
+    selected_phases = sorted(p for p in by_phase if p)
+    usage = config._mini_impl_usage = {}
+    for name, path in impls.items():
+        if name is None:
+            specs = [s for s in _SPECS.values() if s.main and s.phase in by_phase]
+            if not specs:
+                where = ", ".join(selected_phases) or "no phase (none of them is a phase's checkpoint)"
+                raise pytest.UsageError(
+                    f"{_label(name, path)}: the selected tests come from {where}, which has no main module "
+                    f"to replace; name the module with --impl NAME=PATH. The names each phase accepts:\n"
+                    + _accepted_names())
+            phases = sorted({s.phase for s in specs})
+            if len(phases) > 1:
+                raise pytest.UsageError(
+                    f"{_label(name, path)}: a bare --impl PATH replaces one phase's main module, but the "
+                    f"selected tests come from {', '.join(phases)}; run one phase's folder "
+                    f"(e.g. pytest phases/{phases[0]} --impl {path.name}) or name the module (NAME=PATH)")
+        else:
+            specs = [s for s in _SPECS.values() if s.name == name and s.phase in by_phase]
+            if not specs:
+                raise pytest.UsageError(
+                    f"{_label(name, path)}: no module called {name!r} is tested by the selected tests "
+                    f"({', '.join(selected_phases) or 'none of them is a phase checkpoint test'}). "
+                    f"The names each phase accepts:\n" + _accepted_names())
+        users = [item for s in specs for item in by_phase[s.phase] if s.fixture in getattr(item, "fixturenames", ())]
+        if not users:
+            what = " / ".join(sorted({f"{s.name} (fixture {s.fixture!r})" for s in specs}))
+            raise pytest.UsageError(
+                f"{_label(name, path)}: none of the {len(items)} selected tests loads {what}, so they would "
+                f"pass without running your file. Widen -k/-m, or run "
+                f"pytest --fixtures-per-test to see which tests use it.")
+        used_phases = sorted({_phase_of(i) for i in users})
+        if len(used_phases) > 1:
+            raise pytest.UsageError(
+                f"{_label(name, path)}: {name!r} is a module of {' and '.join(used_phases)}; "
+                "run one phase's folder at a time")
+        usage[name] = (len({id(i) for i in users}), len(items), sorted({s.reference for s in specs}))
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    usage = getattr(config, "_mini_impl_usage", {})
+    return [f"--impl: {path} replaces {', '.join(usage[name][2])} in {usage[name][0]} of the "
+            f"{usage[name][1]} selected tests"
+            for name, path in getattr(config, "_mini_impls", {}).items() if name in usage]
+
+
+# -- the fixtures --------------------------------------------------------------------------
+
 def impl_fixture(name: str, reference: str, main: bool = False, fixture: str | None = None, doc: str = ""):
     """A session fixture (called ``fixture``, default ``name``) returning the module under test:
     ``--impl NAME=PATH`` (or, for the phase's ``main`` module, ``--impl PATH``) if given, else
-    the module ``reference``. ``doc`` says what the module must define."""
+    the module ``reference``. ``doc`` says what the module must define. Called from a phase's
+    conftest, it also records the name for the checks above."""
+    caller = Path(sys._getframe(1).f_globals.get("__file__", "")).resolve()
+    phase = caller.parent.name
+    fixture = fixture or name
+    _SPECS[(phase, name)] = ImplSpec(phase, name, reference, main, fixture)
+
     def module_under_test(impl_loader):
         return impl_loader(name, reference, main)
     module_under_test.__doc__ = f"{reference} or your --impl {name}=PATH. {doc}".strip()
-    return pytest.fixture(scope="session", name=fixture or name)(module_under_test)
+    return pytest.fixture(scope="session", name=fixture)(module_under_test)
+
+
+def _learner_frames(exc: BaseException) -> str:
+    """The traceback of an import error, without importlib's own frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+              and Path(f.filename).resolve() != Path(__file__).resolve()]
+    return "".join(traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc))
+
+
+def load_learner_module(module_name: str, path: Path, reference: str, label: str):
+    """Execute the learner's file as module ``module_name``; a missing name raises an
+    AttributeError that names the file and the reference that defines it."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+        error = None
+    except Exception as e:
+        del sys.modules[spec.name]
+        error = _learner_frames(e)
+    if error is not None:   # outside the except block: the message alone, no chained traceback
+        pytest.fail(f"{label}: importing your file failed:\n{error}", pytrace=False)
+    if "__getattr__" not in vars(module):
+        def __getattr__(attr: str):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            raise AttributeError(f"{path.name} ({label}) defines no {attr!r}, which this test uses "
+                                 f"({reference} defines it; the phase's exercise.md says which step needs it)")
+        module.__getattr__ = __getattr__
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +268,12 @@ def impl_loader(request):
     loaded: dict[str, object] = {}
 
     def load(name: str, reference: str, main: bool = False):
+        key = name if name in impls else None
         path = impls.get(name) or (impls.get(None) if main else None)
         if path is None:
             return importlib.import_module(reference)
         if name not in loaded:
-            spec = importlib.util.spec_from_file_location(f"learner_impl_{name}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-            spec.loader.exec_module(module)
-            loaded[name] = module
+            loaded[name] = load_learner_module(f"learner_impl_{name}", path, reference, _label(key, path))
         return loaded[name]
 
     return load

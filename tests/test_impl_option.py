@@ -55,6 +55,57 @@ def test_broken_decode_fails_the_checkpoint(tmp_path):
     assert "test_roundtrip_edge_cases" in r.stdout and "surrogate" in r.stdout
 
 
-def test_impl_must_be_a_python_file(tmp_path):
+def test_a_missing_file_is_not_found_and_names_the_base_of_relative_paths(tmp_path):
     r = _pytest("phases/phase0_tokenizer", f"--impl={tmp_path / 'missing.py'}")
-    assert r.returncode == 4 and "is not a .py file" in r.stderr
+    assert r.returncode == 4 and f"{tmp_path / 'missing.py'} not found" in r.stderr
+    r = _pytest("phases/phase0_tokenizer", "--impl=my_tokenizer_not_here.py")
+    assert r.returncode == 4 and f"{REPO / 'my_tokenizer_not_here.py'} not found" in r.stderr
+    assert f"a relative path is taken from the directory pytest runs in, {REPO}" in r.stderr
+    (tmp_path / "notes.txt").write_text("x")
+    r = _pytest("phases/phase0_tokenizer", f"--impl={tmp_path / 'notes.txt'}")
+    assert r.returncode == 4 and "is not a Python file (.py)" in r.stderr
+
+
+def test_an_unknown_name_fails_and_lists_every_phases_names(tmp_path):
+    # The false green of issue 14: the tokenizer module is called bpe, not tokenizer.
+    path = tmp_path / "my.py"
+    path.write_text(REFERENCE.read_text())
+    r = _pytest("phases/phase0_tokenizer", f"--impl=tokenizer={path}", "-k", "split_groups")
+    assert r.returncode == 4, r.stdout[-2000:]
+    assert "no module called 'tokenizer'" in r.stderr
+    assert "phase0_tokenizer: bpe (main: --impl PATH), chat" in r.stderr
+    assert "phase5_data: loader (main: --impl PATH), packing, stream, download" in r.stderr
+
+
+def test_a_file_the_selected_tests_never_load_is_refused(tmp_path):
+    path = tmp_path / "my_chat.py"
+    path.write_text("")
+    r = _pytest("phases/phase0_tokenizer", f"--impl=chat={path}", "-k", "split_groups")
+    assert r.returncode == 4 and "none of the 1 selected tests loads chat" in r.stderr
+    r = _pytest("tests/test_project.py", f"--impl={path}", "-k", "layout")     # no phase: nothing to replace
+    assert r.returncode == 4 and "no main module" in r.stderr
+    r = _pytest("phases/phase0_tokenizer", "phases/phase5_data", f"--impl={path}", "--collect-only")
+    assert r.returncode == 4 and "a bare --impl PATH replaces one phase's main module" in r.stderr
+
+
+def test_the_run_says_how_many_tests_load_the_file(tmp_path):
+    path = tmp_path / "my_tokenizer.py"
+    path.write_text(REFERENCE.read_text())
+    r = _pytest("phases/phase0_tokenizer", f"--impl={path}", "-k", "split_groups or layout_and_manifest")
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert f"--impl: {path} replaces phases.phase0_tokenizer.bpe in 1 of the 2 selected tests" in r.stdout
+
+
+def test_import_errors_and_missing_names_name_the_learners_file(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import regex\n\nSPLIT = regex.compile(r'(')\n")
+    r = _pytest("phases/phase0_tokenizer/test_bpe.py", f"--impl={broken}", "-k", "split_groups")
+    assert r.returncode == 1
+    assert f"--impl {broken}: importing your file failed" in r.stdout and 'broken.py", line 3' in r.stdout
+    assert "During handling" not in r.stdout
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    r = _pytest("phases/phase0_tokenizer/test_bpe.py", f"--impl={empty}", "-k", "split_groups")
+    assert r.returncode == 1
+    assert "empty.py (--impl " in r.stdout and "defines no 'BPETokenizer'" in r.stdout
+    assert "phases.phase0_tokenizer.bpe defines it" in r.stdout

@@ -25,3 +25,11 @@ def test_without_torchrun_a_process_is_rank_0_of_1(dist_mod, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(UserError, match="launch with torchrun"):
         dist_mod.world_from_env()
+
+
+@pytest.mark.distributed
+def test_two_ranks_join_the_group_and_sum_their_ranks(torchrun_join):
+    # Exercise Step 1 under torchrun: each rank joins with distributed() and all-reduces its rank.
+    lines = sorted(line for line in torchrun_join(2).splitlines() if line.startswith("rank "))
+    assert lines == ["rank 0/2 local 0 backend gloo: sum of ranks = 1",
+                     "rank 1/2 local 1 backend gloo: sum of ranks = 1"]
