@@ -1,4 +1,5 @@
-"""The end-to-end pipeline, one stage per step; ``mini-nanochat demo`` runs them in order.
+"""The end-to-end pipeline on CPU: embedded corpus -> tokenizer -> its evaluation -> pretraining
+of a tiny GPT, one stage per step; ``mini-nanochat demo`` runs them in order.
 
 Today the pipeline is: build the embedded corpus -> train a tokenizer -> evaluate it ->
 show a colourised tokenization -> pretrain a tiny GPT (``examples/cpu_demo.toml``) and
