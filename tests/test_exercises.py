@@ -40,6 +40,8 @@ UNCLAIMED_OK = {
     "test_recipe_hooks_are_called": "Phase 2: calls the reference loop with a Recipe",
     "test_compute_dtype_policy": "bf16 policy: Phase 1 lesson §8, no exercise step",
     "test_bf16_compute_keeps_fp32_weights": "bf16 policy: Phase 1 lesson §8, no exercise step",
+    "test_a_warmup_as_long_as_the_run_is_warned_about": "Phase 2: a warning of the reference loop (hardening)",
+    "test_ctrl_c_says_how_to_continue": "Phase 2: the reference loop's message on Ctrl-C (hardening)",
 }
 
 PROBE = '''
