@@ -92,3 +92,27 @@ def test_speedrun_options():
     four = _speedrun_commands(NPROC="4", SKIP_RL="1")
     assert all("--nproc_per_node=4" in c for c in four if c[0] == "torchrun")
     assert not any("rl" in c for c in four) and any(c[-3:] == ["d24_sft", "--source", "hub"] for c in four)
+
+
+def _guide_block(command: str) -> str:
+    """The output shown under ``$ command`` in docs/start/cpu-to-8xh100.md."""
+    page = (REPO / "docs" / "start" / "cpu-to-8xh100.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n\$ " + re.escape(command) + r"\n(.*?)```", page, flags=re.S)
+    assert block, f"the guide shows no output of {command}"
+    return block.group(1)
+
+
+def test_guide_shows_the_real_speedrun_dry_run():
+    shown = _guide_block("MINI_NANOCHAT_BASE_DIR=/data/mnc DRY_RUN=1 bash examples/speedrun.sh")
+    out = subprocess.run(["bash", str(REPO / "examples" / "speedrun.sh")], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DRY_RUN": "1", "MINI_NANOCHAT_BASE_DIR": "/data/mnc"}, timeout=60).stdout
+    assert shown == out
+
+
+def test_guide_shows_the_real_plan(capsys):
+    command = "mini-nanochat pretrain --config examples/gpu_d24_speedrun_8xh100.toml --plan --world-size 8"
+    shown = _guide_block(command)
+    assert shown.endswith("...\n")
+    capsys.readouterr()
+    main(shlex.split(command)[1:])
+    assert capsys.readouterr().out.startswith(shown.removesuffix("...\n"))
