@@ -37,7 +37,11 @@ export OMP_NUM_THREADS=1                      # one CPU thread per rank: 8 ranks
 export PYTORCH_ALLOC_CONF=expandable_segments:True   # less fragmentation at d24 (nanochat does the same)
 
 run() {  # print the command; run it unless DRY_RUN=1
-    printf '+'; printf ' %q' "$@"; printf '\n'
+    local arg line="+"
+    for arg in "$@"; do                       # quoted only where the shell needs it
+        if [[ "$arg" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then line+=" $arg"; else line+=" $(printf '%q' "$arg")"; fi
+    done
+    echo "$line"
     if [ "${DRY_RUN:-0}" != "1" ]; then "$@"; fi
 }
 
