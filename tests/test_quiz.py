@@ -112,6 +112,20 @@ def _centered(q, capsys) -> float:
     return centered(0.5, 0.25)
 
 
+def _rank_row_groups(q, capsys) -> float:
+    """Phase 5's DocumentStream on a real split of 10 one-document row groups, 4 ranks: rank 3's share."""
+    import tempfile
+    from pathlib import Path
+    from phases.phase0_tokenizer.shards import shard_name, write_shard
+    from phases.phase5_data.stream import DocumentStream
+    assert "10 parquet row groups" in q.ask and "W = 4 ranks" in q.ask and "rank 3" in q.ask
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / shard_name(i) for i in range(2)]
+        for i, path in enumerate(paths):                 # 2 files x 5 row groups of 1 document
+            write_shard(path, [f"document {i}-{k}" for k in range(5)], row_group_size=1)
+        return len(DocumentStream(paths, rank=3, world_size=4).units)
+
+
 RECOMPUTE = {  # (phase, question id) -> the answer, from the code
     (0, "merges-for-8192"): _merges,
     (0, "digits-split"): _digit_chunks,
@@ -122,6 +136,7 @@ RECOMPUTE = {  # (phase, question id) -> the answer, from the code
     (3, "demo-lr-batch-scale"): lambda q, c: _run_and_read(q, c, r"LR batch scale\s+sqrt\(B/B_ref\) = ([\d.]+)"),
     (3, "d20-auto-batch"): lambda q, c: _run_and_read(q, c, r"total batch\s+([\d,]+) tokens/step"),
     (4, "d20-accumulation"): lambda q, c: _run_and_read(q, c, r"ranks x (\d+) accumulation"),
+    (5, "row-groups-per-rank"): _rank_row_groups,
     (6, "d20-kv-bytes"): _d20_kv_bytes,
     (7, "centered-accuracy"): _centered,
     (8, "group-advantage"): _group_advantage,
