@@ -35,6 +35,8 @@ def test_refuses_without_cuda(tmp_path):
     done = _run("--out", str(tmp_path / "x.json"), timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: no CUDA device") and "--device cpu" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "x.json").exists()
+    guide = (REPO / "docs" / "start" / "cpu-to-8xh100.md").read_text(encoding="utf-8")
+    assert f"$ python tests/gpu/smoke.py\n{done.stderr}```" in guide    # the guide shows this very refusal
 
 
 @pytest.mark.slow
