@@ -40,6 +40,7 @@ COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
     ("rl", "phases.phase8_sft.rl", "reinforcement learning (GRPO-style) on checkable problems, from an SFT model"),
     ("chat", "phases.phase9_serving.chat", "chat with a model in the terminal (multi-turn, slash commands, -p for one shot)"),
     ("serve", "phases.phase9_serving.serve", "serve a model: OpenAI-compatible API and a web chat page (127.0.0.1)"),
+    ("quiz", "mini_nanochat.quiz", "a few questions on phase N, answers checked and explained (quiz --list)"),
 ]
 # --8<-- [end:commands]
 
