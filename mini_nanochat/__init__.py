@@ -29,6 +29,12 @@ from phases.phase6_inference.calculator import calculate
 from phases.phase6_inference.engine import Engine, SamplingParams
 from phases.phase6_inference.kv_cache import KVCache
 from phases.phase6_inference.session import Session
+from phases.phase8_sft.rl import RLConfig, rl
+from phases.phase8_sft.rl import load_config as load_rl_config
+from phases.phase8_sft.rl import recipe as rl_recipe
+from phases.phase8_sft.sft import SFTConfig, sft
+from phases.phase8_sft.sft import load_config as load_sft_config
+from phases.phase8_sft.sft import recipe as sft_recipe
 
 __version__ = "0.1.0"
 
@@ -41,5 +47,6 @@ __all__ = [
     "AdamW", "MuonAdamW", "orthogonalize", "depth_scaling", "ZeroMuonAdamW",
     "download", "PackedLoader", "PretrainConfig", "pretrain", "pretrain_recipe",
     "Engine", "SamplingParams", "KVCache", "Session", "calculate",
+    "sft", "SFTConfig", "load_sft_config", "sft_recipe", "rl", "RLConfig", "load_rl_config", "rl_recipe",
     "UserError", "base_dir", "__version__",
 ]

@@ -14,6 +14,8 @@ by a type checker, and shown in the lesson:
   the training stream and fixed validation batches (Phase 5: the packed streaming loader);
 - ``extra_eval(model, step) -> dict``: more numbers at every evaluation, logged and printed
   (Phase 8: chat evaluations during fine-tuning);
+- ``checkpoint_meta(cfg) -> dict``: more keys for every checkpoint's ``meta.json`` (Phase 8:
+  ``{"stage": "sft"}``, so a server can tell a chat model from a base model);
 - ``runtime``: which rank this process is and how ranks talk (Phase 4: torchrun's ranks).
 
 ``Runtime`` is passed to ``derive`` and ``make_data``, so no part reads rank information
@@ -108,6 +110,10 @@ class MakeData(Protocol):
 
 class ExtraEval(Protocol):
     def __call__(self, model: GPT, step: int) -> dict[str, float]: ...
+
+
+class CheckpointMeta(Protocol):
+    def __call__(self, cfg: TrainConfig) -> dict: ...
 # --8<-- [end:protocols]
 
 
@@ -181,6 +187,10 @@ def no_extra_eval(model: GPT, step: int) -> dict[str, float]:
     return {}
 
 
+def no_checkpoint_meta(cfg: TrainConfig) -> dict:
+    return {}
+
+
 # --8<-- [start:recipe]
 @dataclass
 class Recipe:
@@ -191,6 +201,7 @@ class Recipe:
     set_hparams: SetHparams = set_lr                      # Phase 3: + Muon momentum, weight decay
     make_data: MakeData = make_data                       # Phase 5: streaming, BOS-aligned packing
     extra_eval: ExtraEval = no_extra_eval                 # Phase 8: chat evaluations
+    checkpoint_meta: CheckpointMeta = no_checkpoint_meta  # Phase 8: {"stage": "sft"} in meta.json
     runtime: Runtime = field(default_factory=Runtime)     # Phase 4: torchrun's ranks
 # --8<-- [end:recipe]
 

@@ -199,7 +199,8 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         if not rt.is_master:
             rt.barrier()                                          # wait until rank 0 has written it
             return
-        meta = {"model_config": dataclasses.asdict(plan.model), "train_config": dataclasses.asdict(cfg),
+        meta = {**recipe.checkpoint_meta(cfg),                    # a later phase's keys (Phase 8: stage)
+                "model_config": dataclasses.asdict(plan.model), "train_config": dataclasses.asdict(cfg),
                 "total_batch_size": plan.total_batch_size, "vocab_size": tok.vocab_size,
                 "val_bpb": loop["val_bpb"], "loop_state": dict(loop), "data_state": data_state,
                 "initial_lrs": {str(g.get("name", g.get("kind", i))): g["initial_lr"]

@@ -20,7 +20,8 @@ The switches, and where each method sits:
   ``exp(ref - logp) - (ref - logp) - 1``), 0 = no reference model at all (nanochat, TRL);
 - ``normalise``: ``"token"`` (DAPO: every token of the batch weighs the same) or
   ``"sequence"`` (GRPO: mean over each completion's tokens, then over completions, which
-  favours short wrong answers and long right ones).
+  gives each token of a short answer more weight: short right answers are pushed up more,
+  long wrong answers pushed down less — Dr. GRPO's length bias).
 
 nanochat's ``chat_rl.py`` is the point (no std, on-policy, no KL, token-level): the
 defaults here. A group whose rewards are all equal has all advantages 0 and contributes

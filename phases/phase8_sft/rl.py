@@ -49,6 +49,7 @@ from phases.common.console import UserError
 from phases.phase0_tokenizer.chat import render_for_completion
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
+from phases.phase2_training.checkpoint import find_checkpoint
 from phases.phase2_training.recipe import Recipe
 from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, load_tokenizer, run_training
 from phases.phase4_ddp import recipe as p4recipe
@@ -323,8 +324,11 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
         out.update({k if "pass@" in k else f"{k}_pass@1": v for k, v in sampled.items()})
         return out
 
+    def checkpoint_meta(cfg):
+        return {"stage": "rl", "started_from": str(find_checkpoint(cfg.sft).path)}
+
     return dataclasses.replace(base, derive=derive, make_model=make_model, make_optimizer=make_optimizer,
-                               make_data=make_data, extra_eval=extra_eval)
+                               make_data=make_data, extra_eval=extra_eval, checkpoint_meta=checkpoint_meta)
 # --8<-- [end:recipe]
 
 

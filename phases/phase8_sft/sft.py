@@ -220,8 +220,11 @@ def recipe(base: Recipe | None = None, train=None, val=None, evals=None) -> Reci
     def extra_eval(model, step):
         return score(model, built["tok"], built.get("evals", []), built["cfg"].eval_max_tokens, built.get("runtime"))
 
+    def checkpoint_meta(cfg):                         # Phase 9 serves the newest chat model by its stage
+        return {"stage": "sft", "started_from": str(find_checkpoint(cfg.base).path)}
+
     return dataclasses.replace(base, derive=derive, make_model=make_model, make_optimizer=make_optimizer,
-                               make_data=make_data, extra_eval=extra_eval)
+                               make_data=make_data, extra_eval=extra_eval, checkpoint_meta=checkpoint_meta)
 # --8<-- [end:recipe]
 
 

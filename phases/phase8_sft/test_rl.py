@@ -42,6 +42,8 @@ def test_rl_raises_the_reward_on_a_toy_task(rl, tiny_base, tmp_path):
     result = p4.train(_cfg(rl, tiny_base, tmp_path), show_progress=False, base=recipe)
     rewards = _rewards(result.run_dir)                   # the mean reward of each 4 steps of sampling
     assert len(rewards) == 4 and rewards[-1] > max(0.9, rewards[0] + 0.15), rewards
+    from phases.phase2_training.checkpoint import read_meta
+    assert read_meta(result.run_dir)["stage"] == "rl"
 
 
 def test_rl_resume_is_bitwise_exact_with_reused_samples_and_a_reference(rl, tiny_base, tmp_path,

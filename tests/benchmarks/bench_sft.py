@@ -23,7 +23,7 @@ seeds) and per seed, ``rl_gain`` (mean and per seed), ``pass_at``, ``row_utilisa
 ``--quick`` builds a tiny world (corpus, tokenizer, a 40-step base model) and runs a few
 steps of each, for the smoke test; its figures are not the ones to report.
 
-Run: ``python tests/benchmarks/bench_sft.py [--base cpu_demo] [--seeds 1 2 3] [--quick]``
+Run: ``python tests/benchmarks/bench_sft.py [--base cpu_demo] [--seeds 1 2 3] [--quick] [--rows-only]``
 (the base run must exist: ``mini-nanochat demo`` trains it). About 30 minutes on 2 cores.
 What it leaves out: GPUs, hub data (offline mixture only), TRL (not installed: heavy).
 """
@@ -64,6 +64,14 @@ def rows_table(cfg, tok) -> list[dict]:
             out.append({"T": T, "packing": name, "rows": n, "utilisation": st.utilisation, "fill": st.fill,
                         "dropped_share": st.dropped_share})
     return out
+
+
+def print_rows(table: list[dict]) -> None:
+    print("\n| T | packing | rows | utilisation (supervised/row tokens) | fill | conversations dropped |")
+    print("|---|---|---|---|---|---|")
+    for t in table:
+        print(f"| {t['T']} | {t['packing']} | {t['rows']:,} | {t['utilisation']:.1%} | {t['fill']:.1%} "
+              f"| {t['dropped_share']:.1%} |")
 
 
 def median_tok_per_s(run_dir) -> float:
@@ -135,6 +143,8 @@ def main() -> None:
     ap.add_argument("--speed-steps", type=int, default=20, help="pretraining steps timed for the speed ratio")
     ap.add_argument("--out", type=Path, help="where the runs go (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="a tiny world and a few steps: the smoke test")
+    ap.add_argument("--rows-only", action="store_true",
+                    help="only part 1 (packing: seconds, no training); its table and one JSON line")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_sft_"))
     out_dir = args.out or tmp
@@ -152,6 +162,14 @@ def main() -> None:
     cfg = p8sft.load_config(SFT_TOML, {"base": base, **sft_over})
     tok = load_model(base)[1]
     table = rows_table(cfg, tok)
+    if args.rows_only:
+        print_rows(table)
+        best = next(t for t in table if t["T"] == cfg.sequence_len and t["packing"].startswith("best"))
+        greedy = next(t for t in table if t["T"] == cfg.sequence_len and t["packing"].startswith("greedy"))
+        print(json.dumps({"row_utilisation": best["utilisation"], "row_utilisation_greedy": greedy["utilisation"],
+                          "row_fill": best["fill"], "dropped_share": best["dropped_share"], "rows": table,
+                          "base": base, "quick": args.quick}))
+        return
     pretrain_tps = pretrain_speed(base, args.speed_steps, out_dir)
     max_tokens = p8rl.load_config(RL_TOML, {"sft": base, **rl_over}).max_new_tokens
     base_eval = evaluate(base, args.problems, args.k, max_tokens, seed=0)
@@ -162,16 +180,13 @@ def main() -> None:
         r["rl"] = evaluate(r["rl_dir"], args.problems, args.k, max_tokens, seed)
         r["sft_tok_per_s"] = median_tok_per_s(r["sft_dir"])
         runs.append(r)
-        print(f"seed {seed}: SFT {r['sft_s']:.0f}s -> acc {r['sft']['acc']:.3f}; RL {r['rl_s']:.0f}s -> acc "
-              f"{r['rl']['acc']:.3f}", flush=True)
+        print(f"seed {seed}: SFT {r['sft_s']:.0f}s -> acc {r['sft']['acc']:.3f}, pass@k {r['sft']['pass_at']}; "
+              f"RL {r['rl_s']:.0f}s -> acc {r['rl']['acc']:.3f}, pass@k {r['rl']['pass_at']}; "
+              f"SFT {r['sft_tok_per_s']:,.0f} tok/s", flush=True)
 
     best = next(t for t in table if t["T"] == cfg.sequence_len and t["packing"].startswith("best"))
     greedy = next(t for t in table if t["T"] == cfg.sequence_len and t["packing"].startswith("greedy"))
-    print("\n| T | packing | rows | utilisation (supervised/row tokens) | fill | conversations dropped |")
-    print("|---|---|---|---|---|---|")
-    for t in table:
-        print(f"| {t['T']} | {t['packing']} | {t['rows']:,} | {t['utilisation']:.1%} | {t['fill']:.1%} "
-              f"| {t['dropped_share']:.1%} |")
+    print_rows(table)
     ks = sorted(base_eval["pass_at"])
     print("\n| model | seed | greedy acc | " + " | ".join(f"pass@{k}" for k in ks) + " | time |")
     print("|---|---|---|" + "---|" * len(ks) + "---|")
