@@ -57,7 +57,7 @@ DataKeys.limits = {"tokenizer_threads": at_least(1), "doc_buffer": at_least(1)}
 DataConfig = compose("DataConfig", TrainConfig, DataKeys, module=__name__)  # load_config(..., cls=DataConfig)
 
 
-def _ranges(numbers: Sequence[int]) -> list[list[int]]:
+def number_ranges(numbers: Sequence[int]) -> list[list[int]]:
     """Sorted numbers -> [[start, length], ...]: the buffer is mostly runs of neighbours."""
     out: list[list[int]] = []
     for n in numbers:
@@ -132,7 +132,7 @@ class PackedLoader:
     def state_dict(self) -> dict:
         epoch, u, row = self.stream.locate(self.cursor)
         unit = self.stream.units[u]
-        return {"version": STATE_VERSION, "next_doc": self.cursor, "buffer": _ranges(self.buffer.numbers()),
+        return {"version": STATE_VERSION, "next_doc": self.cursor, "buffer": number_ranges(self.buffer.numbers()),
                 "epoch": epoch, "file": unit.path.name, "row_group": unit.row_group, "row": row,
                 "rank": self.rank, "world_size": self.world, "docs_per_epoch": self.stream.docs_per_epoch}
 

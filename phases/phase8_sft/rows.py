@@ -37,6 +37,7 @@ import torch
 
 from phases.common.console import UserError
 from phases.phase0_tokenizer.chat import render_conversation
+from phases.phase5_data.loader import number_ranges
 from phases.phase5_data.packing import BestFitBuffer
 
 STATE_VERSION = 1
@@ -109,16 +110,6 @@ def fill_row_padded(ids: np.ndarray, mask: np.ndarray, buffer: BestFitBuffer, re
     stats.supervised_tokens += supervised
     return True
 # --8<-- [end:fill_row]
-
-
-def _ranges(numbers: Sequence[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for n in numbers:
-        if out and out[-1][0] + out[-1][1] == n:
-            out[-1][1] += 1
-        else:
-            out.append([n, 1])
-    return out
 
 
 class ConversationRows:
@@ -194,7 +185,7 @@ class ConversationRows:
 
     def state_dict(self) -> dict:
         return {"version": STATE_VERSION, "kind": "conversation_rows", "cursor": self.cursor,
-                "buffer": _ranges(self.buffer.numbers()), "epoch": self.epoch, "rank": self.rank,
+                "buffer": number_ranges(self.buffer.numbers()), "epoch": self.epoch, "rank": self.rank,
                 "world_size": self.world, "conversations": len(self.conversations)}
 
     def load_state_dict(self, state: dict) -> None:
