@@ -8,33 +8,25 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import impl_fixture  # the repository root conftest: registers the name for --impl
+
 TEXT = ("The cat sat on the mat. 2+2=4 and 12*7=84. Hello, world! Déjà vu, naïve café, "
         "日本語のテキスト, emoji 🙂🚀, Ελληνικά, русский текст. def f(x): return x ** 2\n") * 30
 
 
-@pytest.fixture(scope="session")
-def engine_mod(impl_loader):
-    return impl_loader("engine", "phases.phase6_inference.engine", main=True)
+engine_mod = impl_fixture("engine", "phases.phase6_inference.engine", main=True, fixture="engine_mod")
 
 
-@pytest.fixture(scope="session")
-def kv_cache_mod(impl_loader):
-    return impl_loader("kv_cache", "phases.phase6_inference.kv_cache")
+kv_cache_mod = impl_fixture("kv_cache", "phases.phase6_inference.kv_cache", fixture="kv_cache_mod")
 
 
-@pytest.fixture(scope="session")
-def calculator(impl_loader):
-    return impl_loader("calculator", "phases.phase6_inference.calculator")
+calculator = impl_fixture("calculator", "phases.phase6_inference.calculator")
 
 
-@pytest.fixture(scope="session")
-def detok(impl_loader):
-    return impl_loader("detok", "phases.phase6_inference.detok")
+detok = impl_fixture("detok", "phases.phase6_inference.detok")
 
 
-@pytest.fixture(scope="session")
-def session_mod(impl_loader):
-    return impl_loader("session", "phases.phase6_inference.session")
+session_mod = impl_fixture("session", "phases.phase6_inference.session", fixture="session_mod")
 
 
 @pytest.fixture(scope="session")

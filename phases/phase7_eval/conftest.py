@@ -15,37 +15,27 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import impl_fixture  # the repository root conftest: registers the name for --impl
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def core(impl_loader):
-    return impl_loader("core", "phases.phase7_eval.core", main=True)
+core = impl_fixture("core", "phases.phase7_eval.core", main=True)
 
 
-@pytest.fixture(scope="session")
-def tasks(impl_loader):
-    return impl_loader("tasks", "phases.phase7_eval.tasks")
+tasks = impl_fixture("tasks", "phases.phase7_eval.tasks")
 
 
-@pytest.fixture(scope="session")
-def chat_eval(impl_loader):
-    return impl_loader("chat_eval", "phases.phase7_eval.chat_eval")
+chat_eval = impl_fixture("chat_eval", "phases.phase7_eval.chat_eval")
 
 
-@pytest.fixture(scope="session")
-def chat_tasks(impl_loader):
-    return impl_loader("chat_tasks", "phases.phase7_eval.chat_tasks")
+chat_tasks = impl_fixture("chat_tasks", "phases.phase7_eval.chat_tasks")
 
 
-@pytest.fixture(scope="session")
-def sandbox(impl_loader):
-    return impl_loader("sandbox", "phases.phase7_eval.sandbox")
+sandbox = impl_fixture("sandbox", "phases.phase7_eval.sandbox")
 
 
-@pytest.fixture(scope="session")
-def bpb(impl_loader):
-    return impl_loader("bpb", "phases.phase7_eval.bpb")
+bpb = impl_fixture("bpb", "phases.phase7_eval.bpb")
 
 
 class ByteTokenizer:

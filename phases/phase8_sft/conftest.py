@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import impl_fixture  # the repository root conftest: registers the name for --impl
+
 
 @pytest.fixture(scope="session")
 def chat_tok():
@@ -24,45 +26,28 @@ def chat_tok():
     return BPETokenizer.train(texts, vocab_size=600)
 
 
-@pytest.fixture(scope="session")
-def offline(impl_loader):
-    return impl_loader("offline", "phases.phase8_sft.offline")
+offline = impl_fixture("offline", "phases.phase8_sft.offline")
 
 
-@pytest.fixture(scope="session")
-def conversations(impl_loader):
-    return impl_loader("conversations", "phases.phase8_sft.conversations")
+conversations = impl_fixture("conversations", "phases.phase8_sft.conversations")
 
 
-@pytest.fixture(scope="session")
-def rows(impl_loader):
-    return impl_loader("rows", "phases.phase8_sft.rows")
+rows = impl_fixture("rows", "phases.phase8_sft.rows")
 
 
-@pytest.fixture(scope="session")
-def grpo(impl_loader):
-    return impl_loader("grpo", "phases.phase8_sft.grpo")
+grpo = impl_fixture("grpo", "phases.phase8_sft.grpo")
 
 
-@pytest.fixture(scope="session")
-def template(impl_loader):
-    return impl_loader("template", "phases.phase8_sft.template")
+template = impl_fixture("template", "phases.phase8_sft.template")
 
 
-@pytest.fixture(scope="session")
-def sft(impl_loader):
-    """The SFT module: ``recipe``, ``load_config``, ``sft``, ``SFTConfig``."""
-    return impl_loader("sft", "phases.phase8_sft.sft", main=True)
+sft = impl_fixture("sft", "phases.phase8_sft.sft", main=True, doc='The SFT module: ``recipe``, ``load_config``, ``sft``, ``SFTConfig``.')
 
 
-@pytest.fixture(scope="session")
-def rl(impl_loader):
-    return impl_loader("rl", "phases.phase8_sft.rl")
+rl = impl_fixture("rl", "phases.phase8_sft.rl")
 
 
-@pytest.fixture(scope="session")
-def mixture(impl_loader):
-    return impl_loader("mixture", "phases.phase8_sft.mixture")
+mixture = impl_fixture("mixture", "phases.phase8_sft.mixture")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import impl_fixture  # the repository root conftest: registers the name for --impl
+
 CONVERSATIONS = [
     ("What is the capital of France?", "The capital of France is Paris."),
     ("Say hello in Japanese.", "こんにちは! That is hello in Japanese. 🙂"),
@@ -83,16 +85,10 @@ def chat_run(tmp_path_factory):
     return {"run": run, "model": model, "tok": tok, "base": base}
 
 
-@pytest.fixture(scope="session")
-def server_mod(impl_loader):
-    """The server module: must define ``create_app`` and ``Settings`` (``--impl server=PATH``)."""
-    return impl_loader("server", "phases.phase9_serving.server", main=True)
+server_mod = impl_fixture("server", "phases.phase9_serving.server", main=True, fixture="server_mod", doc='The server module: must define ``create_app`` and ``Settings`` (``--impl server=PATH``).')
 
 
-@pytest.fixture(scope="session")
-def scheduler_mod(impl_loader):
-    """The continuous-batching scheduler (``--impl scheduler=PATH``)."""
-    return impl_loader("scheduler", "phases.phase9_serving.scheduler")
+scheduler_mod = impl_fixture("scheduler", "phases.phase9_serving.scheduler", fixture="scheduler_mod", doc='The continuous-batching scheduler (``--impl scheduler=PATH``).')
 
 
 @pytest.fixture(scope="session")
