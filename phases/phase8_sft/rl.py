@@ -332,10 +332,12 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
 # --8<-- [end:recipe]
 
 
-def rl(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout) -> RunResult:
+def rl(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
+       launch: dict | None = None) -> RunResult:
     """RL on this process alone, or on every rank when launched by torchrun (Phase 4)."""
     start_meta(cfg.sft, "sft")                        # a missing or broken starting run: say so first
-    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe())
+    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe(),
+                          launch=launch)   # launch: the command line that started it, for the resume helper
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

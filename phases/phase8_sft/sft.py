@@ -253,10 +253,12 @@ def score(model, tok, tasks, max_tokens: int, runtime=None, num_samples: int = 1
     return out
 
 
-def sft(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout) -> RunResult:
+def sft(cfg, resume: bool = False, show_progress: bool = True, out=sys.stdout,
+        launch: dict | None = None) -> RunResult:
     """Fine-tune on this process alone, or on every rank when launched by torchrun (Phase 4)."""
     start_meta(cfg.base)                              # a missing or broken base run: say so first
-    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe())
+    return p4recipe.train(cfg, resume=resume, show_progress=show_progress, out=out, base=recipe(),
+                          launch=launch)   # launch: the command line that started it, for the resume helper
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
