@@ -73,10 +73,12 @@ class Task:
         return (self[i] for i in range(len(self)))
 
     def get_example(self, index: int) -> dict:
-        raise NotImplementedError
+        """The conversation of row ``index``: each kind of task says how its rows read (the interface)."""
+        raise TypeError(f"{type(self).__name__} must define get_example(index): how its rows become conversations")
 
     def evaluate(self, conversation: dict, completion: str) -> bool:
-        raise NotImplementedError(f"{self.name} is scored by its losses, not by a completion")
+        """Whether ``completion`` answers ``conversation``; only generative tasks have one."""
+        raise TypeError(f"{self.name} is scored by its losses, not by a completion")
 
     def reward(self, conversation: dict, completion: str) -> float:
         """RL's reward (Phase 8): 1.0 for a correct completion, else 0.0."""
