@@ -4,6 +4,8 @@ The runs under torchrun, with faults injected, are in ``test_recipe.py``.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from phases.common.console import UserError
@@ -30,6 +32,7 @@ def test_without_torchrun_a_process_is_rank_0_of_1(dist_mod, monkeypatch):
 @pytest.mark.distributed
 def test_two_ranks_join_the_group_and_sum_their_ranks(torchrun_join):
     # Exercise Step 1 under torchrun: each rank joins with distributed() and all-reduces its rank.
-    lines = sorted(line for line in torchrun_join(2).splitlines() if line.startswith("rank "))
+    # The two ranks print to one pipe, so their lines can interleave mid-line: find each one.
+    lines = sorted(re.findall(r"rank \d/2 local \d backend \w+: sum of ranks = \d+", torchrun_join(2)))
     assert lines == ["rank 0/2 local 0 backend gloo: sum of ranks = 1",
                      "rank 1/2 local 1 backend gloo: sum of ranks = 1"]
