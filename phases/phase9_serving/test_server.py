@@ -345,9 +345,17 @@ def test_serve_refuses_a_public_host_without_a_key():
 
 
 def test_metrics_and_access_log(live_server, caplog):
+    def access_lines():
+        return [json.loads(r.getMessage()) for r in caplog.records if r.name == "mini_nanochat.access"]
+
     with caplog.at_level("INFO", logger="mini_nanochat.access"):
         client(live_server).chat.completions.create(model="sft_tiny", messages=user("Count to five."), temperature=0)
-    line = json.loads([r.getMessage() for r in caplog.records if r.name == "mini_nanochat.access"][-1])
+        # the server writes the line after the last byte is sent, so the client can return first (a loaded CI
+        # machine did): wait for it inside the block, while the logger still lets INFO through
+        deadline = time.monotonic() + 10
+        while not any(x["path"] == "/v1/chat/completions" for x in access_lines()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    line = [x for x in access_lines() if x["path"] == "/v1/chat/completions"][-1]
     assert line["path"] == "/v1/chat/completions" and line["status"] == 200 and line["finish"] == ["stop"]
     assert line["completion_tokens"] > 0 and line["ttft_ms"] > 0 and line["request_id"].startswith("chatcmpl-")
     status, headers, body = request(live_server, "GET", "/metrics")
