@@ -276,9 +276,15 @@ def test_disconnect_cancels_generation(start_server, caplog):
             conn.getresponse()
         conn.close()
         assert _wait_idle(srv, within=2.0) < 2.0
-        time.sleep(0.3)
-    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "mini_nanochat.access"]
-    gen = [x for x in lines if x["path"] == "/v1/chat/completions"]
+
+        def gen():                                    # lines are written after the request ends: poll for both
+            lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "mini_nanochat.access"]
+            return [x for x in lines if x["path"] == "/v1/chat/completions"]
+        deadline = time.monotonic() + 10
+        while len(gen()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)                               # and no third line follows
+    gen = gen()
     assert len(gen) == 2 and all(x["finish"] == ["cancelled"] and x["completion_tokens"] < 15 for x in gen)
 
 
