@@ -1,6 +1,7 @@
 """The ``mini-nanochat`` command line: one command, a subcommand per runnable module.
 
-    mini-nanochat demo                               # the whole pipeline as far as it exists
+    mini-nanochat demo                               # the whole pipeline on the CPU, offline
+    mini-nanochat run --config examples/pipeline_cpu.toml --stages sft,rl   # any pipeline config
     mini-nanochat data embedded                      # build the offline corpus
     mini-nanochat data download -n 8                 # fetch pretraining shards (Phase 5)
     mini-nanochat tokenizer train --vocab-size 8192  # train the BPE tokenizer
@@ -26,7 +27,8 @@ GROUPS = {"data": "datasets", "tokenizer": "train, use and evaluate the BPE toke
 
 # --8<-- [start:commands]
 COMMANDS = [  # (subcommand, module with add_arguments/run, one line of help)
-    ("demo", "mini_nanochat.pipeline", "run the pipeline end to end on the embedded corpus (CPU)"),
+    ("demo", "mini_nanochat.demo", "the whole pipeline on the CPU, offline: corpus to a chat model (make demo)"),
+    ("run", "mini_nanochat.pipeline", "run a pipeline config's stages in order (one process or torchrun's ranks)"),
     ("data embedded", "phases.phase0_tokenizer.corpus", "build the offline corpus from installed docstrings"),
     ("data download", "phases.phase5_data.download", "download pretraining shards from the Hugging Face Hub"),
     ("tokenizer train", "phases.phase0_tokenizer.trainer", "train a byte-level BPE tokenizer"),

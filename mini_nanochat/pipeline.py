@@ -1,119 +1,307 @@
-"""The end-to-end pipeline on CPU: embedded corpus -> tokenizer -> its evaluation -> pretraining
-of a tiny GPT, one stage per step; ``mini-nanochat demo`` runs them in order.
+"""The end-to-end pipeline: corpus -> tokenizer -> pretraining -> base evaluation -> SFT -> RL ->
+chat evaluation -> a few chat exchanges, with one report card for the whole run.
 
-Today the pipeline is: build the embedded corpus -> train a tokenizer -> evaluate it ->
-show a colourised tokenization -> pretrain a tiny GPT (``examples/cpu_demo.toml``) and
-print its validation bpb and samples. Each later phase appends its stage. Every stage
-reuses what an earlier run already produced when its inputs are unchanged, and an
-interrupted pretraining run is resumed from its last checkpoint, so nothing is lost. The
-stages are the phases' own functions; this file only puts them in order.
+    mini-nanochat demo                                         # examples/pipeline_cpu.toml: make demo
+    mini-nanochat run --config examples/pipeline_cpu.toml      # the same, any pipeline config
+    mini-nanochat run --config examples/pipeline_cpu.toml --stages sft,rl,chat_eval,chat
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m mini_nanochat run --config ...
 
-What it leaves out: the stages of phases not built yet.
+A pipeline config (TOML) names each stage's own config (``[pretrain] config = "cpu_demo.toml"``)
+and its settings; ``stages.py`` holds what each stage does, always by calling the phase that
+owns it. Before a stage starts it prints its plan; when it ends, one line with its time and
+headline metric. ``<base>/pipelines/<name>/`` keeps ``state.json`` (what each stage was run
+from and made) and the report card (``report.md``, Phase 7's format). A stage whose inputs
+are unchanged is reused; an interrupted training stage resumes from its last checkpoint;
+Ctrl-C at any moment and the same command again: nothing lost, nothing redone.
+
+Under torchrun, rank 0 decides each stage's plan and runs the one-process stages (data,
+tokenizer, chat) while the others wait on torchrun's own key-value store; the training and
+evaluation stages run on every rank (Phase 4's process group, joined by each stage).
+
+What it leaves out: several nodes without a shared file system (every rank reads the runs).
 """
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import os
 import sys
 import time
-from dataclasses import asdict, fields
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 
-from phases.common.console import UserError, positive_int, use_color
-from phases.common.paths import data_dir, tokenizer_dir
-from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
-from phases.phase0_tokenizer.compression import evaluate_folder
-from phases.phase0_tokenizer.corpus import build_embedded_corpus, format_report
-from phases.phase0_tokenizer.trainer import TrainSettings, load_train_settings, train_tokenizer
-from phases.phase0_tokenizer.visualize import SAMPLE_TEXT, colorize_tokens
+from mini_nanochat import stages as S
+from phases.common.console import UserError, positive_int
+from phases.common.files import atomic_write_text
+from phases.common.paths import base_dir
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "cpu_demo.toml"
-
-
-def _same_settings(saved: dict, requested: dict, defaults: dict) -> bool:
-    """Did a checkpoint come from these settings? The run stores resolved values (-1 -> the
-    derived batch or horizon, "" -> the device it ran on), so only the values asked for count;
-    a key the run predates counts as its default."""
-    return all(saved.get(k, defaults.get(k)) == v for k, v in requested.items() if v != -1 and v != "")
+REPO = Path(__file__).resolve().parents[1]
+DEMO_PIPELINE = REPO / "examples" / "pipeline_cpu.toml"
+ORDER = ("data", "tokenizer", "pretrain", "base_eval", "sft", "rl", "chat_eval", "chat")
+TITLES = {"data": "data", "tokenizer": "tokenizer (training and evaluation)", "pretrain": "pretraining",
+          "base_eval": "base model evaluation", "sft": "supervised fine-tuning", "rl": "reinforcement learning",
+          "chat_eval": "chat evaluation", "chat": "a few exchanges with the chat model"}
+KEYS = {"name": str, "data": dict, "tokenizer": dict, "pretrain": dict, "base_eval": dict, "sft": dict, "rl": dict,
+        "chat_eval": dict, "chat": dict}
 
 
-def pretrain_demo(config_path: Path = DEMO_CONFIG, fresh: bool = False, show_progress: bool = True,
-                  iterations: int | None = None):
-    """Train the demo GPT, resuming an interrupted run and reusing a finished one."""
-    from phases.phase2_training.checkpoint import latest_checkpoint
-    from phases.phase2_training.train import run_dir_of
-    from phases.phase5_data.pretrain import PretrainConfig, load_config, pretrain
+class PipelineConfig:
+    """A pipeline TOML: which stages exist and how each is configured."""
 
-    if not config_path.exists():
-        raise UserError(f"{config_path} is missing (the demo runs from a checkout of the repository)")
-    cfg = load_config(config_path, {"num_iterations": iterations} if iterations else None)
-    if iterations:  # a shorter look is a different run: keep the full demo's run intact
-        cfg = cfg.replace(run_name=f"{cfg.run_name}_{iterations}steps")
-    run_dir = run_dir_of(cfg)
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    latest = latest_checkpoint(run_dir / "checkpoints")
-    defaults = {f.name: f.default for f in fields(PretrainConfig)}
-    if latest is not None and not _same_settings(latest.meta.get("train_config") or {}, asdict(cfg), defaults):
-        print(f"{run_dir} was trained with other settings; starting over")
-        shutil.rmtree(run_dir)
-        latest = None
-    if latest is not None and latest.step >= cfg.num_iterations:
-        print(f"reusing the finished run in {run_dir} (step {latest.step}; --fresh retrains)")
-        return latest.meta.get("val_bpb"), None
-    if latest is not None:
-        print(f"resuming the interrupted demo run from step {latest.step}")
-    try:
-        result = pretrain(cfg, resume=latest is not None, show_progress=show_progress)
-    except KeyboardInterrupt:       # the loop saved the last completed step; the demo resumes it by itself
-        again = "mini-nanochat demo" + (f" --iterations {iterations}" if iterations else "")
-        print(f"to continue from the last checkpoint: {again} (it resumes the run in {run_dir})",
-              file=sys.stderr, flush=True)
-        raise
-    return result.val_bpb, result
+    def __init__(self, path: Path, overrides: dict | None = None, suffix: str = ""):
+        self.path = Path(path).expanduser().resolve()
+        try:
+            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such pipeline config (see examples/pipeline_cpu.toml)") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"{path}: not a readable TOML file ({e})") from None
+        for k, v in raw.items():
+            if k not in KEYS:
+                raise UserError(f"{path}: unknown key {k!r}; a pipeline config has {', '.join(KEYS)}")
+            if not isinstance(v, KEYS[k]):
+                raise UserError(f"{path}: {k} must be a {'table' if KEYS[k] is dict else 'string'}")
+        self.suffix = suffix                   # appended to the name and every run name (demo --iterations)
+        self.name = (raw.get("name") or self.path.stem) + suffix
+        self.raw = raw
+        self.overrides = overrides or {}       # {stage: {key: value}} from the command line (demo --iterations)
+        self.data, self.tokenizer, self.chat = raw.get("data", {}), raw.get("tokenizer", {}), raw.get("chat", {})
+        for stage in ("pretrain", "sft", "rl"):
+            if stage in raw and "config" not in raw[stage]:
+                raise UserError(f"{path}: [{stage}] needs config = \"FILE.toml\" (the stage's own config)")
+
+    def section(self, stage: str) -> dict:
+        return self.raw.get(stage, {})
+
+    def stages(self) -> list[str]:
+        """The stages this config has, in order (pretrain is required; data, tokenizer and chat always run)."""
+        if "pretrain" not in self.raw:
+            raise UserError(f"{self.path}: no [pretrain] table; every pipeline pretrains")
+        have = [s for s in ORDER if s in self.raw or s in ("data", "tokenizer")]
+        return have + (["chat"] if "chat" not in have and ("sft" in have) else [])
+
+    def config_path(self, stage: str) -> Path:
+        path = (self.path.parent / self.section(stage)["config"]).resolve()
+        if not path.is_file():
+            raise UserError(f"{self.path}: [{stage}] config {path} does not exist")
+        return path
 
 
-def run_demo(vocab_size: int = 8192, fresh: bool = False, show_progress: bool = True,
-             iterations: int | None = None) -> None:
-    """The pipeline so far: corpus -> tokenizer -> evaluation -> tokenization -> pretraining."""
-    color = use_color()
+class Ranks:
+    """Rank 0 speaks for the pipeline; under torchrun the others wait on its decisions."""
+
+    def __init__(self):
+        self.rank, self.world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        self.store = None
+        if self.world > 1:
+            if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+                raise UserError("several ranks without torchrun: launch the pipeline with torchrun")
+            import torch.distributed as dist
+            self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                       timeout=timedelta(hours=48))   # a long rank-0 stage; torchrun stops us if it dies
+            self.prefix = f"mini_nanochat/pipeline/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
+
+    @property
+    def is_master(self) -> bool:
+        return self.rank == 0
+
+    def share(self, key: str, make):
+        """``make()`` on rank 0; every rank returns its (JSON-able) result."""
+        if self.store is None:
+            return make()
+        if self.is_master:
+            value = make()
+            self.store.set(self.prefix + key, json.dumps(value))
+            return value
+        return json.loads(self.store.get(self.prefix + key))
+
+
+class Ledger:
+    """``state.json``: for each stage, the hash of its inputs and what it produced (rank 0 writes)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "state.json"
+        try:
+            self.state = json.loads(self.path.read_text())
+            assert isinstance(self.state, dict)
+        except (OSError, ValueError, AssertionError):
+            self.state = {}
+
+    def get(self, stage: str) -> dict | None:
+        rec = self.state.get(stage)
+        return rec if isinstance(rec, dict) else None
+
+    def put(self, stage: str, record: dict) -> None:
+        self.state[stage] = record
+        atomic_write_text(self.path, json.dumps(self.state, indent=1, default=str))
+
+
+class Context:
+    """What the stages share: the config, the ranks, the ledger and the stages' own configs."""
+
+    def __init__(self, cfg: PipelineConfig, fresh: bool, show_progress: bool):
+        self.cfg, self.fresh, self.show_progress = cfg, fresh, show_progress
+        self.ranks = Ranks()
+        self.folder = base_dir() / "pipelines" / cfg.name
+        if self.ranks.is_master:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.folder)
+        self.outputs: dict[str, str] = {}
+        self._configs: dict = {}
+
+    def stage_config_path(self, stage: str) -> Path:
+        return self.cfg.config_path(stage)
+
+    def stage_cfg(self, stage: str):
+        """The stage's own config (loaded once; the SFT and RL configs read the run they start from)."""
+        if stage not in self._configs:
+            if stage == "pretrain":
+                from phases.phase5_data.pretrain import load_config
+                extra = {}
+            elif stage == "sft":
+                from phases.phase8_sft.sft import load_config
+                extra = {"base": str(self.run_dir("pretrain"))}
+            else:
+                from phases.phase8_sft.rl import load_config
+                extra = {"sft": str(self.run_dir("sft"))}
+            over = {**extra, **self.cfg.section(stage).get("set", {}), **self.cfg.overrides.get(stage, {})}
+            cfg = load_config(self.stage_config_path(stage), over)
+            self._configs[stage] = cfg.replace(run_name=cfg.run_name + self.cfg.suffix) if self.cfg.suffix else cfg
+        return self._configs[stage]
+
+    def pretrain_cfg(self):
+        return self.stage_cfg("pretrain")
+
+    def run_dir(self, stage: str) -> Path:
+        from phases.phase2_training.train import run_dir_of
+        return run_dir_of(self.stage_cfg(stage))
+
+    def final_run(self) -> Path:
+        """The last model the config trains: RL's, else SFT's, else the base model."""
+        return self.run_dir(next(s for s in ("rl", "sft", "pretrain") if s in self.cfg.raw))
+
+    def again(self) -> str:
+        from phases.phase7_eval.report import command_line
+        return command_line()
+
+    def output_of(self, stage: str) -> str:
+        rec = self.ledger.get(stage)
+        return self.outputs.get(stage) or (rec or {}).get("output", "")
+
+    # -- the inputs of each stage, hashed ---------------------------------------------------------
+    def key(self, stage: str) -> str:
+        from dataclasses import asdict
+        upstream = {"data": [], "tokenizer": ["data"], "pretrain": ["data", "tokenizer"], "base_eval": ["pretrain"],
+                    "sft": ["pretrain"], "rl": ["sft"], "chat_eval": [self.final_stage()], "chat": []}[stage]
+        if stage in ("pretrain", "sft", "rl"):
+            settings = asdict(self.stage_cfg(stage))
+        elif stage == "tokenizer":
+            settings = asdict(S.tokenizer_settings(self))
+        else:
+            settings = {**self.cfg.section(stage), "data_dir": self.pretrain_cfg().data_dir}
+        return S.digest(stage, settings, [self.output_of(u) for u in upstream])
+
+    def final_stage(self) -> str:
+        return next(s for s in ("rl", "sft", "pretrain") if s in self.cfg.raw)
+
+    def plan(self, stage: str, key: str) -> dict:
+        rec = self.ledger.get(stage)
+        if stage in ("pretrain", "sft", "rl"):
+            return S.plan_training(self, stage, self.stage_cfg(stage), key)
+        if stage == "tokenizer":
+            return S.plan_tokenizer(self, key)
+        if stage in ("base_eval", "chat_eval") and rec and rec.get("key") == key and not self.fresh:
+            return {"action": "reuse", "note": f"reusing the evaluation of {rec.get('seconds', 0):.0f} s ago "
+                                               "(same model and settings; --fresh measures again)"}
+        if stage == "data":
+            return {"action": "run", "note": "the pretraining data"}
+        run = self.run_dir("pretrain") if stage == "base_eval" else self.final_run()
+        return {"action": "run", "note": f"{'talking to' if stage == 'chat' else 'evaluating'} {run}"}
+
+    def execute(self, stage: str, plan: dict) -> S.Outcome:
+        if stage == "data":
+            return S.run_data(self, plan)
+        if stage == "tokenizer":
+            return S.run_tokenizer(self, plan)
+        if stage in ("pretrain", "sft", "rl"):
+            from phases.phase5_data.pretrain import pretrain
+            from phases.phase8_sft.rl import rl
+            from phases.phase8_sft.sft import sft
+            train = {"pretrain": pretrain, "sft": sft, "rl": rl}[stage]
+            return S.run_training(self, stage, self.stage_cfg(stage), train, plan)
+        if stage == "base_eval":
+            return S.run_eval(self, "base", self.run_dir("pretrain"), plan)
+        if stage == "chat_eval":
+            return S.run_eval(self, "chat", self.final_run(), plan)
+        return S.run_chat(self, self.final_run())
+
+
+ONE_PROCESS = ("data", "tokenizer", "chat")     # rank 0 alone; the others wait for its result
+
+
+def run_pipeline(cfg: PipelineConfig, selected: list[str] | None = None, fresh: bool = False,
+                 show_progress: bool = True) -> dict:
+    """Run ``selected`` stages (default: all the config has) in order; return the report."""
+    from phases.phase7_eval import report
+    ctx = Context(cfg, fresh, show_progress)
+    say = print if ctx.ranks.is_master else (lambda *a, **k: None)
+    have = cfg.stages()
+    selected = selected or have
+    missing = [s for s in selected if s not in have]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: not in {cfg.path.name} (it has {', '.join(have)})")
+    selected = [s for s in have if s in selected]
+    import torch
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    summary = {"config": str(cfg.path), "command": ctx.again(), "stages": [],
+               "hardware": report.hardware(device, ctx.ranks.world)}
     t_start = time.perf_counter()
-    print("== 1/5 embedded corpus (docstrings of the standard library and installed packages)")
-    info = build_embedded_corpus(data_dir("embedded"), force=fresh, show_progress=show_progress)
-    print(format_report(info))
+    for i, stage in enumerate(selected, 1):
+        say(f"\n== {i}/{len(selected)} {TITLES[stage]}", flush=True)
+        key = ctx.key(stage)
+        plan = ctx.ranks.share(f"{stage}/plan", lambda: ctx.plan(stage, key))
+        say(plan["note"], flush=True)
+        t0 = time.perf_counter()
+        outcome = ctx.execute(stage, plan) if ctx.ranks.is_master or stage not in ONE_PROCESS else None
+        seconds = time.perf_counter() - t0
 
-    print(f"\n== 2/5 tokenizer: byte-level BPE, vocab {vocab_size}")
-    tok_dir = tokenizer_dir()
-    settings = TrainSettings(vocab_size, str(info.out_dir), max_chars=2_000_000_000, doc_cap=10_000)
-    previous = load_train_settings(tok_dir) if (tok_dir / FILENAME).exists() else None
-    if previous == settings and not fresh and not info.built:
-        tok = BPETokenizer.load(tok_dir)
-        print(f"reusing {tok_dir / FILENAME} (same data and settings; --fresh retrains)")
-    else:
-        tok, seconds = train_tokenizer(settings, tok_dir, show_progress=show_progress)
-        print(f"trained {len(tok.merges)} merges in {seconds:.1f}s -> {tok_dir / FILENAME}")
-
-    print("\n== 3/5 tokenizer evaluation")
-    print(evaluate_folder(tok_dir, Path(info.out_dir), color=color))
-
-    print("\n== 4/5 tokenization of a sample (each colour is one token; · is a space, ↵ a newline)")
-    ids = tok.encode(SAMPLE_TEXT)
-    print(colorize_tokens(tok, ids, color=color))
-    print(f"{len(SAMPLE_TEXT.encode())} bytes -> {len(ids)} tokens")
-    print(f"\n== 5/5 pretraining a tiny GPT ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
-    val_bpb, _ = pretrain_demo(fresh=fresh, show_progress=show_progress, iterations=iterations)
-    print(f"validation bits per byte: {val_bpb:.4f}")
-    print(f"\ndemo finished in {time.perf_counter() - t_start:.1f}s. Next: read the lessons in phases/, "
-          "try `python tools/tokenizer_playground.py -i` and `python tools/training_dashboard.py cpu_demo`.")
+        def record() -> str:                       # rank 0: the ledger, then the report card
+            ctx.ledger.put(stage, {"key": key, "output": outcome.output, "headline": outcome.headline,
+                                   "section": outcome.section, "seconds": round(seconds, 1),
+                                   "reused": plan["action"] == "reuse"})
+            summary["stages"].append({"stage": stage, "seconds": round(seconds, 1), "headline": outcome.headline,
+                                      "reused": plan["action"] == "reuse"})
+            summary["seconds"] = round(time.perf_counter() - t_start, 1)
+            report.update(ctx.folder, outcome.report_key, outcome.section)
+            report.update(ctx.folder, "pipeline", summary)
+            return outcome.output
+        ctx.outputs[stage] = ctx.ranks.share(f"{stage}/done", record)
+        say(f"-- {stage}: {'reused' if plan['action'] == 'reuse' else 'done'} in {seconds:.0f} s: "
+            f"{outcome.headline if outcome else ''}", flush=True)
+    say(f"\npipeline {cfg.name} finished in {time.perf_counter() - t_start:.0f} s; "
+        f"report card: {ctx.folder / 'report.md'}", flush=True)
+    return summary
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vocab-size", type=positive_int, default=8192, help="tokenizer vocabulary (default 8192)")
-    parser.add_argument("--fresh", action="store_true", help="rebuild everything instead of reusing")
-    parser.add_argument("--iterations", type=positive_int, default=None,
-                        help="pretraining steps (default: examples/cpu_demo.toml's); fewer = a quicker look")
+# -- the command lines -------------------------------------------------------------------------
+def _stage_list(text: str) -> list[str]:
+    names = [s.strip().replace("-", "_") for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in ORDER]
+    if bad or not names:
+        shown = ", ".join(bad) if bad else repr(text)
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {shown}; choose from {', '.join(ORDER)}")
+    return names
 
 
-def run(args: argparse.Namespace) -> None:
-    run_demo(vocab_size=args.vocab_size, fresh=args.fresh, show_progress=not getattr(args, "no_progress", False),
-             iterations=args.iterations)
+def add_arguments(parser: argparse.ArgumentParser, demo: bool = False) -> None:
+    if not demo:
+        parser.add_argument("--config", required=True, help="a pipeline config, e.g. examples/pipeline_cpu.toml")
+    parser.add_argument("--stages", type=_stage_list, default=None, metavar="LIST",
+                        help=f"only these stages, comma-separated, in pipeline order (default: all): {', '.join(ORDER)}")
+    parser.add_argument("--fresh", action="store_true", help="redo every selected stage instead of reusing")
+
+
+def run(args: argparse.Namespace) -> dict:
+    cfg = PipelineConfig(args.config)
+    return run_pipeline(cfg, args.stages, args.fresh, show_progress=not getattr(args, "no_progress", False))

@@ -164,7 +164,12 @@ def format_report(report: EvalReport, color: bool = False) -> str:
 
 def evaluate_folder(folder: str | Path, data: str | Path | None = None, compare: bool = True,
                     color: bool = False) -> str:
-    """The report for a tokenizer folder, on the data it was trained on (or ``data``)."""
+    """The report for a tokenizer folder, on the data it was trained on (or ``data``), as text."""
+    return format_report(folder_report(folder, data, compare), color=color)
+
+
+def folder_report(folder: str | Path, data: str | Path | None = None, compare: bool = True) -> EvalReport:
+    """The report for a tokenizer folder, as numbers (the pipeline's report card reads them)."""
     from phases.phase0_tokenizer.bpe import BPETokenizer
     from phases.phase0_tokenizer.shards import iter_texts
     from phases.phase0_tokenizer.trainer import load_train_settings, resolve_data_dir
@@ -173,8 +178,7 @@ def evaluate_folder(folder: str | Path, data: str | Path | None = None, compare:
     data = resolve_data_dir(data if data is not None else settings.data_dir if settings else None)
     if settings and compare:                      # rustbpe retrains on the tokenizer's own training data
         resolve_data_dir(settings.data_dir)
-    report = evaluate(tok, list(iter_texts(data, "val")), settings.texts if settings else None, compare=compare)
-    return format_report(report, color=color)
+    return evaluate(tok, list(iter_texts(data, "val")), settings.texts if settings else None, compare=compare)
 
 
 def add_arguments(parser) -> None:

