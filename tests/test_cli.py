@@ -174,14 +174,18 @@ def test_a_commands_own_run_option_never_hides_its_entry_point(argv):
 
 
 def test_ctrl_c_in_the_demo_says_how_to_continue(tmp_path, monkeypatch, capsys):
-    """Issue 14 #10: not just 'interrupted': the command that resumes the demo's run."""
-    from mini_nanochat import pipeline
+    """Issue 14 #10: not just 'interrupted': the command that resumes the run, and what it resumes."""
+    from mini_nanochat.pipeline import DEMO_PIPELINE, PipelineConfig, run_pipeline
     from phases.phase5_data import pretrain as p5
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tmp_path))
     monkeypatch.setattr(p5, "pretrain", interrupted)
+    monkeypatch.setattr("sys.argv", ["mini-nanochat", "demo", "--iterations", "7"])
     with pytest.raises(KeyboardInterrupt):
-        pipeline.pretrain_demo(iterations=7, show_progress=False)
-    assert "to continue from the last checkpoint: mini-nanochat demo --iterations 7" in capsys.readouterr().err
+        run_pipeline(PipelineConfig(DEMO_PIPELINE, {"pretrain": {"num_iterations": 7}}, suffix="_7steps"),
+                     ["pretrain"], show_progress=False)
+    out = capsys.readouterr().out
+    assert f"to continue: MINI_NANOCHAT_BASE_DIR={tmp_path} mini-nanochat demo --iterations 7" in out
+    assert f"(it resumes {tmp_path / 'runs' / 'cpu_demo_7steps'} from its last checkpoint)" in out

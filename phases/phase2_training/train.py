@@ -111,7 +111,7 @@ def _auto_dtype(model, device: torch.device, plan, start, rt, say) -> None:
         return
     if device.type != "cpu":
         return                                # Phase 1's policy knows GPUs
-    choice = choose_cpu_dtype(model, rows=min(2, plan.device_batch_size)) if rt.is_master else None
+    choice = choose_cpu_dtype(model, rows=min(2, plan.config.device_batch_size)) if rt.is_master else None
     name = rt.gather(str(choice.dtype).removeprefix("torch.") if choice else None)[0]
     model.compute_dtype = getattr(torch, name)
     if choice is not None:
