@@ -181,7 +181,7 @@ def quoted_messages() -> list[str]:
     blocks = re.findall(r"```text\n(.*?)\n```", text, re.S)
     prose = re.sub(r"```text\n.*?\n```", "", text, flags=re.S)
     spans = [m.group(2).strip() for m in re.finditer(r"(`+)(.+?)\1", prose)]
-    quoted = [s for s in spans if re.match(r"(error|warning): |\[rank \d+\] error", s)]
+    quoted = [s for s in spans if re.match(r"(error|warning): |\[rank \d+\] error: ", s)]
     quoted += re.findall(r"^\| HTTP \d+ `([^`]+)`", text, re.M)
     quoted += [line for b in blocks for line in b.splitlines()
                if re.match(r"(error|warning): |\[rank \d+\] error|serving ", line)]
