@@ -316,4 +316,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from phases.common.console import run_command
+    sys.exit(run_command(main))         # `... | head` ends quietly; a bad -n is one error line
