@@ -171,7 +171,8 @@ def render(report: dict) -> str:
                       "ChatCORE: not computed (it needs all five tasks, each complete or equally capped).", ""]
             for t in s["chat"]:
                 for ex in t.get("examples", [])[:1]:
+                    shown = ex["completion"][:600].strip().replace("```", "'''") or "(empty: only whitespace)"
                     lines += [f"{t['name']} sample ({'right' if ex['correct'] else 'wrong'}):", "", "```text",
-                              ex["completion"][:600].replace("```", "'''") or "(empty)", "```", ""]
-                lines += [f"- {t['name']}: {n}" for n in t.get("notes", [])]
+                              shown, "```", ""]
+                lines += [f"- {t['name']}: {n}" for n in t.get("notes", [])] + ([""] if t.get("notes") else [])
     return "\n".join(lines).rstrip() + "\n"
