@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,16 +87,24 @@ def test_data_embedded_reports_shards(tiny_corpus, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
-    """What `make demo` runs: the full corpus, a vocab-8192 tokenizer, eval, colours, and the demo
-    GPT's pretraining (a 20-step look here: the full run's budget is measured by bench_train.py)."""
+    """What `make demo` runs, every stage: the full corpus, a vocab-8192 tokenizer and its evaluation,
+    the demo GPT's pretraining (a 20-step look here: the full run's budget is measured and stated in
+    the README), its evaluation, SFT, RL, the chat evaluation and a few exchanges; a second run
+    reuses every stage."""
     env = {"MINI_NANOCHAT_BASE_DIR": os.environ.get("MINI_NANOCHAT_BASE_DIR") or str(tmp_path)}
     r = run_cli("--no-progress", "demo", "--iterations", "20", env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    for step in ("1/5", "2/5", "3/5", "4/5", "5/5", "validation shard", "validation bits per byte", "demo finished"):
-        assert step in r.stdout
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    for stage in ("data", "tokenizer", "pretrain", "base_eval", "sft", "rl", "chat_eval", "chat"):
+        assert re.search(rf"^-- {stage}: (done|reused) in \d+ s: ", r.stdout, re.M), stage
+    for shown in ("== 8/8 a few exchanges with the chat model", "validation shard", "you> What is 37 * 48?",
+                  "mini-nanochat chat --run cpu_rl_20steps", "mini-nanochat serve --run cpu_rl_20steps"):
+        assert shown in r.stdout, shown
+    card = Path(env["MINI_NANOCHAT_BASE_DIR"]) / "pipelines" / "cpu_demo_20steps" / "report.md"
+    assert "## A few exchanges" in card.read_text()
     r = run_cli("--no-progress", "demo", "--iterations", "20", env=env)   # a second run reuses everything
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "reusing the finished run" in r.stdout
+    for stage in ("tokenizer", "pretrain", "base_eval", "sft", "rl", "chat_eval"):
+        assert re.search(rf"^-- {stage}: reused in \d+ s: ", r.stdout, re.M), stage
 
 
 def _has(module: str) -> bool:
