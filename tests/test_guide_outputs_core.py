@@ -43,10 +43,12 @@ def run_code(code: str, tmp_path: Path, base: Path | None = None) -> str:
 
 
 def block_after_command(doc: str, command: str) -> list[str]:
-    """The ```text block whose first line is ``$ command``, without that line."""
-    shown = shown_block(doc, "$ " + command)
-    assert shown[0] == "$ " + command, shown[0]
-    return shown[1:]
+    """The lines of the ```text block that starts with ``$ command``, after that line."""
+    text = (REPO / doc).read_text(encoding="utf-8")
+    head = "```text\n$ " + command + "\n"
+    assert text.count(head) == 1, f"{doc} has {text.count(head)} text blocks starting with $ {command}"
+    body = text[text.index(head) + len(head):]
+    return body[:body.index("\n```")].splitlines()
 
 
 def guide_cmd(command: str) -> list[str]:
@@ -92,10 +94,11 @@ def test_inference_sampler_demo_is_what_the_guide_shows():
 
 
 def test_inference_kv_cache_sizes_are_what_the_guide_shows():
-    shown = shown_block(INFER, "prints it\nfor any model:")
-    split = next(i for i, line in enumerate(shown) if line.startswith("$ python tools/model_calculator.py --preset d20"))
-    first, second = shown[0][2:], shown[split][2:]
-    assert_shown(shown[1:split], run(guide_cmd(first) + ["--no-color"]))
+    first = "python tools/model_calculator.py --preset cpu-demo --no-value-embeds --no-resid-scalars --batch 8 --dtype fp32"
+    second = "python tools/model_calculator.py --preset d20"
+    shown = block_after_command(INFER, first)
+    split = shown.index("$ " + second)
+    assert_shown(shown[:split], run(guide_cmd(first) + ["--no-color"]))
     assert_shown(shown[split + 1:], run(guide_cmd(second) + ["--no-color"]))
 
 
