@@ -241,3 +241,14 @@ def test_inference_tool_call_is_forced_as_the_guide_shows(short_run, tmp_path):
     assert len(forced) == 8
     assert out.splitlines()[:8] == forced           # what the sampled tokens are depends on the weights
     assert all(line.startswith("sampled") for line in out.splitlines()[8:]), out
+
+
+@pytest.mark.slow
+def test_training_guide_losses_script_reads_a_run(short_run, tmp_path):
+    """The guide's `losses.py` on a run compared with itself: a row per step, identical."""
+    script = tmp_path / "losses.py"
+    script.write_text(shown_code(TRAIN, "save as `losses.py`"), encoding="utf-8")
+    lines = run([sys.executable, str(script), "guide_check", "guide_check"], short_run).splitlines()
+    assert lines[0].split() == ["step", "lrm", "guide_check", "guide_check"]
+    assert [line.split()[0] for line in lines[1:-1]] == ["1", "2", "3", "4"]
+    assert lines[-1] == "identical losses: True"
