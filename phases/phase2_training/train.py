@@ -267,6 +267,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
         updating = False
         try:
             t0 = time.perf_counter()
+            # --8<-- [start:optimizer_step]
             loss_sum = torch.zeros((), device=device)
             for micro in range(plan.grad_accum):
                 x, y = loader.next_batch()
@@ -279,6 +280,7 @@ def train(cfg: TrainConfig, resume: bool = False, show_progress: bool = True,
             updating = True                                       # from here on the weights change
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            # --8<-- [end:optimizer_step]
             updating = False
             train_loss = loss_sum.item()                          # waits for the device: dt is honest
             dt = time.perf_counter() - t0
