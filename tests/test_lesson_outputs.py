@@ -97,6 +97,29 @@ def test_phase0_demo_stages_are_what_the_lesson_shows(demo_base):
 
 
 @pytest.mark.slow
+def test_phase0_encode_is_what_the_lesson_shows(demo_base):
+    base, _, _ = demo_base
+    shown = shown_block("phases/phase0_tokenizer/README.md", "almost never\ncontains")
+    assert shown[0] == """$ mini-nanochat tokenizer encode "The tokenizer's 12345 merges 🙂\""""
+    assert_shown(shown[1:], run([*CLI, "tokenizer", "encode", "The tokenizer's 12345 merges 🙂"], base))
+
+
+def test_phase0_naive_merges_are_what_the_lesson_shows():
+    out = run([sys.executable, "-m", "phases.phase0_tokenizer.naive"])
+    assert_shown(shown_block("phases/phase0_tokenizer/README.md", "(`python -m phases.phase0_tokenizer.naive`)"), out)
+
+
+def test_phase0_split_example_is_what_the_lesson_shows():
+    import ast
+
+    from phases.phase0_tokenizer.bpe import BPETokenizer
+    shown = shown_block("phases/phase0_tokenizer/README.md", "For example:")
+    call = re.fullmatch(r">>> BPETokenizer\(\[\]\)\.split\((\".*\")\)", shown[0])
+    assert call, shown[0]
+    assert BPETokenizer([]).split(ast.literal_eval(call.group(1))) == ast.literal_eval(" ".join(shown[1:]))
+
+
+@pytest.mark.slow
 def test_phase0_chat_view_is_what_the_lesson_shows(demo_base):
     base, _, _ = demo_base
     out = run([sys.executable, "tools/tokenizer_playground.py", "--chat", "examples/convo.json", "--no-color"], base)

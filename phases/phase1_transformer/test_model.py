@@ -141,8 +141,11 @@ def test_window_covering_the_sequence_equals_full_attention(gpt, tiny_config):
     assert narrow.windows[0] == 128
     long_idx = _ids(narrow.config, B=1, T=300)
     wide = _perturbed(gpt, narrow.config.replace(window_pattern="L"))
-    assert torch.allclose(narrow(long_idx)[:, :129], wide(long_idx)[:, :129], atol=ATOL)
-    assert not torch.allclose(narrow(long_idx)[:, 200:], wide(long_idx)[:, 200:], atol=1e-3)
+    assert torch.allclose(narrow(long_idx)[:, :129], wide(long_idx)[:, :129], atol=ATOL), (
+        "a window of 128 must let positions 0-128 see every earlier token (the mask allows "
+        "0 <= p - j <= window: the window's tokens plus the token itself)")
+    assert not torch.allclose(narrow(long_idx)[:, 200:], wide(long_idx)[:, 200:], atol=1e-3), (
+        "a window of 128 must hide tokens more than 128 back from positions 200+")
 
 
 def test_kv_cache_forward_equals_full_forward(gpt, tiny_config):
