@@ -147,6 +147,18 @@ def _accepted_names() -> str:
     return "\n".join(lines)
 
 
+def _did_you_mean(name: str, phases) -> str:
+    """A hint for a near miss among the selected phases' names: a fixture's name (Phase 1's
+    module ``model`` comes as the fixture ``gpt``) or a close spelling."""
+    import difflib
+    specs = [s for s in _SPECS.values() if s.phase in phases]
+    for s in specs:
+        if s.fixture == name and s.name != name:
+            return f" Did you mean --impl {s.name}=...? ({name!r} is the fixture the tests take module {s.name!r} through.)"
+    close = difflib.get_close_matches(name, sorted({s.name for s in specs}), n=1)
+    return f" Did you mean --impl {close[0]}=...?" if close else ""
+
+
 def _phase_of(item) -> str | None:
     parts = Path(str(item.path)).resolve().parts
     for i, part in enumerate(parts[:-1]):
@@ -188,7 +200,7 @@ def pytest_collection_modifyitems(config, items):
             if not specs:
                 raise pytest.UsageError(
                     f"{_label(name, path)}: no module called {name!r} is tested by the selected tests "
-                    f"({', '.join(selected_phases) or 'none of them is a phase checkpoint test'}). "
+                    f"({', '.join(selected_phases) or 'none of them is a phase checkpoint test'}).{_did_you_mean(name, by_phase)} "
                     f"The names each phase accepts:\n" + _accepted_names())
         users = [item for s in specs for item in by_phase[s.phase] if s.fixture in getattr(item, "fixturenames", ())]
         if not users:

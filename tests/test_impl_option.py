@@ -109,3 +109,14 @@ def test_import_errors_and_missing_names_name_the_learners_file(tmp_path):
     assert r.returncode == 1
     assert "empty.py (--impl " in r.stdout and "defines no 'BPETokenizer'" in r.stdout
     assert "phases.phase0_tokenizer.bpe defines it" in r.stdout
+
+
+def test_a_fixture_name_or_a_near_miss_gets_a_did_you_mean(tmp_path):
+    # Phase 1's tests take module `model` through the fixture `gpt`: a learner reading the
+    # tests writes --impl gpt=...; a typo of a module's name gets the closest name.
+    path = tmp_path / "my_model.py"
+    path.write_text("")
+    r = _pytest("phases/phase1_transformer/test_model.py", f"--impl=gpt={path}", "--collect-only")
+    assert r.returncode == 4 and "Did you mean --impl model=...? ('gpt' is the fixture" in r.stderr, r.stderr
+    r = _pytest("phases/phase5_data", f"--impl=loaders={path}", "--collect-only")
+    assert r.returncode == 4 and "Did you mean --impl loader=...?" in r.stderr, r.stderr

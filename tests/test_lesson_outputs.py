@@ -62,6 +62,19 @@ def test_phase1_model_trace_is_what_the_lesson_shows():
     assert_shown(shown_block("phases/phase1_transformer/README.md", "python -m phases.phase1_transformer.model\n```"), out)
 
 
+@pytest.mark.slow
+def test_phase1_size_table_is_what_the_model_calculator_prints():
+    text = (REPO / "phases/phase1_transformer/README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| (\d+) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)e(\d+) \|$", text, re.M)
+    assert len(rows) == 4, rows
+    for depth, width, heads, total, ve, mant, exp in rows:
+        out = run([sys.executable, "tools/model_calculator.py", "--preset", f"d{depth}"])
+        assert re.search(rf"^width \(n_embd\)\s+{width}$", out, re.M) and re.search(rf"^heads\s+{heads} query", out, re.M)
+        assert re.search(rf"^\s+total\s+{total}\s", out, re.M), (depth, total)
+        assert re.search(rf"^\s+value_embeds\s+{ve}\s", out, re.M), (depth, ve)
+        assert f"training FLOPs/token {mant}e+{int(exp):02d}" in out, (depth, mant, exp)
+
+
 @pytest.fixture(scope="module")
 def demo_base(tmp_path_factory):
     """The embedded corpus and the demo's tokenizer, built as the lessons build them."""
