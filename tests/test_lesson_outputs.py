@@ -75,6 +75,24 @@ def test_phase1_size_table_is_what_the_model_calculator_prints():
         assert f"training FLOPs/token {mant}e+{int(exp):02d}" in out, (depth, mant, exp)
 
 
+def test_phase3_singular_value_bands_are_what_the_muon_demo_prints():
+    out = run([sys.executable, "-m", "phases.phase3_optimizers.muon"])
+    text = (REPO / "phases/phase3_optimizers/README.md").read_text(encoding="utf-8")
+    bands = re.findall(r"after 5 (quintic|polar_express) steps: min ([\d.]+)\s+max ([\d.]+)", out)
+    assert len(bands) == 2, out
+    (_, q_lo, q_hi), (_, p_lo, p_hi) = bands
+    shown = (f"five quintic steps put them in [{float(q_lo):.2f}, {float(q_hi):.2f}], five Polar Express steps in\n"
+             f"[{float(p_lo):.2f}, {float(p_hi):.2f}]")
+    assert shown in text, f"the lesson's §2 should read: {shown}"
+
+
+def test_phase3_scaling_table_is_what_the_scaling_module_prints():
+    out = run([sys.executable, "-m", "phases.phase3_optimizers.scaling"])
+    text = (REPO / "phases/phase3_optimizers/COMPARISON.md").read_text(encoding="utf-8")
+    rows = [line for line in out.splitlines() if re.match(r"\| d\d+ ", line)]
+    assert len(rows) == 6 and all(row in text for row in rows), out
+
+
 @pytest.fixture(scope="module")
 def demo_base(tmp_path_factory):
     """The embedded corpus and the demo's tokenizer, built as the lessons build them."""
