@@ -165,3 +165,15 @@ def test_phase2_demo_plan_is_what_the_lesson_shows():
                "--vocab-size", "8192"])
     assert_shown(plan, out)
     assert shown[0] == "== 5/5 pretraining a tiny GPT (examples/cpu_demo.toml)"
+
+
+@pytest.mark.slow
+def test_phase5_val_shard_lengths_are_what_the_dataset_inspector_prints(demo_base):
+    base, _, _ = demo_base
+    out = run([sys.executable, "tools/dataset_inspector.py", str(base / "data/embedded/shard_00009.parquet"),
+               "--analyze-lengths", "--max-seq-len", "512", "--tokenizer", str(base / "tokenizer")], base)
+    p50, p99 = re.search(r"p50 ([\d,]+) .* p99 ([\d,]+) ", out).groups()
+    over = re.search(r"over max_seq_len 512: ([\d.]+)%", out).group(1)
+    text = (REPO / "phases/phase5_data/README.md").read_text(encoding="utf-8")
+    shown = f"median {p50} tokens, p99 {p99}; {over}% of documents are longer than 512"
+    assert shown in text, f"Phase 5 §4 should read: {shown}\n{out[-400:]}"
