@@ -177,3 +177,16 @@ def test_phase5_val_shard_lengths_are_what_the_dataset_inspector_prints(demo_bas
     text = (REPO / "phases/phase5_data/README.md").read_text(encoding="utf-8")
     shown = f"median {p50} tokens, p99 {p99}; {over}% of documents are longer than 512"
     assert shown in text, f"Phase 5 §4 should read: {shown}\n{out[-400:]}"
+
+
+@pytest.mark.slow
+def test_phase2_demo_first_validation_is_what_the_lesson_shows(demo_base):
+    """The step-0 validation of the demo model: seeded weights on the fixed val batches (the later
+    steps' figures are measured, and the shown run was resumed, so only step 0 is compared)."""
+    base, _, _ = demo_base
+    shown = [line for line in shown_block("phases/phase2_training/README.md", "The last stage of `make demo`")
+             if line.startswith("step     0 | val bpb")]
+    assert len(shown) == 1
+    out = run([*CLI, "pretrain", "--config", "examples/cpu_demo.toml", "--num-iterations", "1",
+               "--run-name", "lesson_step0", "--save-every", "0", "--set", "sample_tokens=1"], base)
+    assert_shown(shown, out)
