@@ -41,17 +41,6 @@ else:  # pragma: no cover
 
 
 # --8<-- [start:train_config]
-
-def _setting_hint(key: str, valid) -> str:
-    """A near miss of a setting's name: a TOML section written into it (``optim.matrix_lr``:
-    settings are flat, the sections only group them) or a typo (``matirx_lr``)."""
-    import difflib
-    last = key.rpartition(".")[2]
-    if last != key and last in valid:
-        return f" (settings are flat: write {last}=..., the TOML sections only group them)"
-    close = difflib.get_close_matches(key, list(valid), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
 @dataclass
 class TrainConfig:
     # model: the depth dial and Phase 1's switches
@@ -243,6 +232,16 @@ def parse_overrides(items: list[str]) -> dict:
         out[key.strip().replace("-", "_")] = value
     return out
 
+
+def _setting_hint(key: str, valid) -> str:
+    """A near miss of a setting's name: a TOML section written into it (``optim.matrix_lr``:
+    settings are flat, the sections only group them) or a typo (``matirx_lr``)."""
+    import difflib
+    last = key.rpartition(".")[2]
+    if last != key and last in valid:
+        return f" (settings are flat: write {last}=..., the TOML sections only group them)"
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None, cls=TrainConfig) -> TrainConfig:
     """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors.
