@@ -4,10 +4,18 @@ lessons show (issue 14, item 6).
 Each case names a lesson, a line that introduces one ```text block of it, and the command that
 printed it. Every line of the block must appear in the command's output, in order (a `...`
 line stands for lines left out); timings, which differ between machines, are compared as
-numbers of the same shape. The Phase 0 cases build the embedded corpus and train the
-vocab-8192 tokenizer in a private base directory (a minute or two on 2 cores): marked slow.
-The demo's training output (Phase 2) is not checked here: it takes minutes and its timings
-and samples are measured, not fixed.
+numbers of the same shape. The cases that need the embedded corpus and the vocab-8192
+tokenizer build them once in a private base directory (a minute or two on 2 cores): marked slow.
+
+Covered, lesson by lesson (Phases 0-5): Phase 0 the corpus table, the demo's tokenizer stages,
+`tokenizer encode`, the naive merges, the split example, the chat view; Phase 1 the model trace
+and the size table (model calculator); Phase 2 the demo's plan lines and its step-0 val bpb;
+Phase 3 the singular-value bands of `python -m phases.phase3_optimizers.muon` and the depth-dial
+table (COMPARISON); Phase 5 the val shard's token lengths (dataset inspector). Not compared,
+because they are measured rather than fixed: training steps after step 0, timings and samples,
+Phase 4's 10-step check (recorded with Phase 2's loader, before the packed loader) and fault
+drill (gloo's error text), Phase 5's packing table (tests/benchmarks/bench_data.py, minutes)
+and its offline download error (the resolver's message differs between machines).
 """
 from __future__ import annotations
 
