@@ -50,6 +50,10 @@ def test_output_shapes_and_loss(gpt, tiny_config):
     per_token = model(idx, targets=idx, loss_reduction="none")
     assert per_token.shape == (3, 10)
     assert torch.allclose(per_token.mean(), loss, atol=1e-6)
+    # A vocabulary that is not a multiple of the lm_head padding: the logits still have V columns
+    # (the padded rows of lm_head are never a prediction).
+    odd = gpt.GPT.build(tiny_config.replace(vocab_size=300), seed=0)
+    assert odd(_ids(tiny_config, B=3, T=10)).shape == (3, 10, 300), "slice the padded lm_head's logits to vocab_size"
 
 
 def test_loss_at_init_is_uniform_guess(gpt, tiny_config):
