@@ -147,6 +147,18 @@ def _accepted_names() -> str:
     return "\n".join(lines)
 
 
+def _did_you_mean(name: str, phases) -> str:
+    """A hint for a near miss among the selected phases' names: a fixture's name (Phase 1's
+    module ``model`` comes as the fixture ``gpt``) or a close spelling."""
+    import difflib
+    specs = [s for s in _SPECS.values() if s.phase in phases]
+    for s in specs:
+        if s.fixture == name and s.name != name:
+            return f" Did you mean --impl {s.name}=...? ({name!r} is the fixture the tests take module {s.name!r} through.)"
+    close = difflib.get_close_matches(name, sorted({s.name for s in specs}), n=1)
+    return f" Did you mean --impl {close[0]}=...?" if close else ""
+
+
 def _phase_of(item) -> str | None:
     parts = Path(str(item.path)).resolve().parts
     for i, part in enumerate(parts[:-1]):
@@ -188,7 +200,7 @@ def pytest_collection_modifyitems(config, items):
             if not specs:
                 raise pytest.UsageError(
                     f"{_label(name, path)}: no module called {name!r} is tested by the selected tests "
-                    f"({', '.join(selected_phases) or 'none of them is a phase checkpoint test'}). "
+                    f"({', '.join(selected_phases) or 'none of them is a phase checkpoint test'}).{_did_you_mean(name, by_phase)} "
                     f"The names each phase accepts:\n" + _accepted_names())
         users = [item for s in specs for item in by_phase[s.phase] if s.fixture in getattr(item, "fixturenames", ())]
         if not users:
@@ -340,7 +352,8 @@ def assert_resume_exact(tmp_path):
     from phases.phase2_training.metrics import read_metrics
 
     def losses(run_dir):
-        return [r["loss"] for r in read_metrics(run_dir) if r.get("event") == "step"]
+        """Each step's loss and its smoothed (EMA) loss: the EMA is loop state a resume must restore."""
+        return [(r["loss"], r.get("smooth_loss")) for r in read_metrics(run_dir) if r.get("event") == "step"]
 
     def check(train, cfg, stop_after: int, on_stop=None):
         full = train(cfg.replace(run_dir=str(tmp_path / "full"), stop_after_step=0), show_progress=False)
@@ -352,7 +365,13 @@ def assert_resume_exact(tmp_path):
             on_stop(saved)
         resumed = train(cut, resume=True, show_progress=False)       # the same config: it goes on
         assert resumed.step == full.step and not resumed.stopped
-        assert losses(tmp_path / "cut") == losses(full.run_dir)
+        a, b = losses(full.run_dir), losses(tmp_path / "cut")
+        assert [x for x, _ in b] == [x for x, _ in a], "the resumed run's step losses differ from the uninterrupted run's"
+        assert b == a, ("the losses agree but the smoothed loss (smooth_loss) does not: the resumed run "
+                        "restarted its EMA; save the loop state (EMA, best val bpb, train time) and restore it")
+        if hasattr(full, "min_val_bpb"):
+            assert resumed.min_val_bpb == full.min_val_bpb, (
+                "the resumed run's best val bpb differs: restore it from the checkpoint with the EMA")
         wa = ck.load_weights(ck.latest_checkpoint(full.run_dir / "checkpoints").path)
         wb = ck.load_weights(ck.latest_checkpoint(tmp_path / "cut" / "checkpoints").path)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "phases" / "phase0_tokenizer" / "bpe.py"
 MERGES = REPO / "phases" / "phase0_tokenizer" / "merges.py"   # the reference's merge training
@@ -109,3 +111,40 @@ def test_import_errors_and_missing_names_name_the_learners_file(tmp_path):
     assert r.returncode == 1
     assert "empty.py (--impl " in r.stdout and "defines no 'BPETokenizer'" in r.stdout
     assert "phases.phase0_tokenizer.bpe defines it" in r.stdout
+
+
+def test_a_fixture_name_or_a_near_miss_gets_a_did_you_mean(tmp_path):
+    # Phase 1's tests take module `model` through the fixture `gpt`: a learner reading the
+    # tests writes --impl gpt=...; a typo of a module's name gets the closest name.
+    path = tmp_path / "my_model.py"
+    path.write_text("")
+    r = _pytest("phases/phase1_transformer/test_model.py", f"--impl=gpt={path}", "--collect-only")
+    assert r.returncode == 4 and "Did you mean --impl model=...? ('gpt' is the fixture" in r.stderr, r.stderr
+    r = _pytest("phases/phase5_data", f"--impl=loaders={path}", "--collect-only")
+    assert r.returncode == 4 and "Did you mean --impl loader=...?" in r.stderr, r.stderr
+
+
+def _sabotaged(tmp_path, reference: str, old: str, new: str) -> Path:
+    """A learner's copy of ``reference`` (a path in the repo) with one deliberate slip."""
+    source = (REPO / reference).read_text()
+    assert old in source, "the reference changed: update the sabotage in this test"
+    path = tmp_path / ("my_" + Path(reference).name)
+    path.write_text(source.replace(old, new, 1))
+    return path
+
+
+def test_bpb_that_counts_ignored_targets_fails_step_4(tmp_path):
+    # Found on the issue 14 walk: with the ignored target read as id 0 (0 bytes) the slip passed.
+    path = _sabotaged(tmp_path, "phases/phase2_training/evaluate.py",
+                      "nbytes = token_bytes[y.clamp(min=0)] * (y >= 0)", "nbytes = token_bytes[y.clamp(min=0)]")
+    r = _pytest("phases/phase2_training/test_evaluate.py", f"--impl=evaluate={path}", "-k", "bpb")
+    assert r.returncode == 1 and "test_bpb_by_hand" in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_a_loop_that_forgets_its_loop_state_fails_step_6(tmp_path):
+    # Found on the issue 14 walk: weights, RNG and moments were compared, the EMA was not.
+    path = _sabotaged(tmp_path, "phases/phase2_training/train.py",
+                      '        loop.update(saved["loop_state"])\n', "        pass\n")
+    r = _pytest("phases/phase2_training/test_train.py", f"--impl={path}", "-k", "resume and not sigkill")
+    assert r.returncode == 1 and "restarted its EMA" in r.stdout, r.stdout[-2000:]

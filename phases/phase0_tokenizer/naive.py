@@ -53,5 +53,8 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 if __name__ == "__main__":
     text = "low lower lowest newer newest wider widest " * 20
+    token = {i: bytes([i]) for i in range(256)}      # id -> its bytes, to show what each merge glues
     for k, (a, b) in enumerate(train_merges_naive([text], 10)):
-        print(f"merge {k:2d}: {a:3d} + {b:3d} -> {256 + k}")
+        token[256 + k] = token[a] + token[b]
+        left, right, new = (repr(token[i].decode("utf-8", "replace")) for i in (a, b, 256 + k))
+        print(f"merge {k:2d}: {a:3d} + {b:3d} -> {256 + k}      {left:<5} + {right:<6} -> {new}")

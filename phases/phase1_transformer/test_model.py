@@ -50,13 +50,20 @@ def test_output_shapes_and_loss(gpt, tiny_config):
     per_token = model(idx, targets=idx, loss_reduction="none")
     assert per_token.shape == (3, 10)
     assert torch.allclose(per_token.mean(), loss, atol=1e-6)
+    # A vocabulary that is not a multiple of the lm_head padding: the logits still have V columns
+    # (the padded rows of lm_head are never a prediction).
+    odd = gpt.GPT.build(tiny_config.replace(vocab_size=300), seed=0)
+    assert odd(_ids(tiny_config, B=3, T=10)).shape == (3, 10, 300), "slice the padded lm_head's logits to vocab_size"
 
 
 def test_loss_at_init_is_uniform_guess(gpt, tiny_config):
     # lm_head starts near zero, so the first predictions are ~uniform: loss ~ ln(V).
     model = gpt.GPT.build(tiny_config, seed=0)
     idx = _ids(tiny_config)
-    assert abs(model(idx, targets=idx).item() - math.log(tiny_config.vocab_size)) < 0.01
+    loss = model(idx, targets=idx).item()
+    assert abs(loss - math.log(tiny_config.vocab_size)) < 0.01, (
+        f"loss at initialisation {loss:.4f}, expected ln V = {math.log(tiny_config.vocab_size):.4f}: "
+        "lm_head must start near zero (the lesson's initialisation table), so every token is equally likely")
 
 
 def test_ignore_index(gpt, tiny_config):
@@ -141,8 +148,11 @@ def test_window_covering_the_sequence_equals_full_attention(gpt, tiny_config):
     assert narrow.windows[0] == 128
     long_idx = _ids(narrow.config, B=1, T=300)
     wide = _perturbed(gpt, narrow.config.replace(window_pattern="L"))
-    assert torch.allclose(narrow(long_idx)[:, :129], wide(long_idx)[:, :129], atol=ATOL)
-    assert not torch.allclose(narrow(long_idx)[:, 200:], wide(long_idx)[:, 200:], atol=1e-3)
+    assert torch.allclose(narrow(long_idx)[:, :129], wide(long_idx)[:, :129], atol=ATOL), (
+        "a window of 128 must let positions 0-128 see every earlier token (the mask allows "
+        "0 <= p - j <= window: the window's tokens plus the token itself)")
+    assert not torch.allclose(narrow(long_idx)[:, 200:], wide(long_idx)[:, 200:], atol=1e-3), (
+        "a window of 128 must hide tokens more than 128 back from positions 200+")
 
 
 def test_kv_cache_forward_equals_full_forward(gpt, tiny_config):

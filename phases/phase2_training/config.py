@@ -233,6 +233,16 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _setting_hint(key: str, valid) -> str:
+    """A near miss of a setting's name: a TOML section written into it (``optim.matrix_lr``:
+    settings are flat, the sections only group them) or a typo (``matirx_lr``)."""
+    import difflib
+    last = key.rpartition(".")[2]
+    if last != key and last in valid:
+        return f" (settings are flat: write {last}=..., the TOML sections only group them)"
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None, cls=TrainConfig) -> TrainConfig:
     """Defaults <- TOML file <- overrides (later wins). Unknown keys are errors.
 
@@ -245,7 +255,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, c
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"config file {path} does not exist") from None
+            where = "" if path.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
+            raise UserError(f"config file {path} does not exist{where}") from None
         except IsADirectoryError:
             raise UserError(f"config file {path} is a folder; give a .toml file (see examples/)") from None
         except OSError as e:
@@ -269,7 +280,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, c
             values[k] = _coerce(valid[k], v, str(path))
     for k, v in (overrides or {}).items():
         if k not in valid:
-            raise UserError(f"unknown setting {k!r}; valid keys: {', '.join(valid)}")
+            raise UserError(f"unknown setting {k!r}{_setting_hint(k, valid)}; valid keys: {', '.join(valid)}")
         values[k] = _coerce(valid[k], v, "override")
     cfg = cls(**values)
     check_config(cfg)

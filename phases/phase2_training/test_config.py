@@ -26,12 +26,20 @@ def test_config_file_and_overrides(tmp_path):
     ("depth = [\n", {}, "not valid TOML"),
     ("", {"matrix_lr": "fast"}, "matrix_lr must be a float"),
     ("", {"nope": "1"}, "unknown setting 'nope'"),
+    ("", {"optim.matrix_lr": "0.01"}, "settings are flat: write matrix_lr="),   # the TOML's section
+    ("", {"matirx_lr": "0.01"}, r"unknown setting 'matirx_lr' \(did you mean matrix_lr\?\)"),
 ])
 def test_config_errors_are_clear(tmp_path, text, overrides, message):
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(Exception, match=message):
         load_config(path, overrides)
+
+
+def test_a_missing_relative_config_names_the_directory_it_was_looked_for_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # e.g. run from a phase folder: examples/ is not there
+    with pytest.raises(Exception, match="a relative path is taken from the current directory"):
+        load_config("examples/cpu_demo.toml")
 
 
 def test_batch_that_does_not_divide_is_rejected():

@@ -160,7 +160,11 @@ def test_muon_update_is_orthogonalised_gradient_with_shape_multiplier(muon, rows
     P, G = torch.randn(rows, cols), torch.randn(rows, cols)
     new = _muon_step(muon, P, G, lr=0.1, momentum=0.0, weight_decay=0.0, normuon=False)
     expected = P - 0.1 * mult * muon.orthogonalize(G)
-    assert torch.allclose(new, expected, atol=1e-6)
+    if not torch.allclose(new, expected, atol=1e-6):
+        step = (P - new).norm() / (0.1 * muon.orthogonalize(G).norm())   # the multiplier you applied
+        assert torch.allclose(new, expected, atol=1e-6), (
+            f"a ({rows}, {cols}) matrix must move by lr x {mult:g} x orthogonalize(G) (sqrt(max(1, rows/cols))); "
+            f"yours moved by lr x {step:.3g} x its norm")
 
 
 def test_cautious_weight_decay_only_where_the_update_agrees(muon):

@@ -119,7 +119,10 @@ def test_two_ranks_train_the_same_model_as_one_process(runs, sync):
     step, w1, s1 = _final(runs["one"])
     step2, w2, s2 = _final(runs[sync])
     assert step == step2 == 6
-    assert _max_diff(w1, w2) <= ATOL
+    diff = _max_diff(w1, w2)
+    assert diff <= ATOL, (f"after 6 steps the 2-rank weights ({sync}) differ from the 1-process run's by up to "
+                          f"{diff:.3g}: are the gradients averaged over the ranks on the last micro-batch "
+                          "(not under no_sync), and do both ranks start from rank 0's weights?")
     assert _state_diff(s1, s2) <= ATOL                 # ZeRO's gathered state has the 1-process layout
     assert "2 ranks (gloo)" in runs[sync + "_stdout"]
 
@@ -138,7 +141,9 @@ def test_rank0_alone_writes_metrics_checkpoints_and_console(runs, sync):
     assert stdout.count("run directory:") == 1 and stdout.count("done: step 6") == 1
     one = [json.loads(line) for line in (runs["one"] / "metrics.jsonl").read_text().splitlines()]
     bpb = lambda rs: [r["val_bpb"] for r in rs if r["event"] == "eval"]  # noqa: E731
-    assert np.allclose(bpb(records), bpb(one), atol=1e-5)   # val bpb summed over the ranks' shards
+    assert np.allclose(bpb(records), bpb(one), atol=1e-5), (   # val bpb summed over the ranks' shards
+        f"val bpb on 2 ranks {bpb(records)} vs 1 process {bpb(one)}: the first eval (step 0) must agree "
+        "(sums all-reduced over the ranks' shards); later ones differ if the training diverged")
 
 
 def _cut_at_step_3(src: Path, dst: Path) -> Path:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phases.common.console import command, positive_int
+from phases.common.console import UserError, command, positive_int
 from phases.phase2_training import config as p2config
 from phases.phase2_training.recipe import Recipe
 from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, config_from_args, run_training
@@ -64,16 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan", action="store_true",
                         help="print the derived plan (batch, accumulation, horizon, LRs) for --world-size ranks "
                              "and exit; builds nothing but a meta-device model")
-    parser.add_argument("--world-size", type=positive_int, default=8, help="ranks assumed by --plan (default 8)")
-    parser.add_argument("--vocab-size", type=positive_int, default=32768, help="vocabulary assumed by --plan")
+    parser.add_argument("--world-size", type=positive_int, help="ranks assumed by --plan (default 8); training "
+                        "itself runs on the ranks torchrun starts")
+    parser.add_argument("--vocab-size", type=positive_int, help="vocabulary assumed by --plan (default 32768)")
 
 
 def run(args: argparse.Namespace) -> RunResult | None:
     flags = FLAGS + ("target_param_data_ratio", "optimizer")
     if args.plan:
         cfg = config_from_args(args, load_config, flags)
-        print(p4recipe.describe_plan(cfg, args.world_size, args.vocab_size, base=pretrain_recipe()))
+        print(p4recipe.describe_plan(cfg, args.world_size or 8, args.vocab_size or 32768, base=pretrain_recipe()))
         return None
+    for flag, value in (("--world-size", args.world_size), ("--vocab-size", args.vocab_size)):
+        if value is not None:     # silently training on 1 process would look like success
+            raise UserError(f"{flag} only sets what --plan assumes; a training run takes its ranks from torchrun "
+                            "(torchrun --standalone --nproc_per_node=N -m mini_nanochat pretrain ...) and its "
+                            "vocabulary from the tokenizer")
     return run_training(args, load_config, pretrain, flags)
 
 

@@ -60,8 +60,10 @@ def test_loader_resume_is_exact(loader_mod, grouped_dir, tiny_data, cut):
     expected = _batches(a, 6)
     b = make(1)                                                          # thread count is irrelevant
     b.load_state_dict(state)
-    for (xa, ya), (xb, yb) in zip(expected, _batches(b, 6)):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    for k, ((xa, ya), (xb, yb)) in enumerate(zip(expected, _batches(b, 6))):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb), (
+            f"batch {k + 1} after load_state_dict differs from the uninterrupted loader's: the state must restore "
+            f"both the next document to read and the documents still in the buffer (state: {state})")
     a.close(), b.close()
 
 

@@ -41,3 +41,14 @@ def test_command_line_flags_and_plan(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "x 8 ranks x" in out                                             # the batch split over 8 ranks
     assert "grad_sync: zero on 8 ranks" in out and "1,048,576 tokens/step" in out
+
+
+@pytest.mark.parametrize("flag", ["--world-size", "--vocab-size"])
+def test_plan_only_flags_are_refused_for_a_training_run(flag):
+    # `--world-size 2` without --plan used to train silently on one process.
+    from phases.common.console import UserError
+    from phases.phase5_data import pretrain
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    with pytest.raises(UserError, match=f"{flag} only sets what --plan assumes; .*torchrun"):
+        pretrain.run(parser.parse_args(["--config", "examples/cpu_ddp.toml", flag, "2"]))
