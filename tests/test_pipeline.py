@@ -36,19 +36,47 @@ vocab_size = 300
 compare = false
 [pretrain]
 config = "{ex / "cpu_demo.toml"}"
-set = {{data_dir = "{world["data_dir"]}", tokenizer_dir = "{folder / "tok"}", depth = 2, aspect_ratio = 32,
-       head_dim = 32, sequence_len = 64, device_batch_size = 2, total_batch_size = 128, num_iterations = 6,
-       eval_every = 3, save_every = 3, eval_tokens = 1024, run_name = "{name}_base", warmup_steps = 0}}
+[pretrain.set]
+data_dir = "{world["data_dir"]}"
+tokenizer_dir = "{folder / "tok"}"
+depth = 2
+aspect_ratio = 32
+head_dim = 32
+sequence_len = 64
+device_batch_size = 2
+total_batch_size = 128
+num_iterations = 6
+eval_every = 3
+save_every = 3
+eval_tokens = 1024
+run_name = "{name}_base"
+warmup_steps = 0
 [base_eval]
 args = "--source corpus --max-per-task 4 --no-bpb"
 [sft]
 config = "{ex / "cpu_sft.toml"}"
-set = {{num_iterations = 3, run_name = "{name}_sft", eval_every = 3, eval_tasks = "arithmetic:3",
-       mixture = "arithmetic:60", val_per_task = 4, save_every = 3, eval_tokens = 1024}}
+[sft.set]
+num_iterations = 3
+run_name = "{name}_sft"
+eval_every = 3
+eval_tasks = "arithmetic:3"
+mixture = "arithmetic:60"
+val_per_task = 4
+save_every = 3
+eval_tokens = 1024
 [rl]
 config = "{ex / "cpu_rl.toml"}"
-set = {{num_iterations = 2, run_name = "{name}_rl", eval_every = 2, examples_per_step = 2, num_samples = 2,
-       eval_task = "arithmetic:2", pass_k = 2, save_every = 1, max_new_tokens = 8{rl_extra}}}
+[rl.set]
+num_iterations = 2
+run_name = "{name}_rl"
+eval_every = 2
+examples_per_step = 2
+num_samples = 2
+eval_task = "arithmetic:2"
+pass_k = 2
+save_every = 1
+max_new_tokens = 8
+{rl_extra}
 [chat]
 prompts = ["What is 2 + 3?"]
 max_tokens = 8
@@ -143,7 +171,7 @@ def test_the_pipeline_runs_reuses_redoes_what_changed_and_resumes(tmp_path, make
         "data": "done", "tokenizer": "reused", "pretrain": "reused", "base_eval": "reused", "sft": "reused",
         "rl": "reused", "chat": "done"}, r.stdout[-3000:]
     # 4. one RL setting changed: RL starts over, what came before is reused
-    cfg2 = tiny_config(tmp_path, world, rl_extra=", temperature = 0.7")
+    cfg2 = tiny_config(tmp_path, world, rl_extra="temperature = 0.7")
     r = cli(["run", "--config", str(cfg2), "--stages", "sft,rl"], base)
     assert r.returncode == 0 and stage_lines(r.stdout) == {"sft": "reused", "rl": "done"}, r.stdout[-3000:]
     assert "its inputs changed" in r.stdout

@@ -112,6 +112,8 @@ def repeat_word_items(docs: list[str], max_context: int = 600) -> list[dict]:
 
 def next_sentence_items(pairs: list[list[str]], rng: random.Random) -> list[dict]:
     pairs = [p for p in pairs if p[1]]
+    if len(pairs) < CHOICES:                     # a tiny corpus: too few second sentences to draw choices from
+        return []
     items = []
     for i, (first, second) in enumerate(pairs):
         others = [pairs[j][1] for j in rng.sample([j for j in range(len(pairs)) if j != i], CHOICES - 1)]

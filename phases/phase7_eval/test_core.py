@@ -121,3 +121,15 @@ def test_a_choice_that_is_a_prefix_of_another_never_wins(core, byte_tok, bigram,
     model, tok, _ = tiny_model
     fast = core.evaluate_task(model, tok, _task(core, "multiple_choice", rows, delimiter=""))
     assert slow.correct == fast.correct == 1          # "ab" has no tokens of its own: "abc" is chosen
+
+
+def test_next_sentence_items_of_a_tiny_corpus_are_none_not_a_crash():
+    """A validation shard with fewer second sentences than choices gives no items (the task is
+    dropped), not a ValueError from random.sample (found by the pipeline's tiny-world test)."""
+    import random
+
+    from phases.phase7_eval.corpus_suite import CHOICES, next_sentence_items
+    assert next_sentence_items([["a.", "b."], ["c.", "d."]], random.Random(0)) == []
+    items = next_sentence_items([[f"s{i}.", f"t{i}."] for i in range(6)], random.Random(0))
+    assert len(items) == 6
+    assert all(len(x["choices"]) == CHOICES and x["choices"][x["gold"]] == f"t{i}." for i, x in enumerate(items))
