@@ -153,13 +153,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.prompt and not args.interactive:
         p.error("give a PROMPT, or -i for the interactive mode")
+    for name in ("top", "steps", "html_top"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     return args
 
 
 def params_of(args) -> SamplingParams:
     try:
         return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k or None,
-                              top_p=args.top_p if args.top_p < 1 else None, seed=args.seed, use_tools=True)
+                              top_p=None if args.top_p == 1 else args.top_p, seed=args.seed, use_tools=True)
     except ValueError as e:
         raise UserError(str(e)) from None
 

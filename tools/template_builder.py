@@ -30,10 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-try:  # run as `python tools/template_builder.py`: the repo root is not on sys.path
-    import phases.phase8_sft.template  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _view  # noqa: F401,E402  (puts this repository's root first on sys.path, as every tool)
 
 from phases.common.console import UserError, paint, run_command, use_color  # noqa: E402
 from phases.common.files import atomic_write_text  # noqa: E402
@@ -53,6 +50,12 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; give a JSONL file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -158,8 +161,11 @@ def cmd_new(args, tok, color) -> int:
 
 
 def cmd_check(args, tok, color) -> int:
-    bad = 0
-    for n, line in read_lines(args.file):
+    bad, lines = 0, read_lines(args.file)
+    if not lines:                            # an empty file passes nothing: never "0 of 0 pass", exit 0
+        print(paint(f"{args.file} holds no conversation", "31", color))
+        return 1
+    for n, line in lines:
         try:
             found = problems(tok, conversations.parse_line(line), args.seq_len)
         except ConversationError as e:
@@ -167,7 +173,7 @@ def cmd_check(args, tok, color) -> int:
         for p in found:
             print(f"line {n}: {p}")
         bad += bool(found)
-    total = len(read_lines(args.file))
+    total = len(lines)
     print(paint(f"{total - bad} of {plural(total)} pass", "32" if not bad else "31", color))
     return 1 if bad else 0
 

@@ -86,6 +86,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def path_arg(text: str) -> Path:
+    """An argparse ``type`` for a file or folder: an empty string is a usage error, not the
+    current folder (``Path("")`` is ``.``: ``--out ""`` would write into wherever you stand)."""
+    import argparse
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
 def cpu_model() -> str:
     """The CPU's model name (benchmarks state the hardware next to every figure)."""
     import platform

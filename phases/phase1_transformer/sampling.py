@@ -53,8 +53,9 @@ def check_knobs(temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None)
         if value is None:
             continue
         t = torch.as_tensor(value, dtype=torch.float64)
-        if not bool(torch.isfinite(t).all()) or not bool(ok(t)):
-            raise ValueError(f"{name} must be {rule}, got {value}")
+        finite = bool(torch.isfinite(t).all())
+        if not finite or not bool(ok(t)):
+            raise ValueError(f"{name} must be {rule}{'' if finite else ' and finite'}, got {value}")
 
 
 # --8<-- [start:filter]

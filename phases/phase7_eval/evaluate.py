@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import sys
 import time
 from pathlib import Path
@@ -180,6 +181,9 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError(f"--max-per-task must be a positive number, or -1 for all items; got {args.max_per_task}")
     if args.batch_tokens is not None and args.batch_tokens < 0:
         raise UserError(f"--batch-tokens must be >= 0, got {args.batch_tokens}")
+    pin = getattr(args, "bundle_sha256", None)
+    if pin is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
+        raise UserError(f"--bundle-sha256 must be 64 hexadecimal digits, got {pin!r}")
     for name in ("num_samples", "batch_problems", "max_new_tokens"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

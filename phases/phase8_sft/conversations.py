@@ -67,6 +67,8 @@ def parse_line(line: str):
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise ConversationError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:                      # 100,000 nested '[': no conversation is that deep
+        raise ConversationError("invalid JSON (nested too deeply)") from None
     return check_conversation(obj)
 
 

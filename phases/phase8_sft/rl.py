@@ -97,6 +97,11 @@ class RLKeys:
     save_every: int = 20
     run_name: str = "rl"
 # --8<-- [end:keys]
+RLKeys.limits = {**{k: p2config.at_least(1) for k in ("examples_per_step", "num_samples", "max_new_tokens",
+                                                     "updates_per_batch", "pass_k")},
+                 "temperature": p2config.above(0), "top_k": p2config.at_least(0),
+                 "beta": p2config.at_least(0), "clip_eps": p2config.between(0, 1), "clip_eps_high": p2config.at_least(0),
+                 "init_lr_frac": p2config.at_least(0)}
 
 
 RLConfig = p2config.compose("RLConfig", PretrainConfig, RLKeys, module=__name__)
@@ -253,9 +258,6 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
     def check(cfg):
         if cfg.scale_rewards not in SCALES or cfg.normalise not in NORMALISATIONS:
             raise UserError(f"scale_rewards must be one of {SCALES} and normalise one of {NORMALISATIONS}")
-        for key in ("examples_per_step", "num_samples", "max_new_tokens", "updates_per_batch", "pass_k"):
-            if getattr(cfg, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(cfg, key)}")
         if cfg.num_samples < 2:
             raise UserError("num_samples must be >= 2: the group's mean reward is the baseline")
 

@@ -27,6 +27,7 @@ def test_both_forms_read_the_same(conversations, tmp_path):
     (json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]), "is empty"),
     (json.dumps([{"role": "user", "content": "hi"},
                  {"role": "assistant", "content": [{"type": "image", "text": "x"}]}]), "unknown part type"),
+    ("[" * 100_000, "nested too deeply"),        # issue 15 re-attack: was a RecursionError traceback
 ])
 def test_bad_lines_name_their_line(conversations, tmp_path, line, problem):
     f = tmp_path / "bad.jsonl"

@@ -29,7 +29,7 @@ import json
 import sys
 from dataclasses import replace
 
-from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.console import UserError, paint, positive_int, run_command, use_color
 
 HELP = """commands:
   /temperature [T]  show or set the temperature (0 = always the most likely token)
@@ -48,10 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.6, help="(default 0.6, as nanochat's CLI)")
     p.add_argument("--top-k", type=int, default=50, help="(default 50; 0 = off)")
     p.add_argument("--top-p", type=float, default=None, help="(default: off)")
-    p.add_argument("--max-tokens", type=int, default=256, help="longest reply (default 256)")
+    p.add_argument("--max-tokens", type=positive_int, default=256, help="longest reply (default 256)")
     p.add_argument("--system", help="a system prompt")
     p.add_argument("--seed", type=int, default=None, help="seed of the first reply (default: random)")
-    p.add_argument("--context", type=int, default=None, help="tokens kept (default: the model's sequence_len)")
+    p.add_argument("--context", type=positive_int, default=None,
+                   help="tokens kept (default: the model's sequence_len)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cuda if available, else cpu)")
     p.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
 

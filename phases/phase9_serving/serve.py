@@ -28,7 +28,7 @@ import socket
 import sys
 import threading
 
-from phases.common.console import UserError, run_command
+from phases.common.console import UserError, positive_int, run_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-batching", action="store_true", help="one request at a time (= --max-batch 1)")
     g.add_argument("--no-prefix-reuse", action="store_true", help="always prefill the whole prompt")
     g.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
-    g.add_argument("--context", type=int, default=None,
+    g.add_argument("--context", type=positive_int, default=None,
                    help="tokens per conversation (default: the model's sequence_len)")
     g.add_argument("--timeout", type=float, default=300.0, help="seconds per request, waiting included (300)")
     g = p.add_argument_group("defaults for requests that do not set them")
