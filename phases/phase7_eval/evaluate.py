@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import re
 import sys
 import time
@@ -187,6 +188,9 @@ def run(args: argparse.Namespace) -> dict:
     for name in ("num_samples", "batch_problems", "max_new_tokens"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    timeout = getattr(args, "sandbox_timeout", 1.0)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--sandbox-timeout must be a number of seconds > 0, got {timeout}")
     with distributed(args.device or "") as world:
         runtime = DistRuntime(world) if world.world_size > 1 else Runtime()
         args.show = world.is_master and not getattr(args, "no_progress", False)
