@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from phases.common.console import UserError, paint, run_command, use_color
-from phases.phase1_transformer.config import PRESETS, preset
+from phases.phase1_transformer.config import PRESETS, preset, resolve_device
 from phases.phase6_inference.engine import Engine, SamplingParams
 from phases.phase6_inference.explore import Trace, branch, piece, softcap_view, trace, tree
 
@@ -303,6 +303,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def go():
+        from phases.common.files import output_file
+        args.device = resolve_device(args.device)            # "tpu": one error line, not torch's list
+        for flag, suffix in (("plot", ".png"), ("html", None)):
+            if getattr(args, flag):                          # outputs checked before the model is built
+                output_file(getattr(args, flag), f"--{flag}", suffix)
         engine, trained, args.description = load(args)
         color = use_color(sys.stdout, args.color)
         if not trained and not args.json:

@@ -33,7 +33,7 @@ from pathlib import Path
 import _view  # noqa: F401,E402  (puts this repository's root first on sys.path, as every tool)
 
 from phases.common.console import UserError, paint, run_command, use_color  # noqa: E402
-from phases.common.files import atomic_write_text  # noqa: E402
+from phases.common.files import atomic_write_text, output_file  # noqa: E402
 from phases.common.paths import tokenizer_dir  # noqa: E402
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation  # noqa: E402
 from phases.phase0_tokenizer.visualize import CONTEXT, SPECIAL, TRAINED, render_mask, token_pieces  # noqa: E402
@@ -56,7 +56,10 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:                            # nothing to show, check or convert: never "0 of 0 pass", exit 0
+        raise UserError(f"{path} holds no conversation")
+    return lines
 
 
 def records(path: Path) -> list[tuple[int, dict]]:
@@ -162,9 +165,6 @@ def cmd_new(args, tok, color) -> int:
 
 def cmd_check(args, tok, color) -> int:
     bad, lines = 0, read_lines(args.file)
-    if not lines:                            # an empty file passes nothing: never "0 of 0 pass", exit 0
-        print(paint(f"{args.file} holds no conversation", "31", color))
-        return 1
     for n, line in lines:
         try:
             found = problems(tok, conversations.parse_line(line), args.seq_len)
@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     color = use_color() and not args.no_color
 
     def run() -> int:
+        if getattr(args, "out", None) is not None:   # a folder, or a path under a file: an error before the work
+            args.out = output_file(args.out, "--out")
         if args.cmd == "import-openai":
             out = []
             for n, line in read_lines(args.file):

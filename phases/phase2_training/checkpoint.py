@@ -323,7 +323,7 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     given); its vocabulary must match the model's.
     """
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase1_transformer.config import GPTConfig
+    from phases.phase1_transformer.config import GPTConfig, resolve_device
     from phases.phase1_transformer.model import GPT
 
     ckpt = find_checkpoint(path_or_run, step)
@@ -345,7 +345,7 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     if tok.vocab_size != config.vocab_size:
         raise UserError(f"{tok_file} has {tok.vocab_size} tokens but the model expects {config.vocab_size}: "
                         "not the tokenizer this run trained with")
-    device = torch.device(device)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)   # "tpu": one error line
     model = GPT.build(config, device=device, dtype=dtype)
     missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device, finite=True), strict=False)
     if missing or unexpected:

@@ -328,7 +328,11 @@ def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ..
     for flag in flags:
         value = getattr(args, flag, None)
         if value is not None:
-            overrides[flag] = str(value) if isinstance(value, Path) else value
+            value = str(value) if isinstance(value, Path) else value
+            if flag in overrides and str(overrides[flag]) != str(value):   # one would be dropped unseen
+                raise UserError(f"{flag} is given twice: --set {flag}={overrides[flag]} and "
+                                f"--{flag.replace('_', '-')} {value}; keep one")
+            overrides[flag] = value
     return load_config(args.config, overrides)
 
 

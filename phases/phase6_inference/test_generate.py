@@ -33,6 +33,9 @@ def test_samples_json_and_chat(tiny_run, capsys):
     (["x", "--top-p", "1.5"], "top-p"),
     (["", ], "empty"),
     (["x", "--logprobs"], "--logprobs needs --json"),             # issue 15 re-attack: it was silently ignored
+    (["x", "--device", "tpu"], "'tpu' is not a device"),           # ... a RuntimeError traceback from load_model
+    (["x", "--stop", ""], "stop strings must be non-empty"),      # ... a ValueError traceback from the engine
+    (["x", "--temperature", "inf"], "finite"),
 ])
 def test_user_mistakes_are_one_line_errors(tiny_run, capsys, argv, message):
     argv = argv if "--run" in argv else argv + ["--run", tiny_run]

@@ -188,6 +188,11 @@ def run(args: argparse.Namespace) -> dict:
     for name in ("num_samples", "batch_problems", "max_new_tokens"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    from phases.phase1_transformer.sampling import check_knobs
+    try:
+        check_knobs(getattr(args, "temperature", 0.0), getattr(args, "top_k", None))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     timeout = getattr(args, "sandbox_timeout", 1.0)
     if not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--sandbox-timeout must be a number of seconds > 0, got {timeout}")

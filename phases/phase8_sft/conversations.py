@@ -85,6 +85,8 @@ def read_conversations(path: str | Path, skip_bad: bool = False) -> list[dict]:
         raise UserError(f"conversation file {path} does not exist") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e})") from None
+    except OSError as e:                        # a folder, no permission
+        raise UserError(f"cannot read conversation file {path}: {e.strerror or e}") from None
     out = Conversations()
     for n, line in enumerate(lines, 1):
         if not line.strip():

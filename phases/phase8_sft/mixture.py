@@ -104,6 +104,8 @@ def parse_spec(spec: str) -> list[Entry]:
         if not (name in offline.TASKS or name in HUB or name.endswith(".jsonl")):
             raise UserError(f"mixture entry {raw!r}: unknown task {name!r}; choose from "
                             f"{', '.join([*offline.TASKS, *HUB])} or a .jsonl file")
+        if (count and int(count) == 0) or (epochs and int(epochs) == 0):   # 0 would read as "the default"
+            raise UserError(f"mixture entry {raw!r}: count and epochs must be >= 1")
         out.append(Entry(name, int(count) if count else None, int(epochs) if epochs else 1))
     if not out:
         raise UserError("the mixture spec is empty")

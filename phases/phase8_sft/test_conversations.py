@@ -48,6 +48,13 @@ def test_write_then_read_round_trips_both_forms(conversations, offline, tmp_path
         assert ("answer" in back[0]) == (form == "messages")
 
 
+def test_a_folder_is_a_user_error(conversations, tmp_path):
+    """Issue 15 re-attack: `sft --mixture some_folder.jsonl` gave an IsADirectoryError traceback."""
+    (tmp_path / "chats.jsonl").mkdir()
+    with pytest.raises(UserError, match="cannot read conversation file"):
+        conversations.read_conversations(tmp_path / "chats.jsonl")
+
+
 def test_missing_file_is_a_user_error(conversations, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         conversations.read_conversations(tmp_path / "nope.jsonl")

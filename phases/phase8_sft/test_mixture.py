@@ -36,7 +36,8 @@ def test_parse_spec(mixture, spec, expected):
     assert [(e.name, e.count, e.epochs) for e in mixture.parse_spec(spec)] == expected
 
 
-@pytest.mark.parametrize("spec, problem", [("", "empty"), ("poetry:10", "unknown task"), ("arithmetic:x", "expected")])
+@pytest.mark.parametrize("spec, problem", [("", "empty"), ("poetry:10", "unknown task"), ("arithmetic:x", "expected"),
+                                           ("arithmetic:0", ">= 1"), ("identity*0", ">= 1")])   # 0 read as the default
 def test_bad_specs_are_user_errors(mixture, spec, problem):
     with pytest.raises(UserError, match=problem):
         mixture.parse_spec(spec)

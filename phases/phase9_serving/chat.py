@@ -130,8 +130,14 @@ class Chat:
             self.say(f"saved {len(s.exchanges)} exchange(s) to {arg}")
         elif name == "load":
             with open(arg, encoding="utf-8") as f:
-                data = json.load(f)
-            s.load(data["messages"] if isinstance(data, dict) else data)
+                try:
+                    data = json.load(f)
+                except RecursionError:
+                    raise ValueError(f"{arg}: JSON nested too deeply") from None
+            messages = data.get("messages") if isinstance(data, dict) else data
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise ValueError(f"{arg}: expected a list of messages, or an object with 'messages'")
+            s.load(messages)
             for m in s.messages:
                 self.say(f"{m['role']}: {m['content'] if isinstance(m['content'], str) else '(parts)'}", "0")
             self.say(f"loaded {len(s.exchanges)} exchange(s) from {arg}")
@@ -220,7 +226,11 @@ def run(args) -> None:
     if question is not None:
         if not question.strip():
             raise UserError("the prompt is empty")
-        chat.stream(session.send(question.strip()))
+        try:
+            reply = session.send(question.strip())
+        except ValueError as e:                      # e.g. the question alone fills --context
+            raise UserError(str(e)) from None
+        chat.stream(reply)
         return
     if not sys.stdin.isatty() and not tty:
         raise UserError("no terminal: use -p PROMPT (or -p - to read the question from standard input)")

@@ -76,6 +76,13 @@ def settings_from(args, model_name: str):
                             ("--port", args.port, 0 <= args.port <= 65535)):
         if not ok:
             raise UserError(f"{name} {value} is out of range")
+    from phases.phase1_transformer.sampling import check_knobs
+    try:
+        check_knobs(args.temperature, args.top_k, args.top_p)      # the defaults of every request
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.api_key and not args.api_key.strip():
+        raise UserError("--api-key is blank: give a real key, or leave it out on 127.0.0.1")
     loopback = is_loopback(args.host)
     if not loopback and not args.api_key:
         raise UserError(f"refusing to listen on {args.host} without --api-key: anyone who can reach this "
