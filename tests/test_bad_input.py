@@ -264,6 +264,11 @@ def test_run_command_turns_panics_and_warnings_into_one_line(capsys):
         assert run_command(warns) == 0
     assert capsys.readouterr().err == "warning: skipping bad checkpoint: step_000008\n"
 
+    def too_big():                                          # numpy's "Unable to allocate 191 GiB" is a MemoryError
+        raise MemoryError("Unable to allocate 191. GiB for an array")
+    assert run_command(too_big) == 1
+    assert capsys.readouterr().err.startswith("error: out of memory (Unable to allocate 191. GiB")
+
     def bug():
         raise ZeroDivisionError
     with pytest.raises(ZeroDivisionError):                  # a bug keeps its traceback
