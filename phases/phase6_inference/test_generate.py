@@ -36,6 +36,7 @@ def test_samples_json_and_chat(tiny_run, capsys):
     (["x", "--device", "tpu"], "'tpu' is not a device"),           # ... a RuntimeError traceback from load_model
     (["x", "--stop", ""], "stop strings must be non-empty"),      # ... a ValueError traceback from the engine
     (["x", "--temperature", "inf"], "finite"),
+    (["x", "-n", "1000000000"], "a KV cache of 1,000,000,000 rows"),   # ... built a billion row states first
 ])
 def test_user_mistakes_are_one_line_errors(tiny_run, capsys, argv, message):
     argv = argv if "--run" in argv else argv + ["--run", tiny_run]
