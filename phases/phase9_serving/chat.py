@@ -219,8 +219,11 @@ def run(args) -> None:
     except ValueError as e:
         raise UserError(str(e)) from None
     model, tok, name, is_chat = load(args.run, args.device)
-    engine = Engine(model, tok, max_context=args.context or model.config.sequence_len)
-    session = Session(engine, system=args.system, params=params)
+    try:
+        engine = Engine(model, tok, max_context=args.context or model.config.sequence_len)
+        session = Session(engine, system=args.system, params=params)
+    except ValueError as e:                          # --context beyond the model's rotary table
+        raise UserError(f"--context {args.context}: {e}") from None
     tty = sys.stdout.isatty()
     chat = Chat(session, color=use_color(sys.stdout) and not args.no_color)
     if question is not None:

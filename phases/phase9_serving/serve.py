@@ -119,7 +119,10 @@ def run(args) -> None:
     sock = _bind(args.host, args.port)
     model, tok, name, chat = load(args.run, args.device)
     settings.model_name = args.model_name or name
-    app = create_app(model, tok, settings)
+    try:
+        app = create_app(model, tok, settings)
+    except ValueError as e:                          # --context beyond the model's rotary table
+        raise UserError(f"--context {args.context}: {e}") from None
     if not args.quiet:
         setup_access_log()
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -117,6 +117,9 @@ def test_one_shot_prompt_into_a_pipe(chat_run):
     r = subprocess.run([sys.executable, "-m", "phases.phase9_serving.chat", "-p", "Count to five.", "--context", "3"],
                        capture_output=True, env=_env(chat_run["base"]), cwd=REPO, timeout=120)
     assert r.returncode == 2 and b"fills the context (3 tokens)" in r.stderr and b"Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "phases.phase9_serving.chat", "-p", "hi", "--context", "100000000"],
+                       capture_output=True, env=_env(chat_run["base"]), cwd=REPO, timeout=120)
+    assert r.returncode == 2 and b"rotary table" in r.stderr and b"Traceback" not in r.stderr
 
 
 def test_load_refuses_files_that_are_no_conversation(chat_run, tmp_path):
