@@ -197,6 +197,14 @@ def test_an_empty_output_path_is_not_the_current_folder(argv, capsys, tmp_path, 
 
 
 
+def test_template_new_with_closed_input_is_one_error(w):
+    """Fresh attack: `template_builder.py new` with stdin at its end gave an EOFError traceback."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "template_builder.py"), "--tokenizer", w["tok"], "new"],
+                          input=b"", capture_output=True, env=env, cwd=ROOT, timeout=TIME_BOUND)
+    assert proc.returncode == 2 and b"the input ended" in proc.stderr and b"Traceback" not in proc.stderr
+
+
 def test_vocab_size_is_checked_before_the_corpus_is_built(tmp_path):
     """Issue 14 #9: no minute of corpus building before 'vocab_size must be at least 265'."""
     proc, seconds = run([sys.executable, "-m", "mini_nanochat", "tokenizer", "train", "--vocab-size", "100"],

@@ -150,7 +150,10 @@ def plural(n: int, word: str = "conversation") -> str:
 
 
 def cmd_new(args, tok, color) -> int:
-    record = build_interactively()
+    try:
+        record = build_interactively()
+    except EOFError:                         # stdin closed (Ctrl-D, or a pipe that ran dry) mid-conversation
+        raise UserError("the input ended before the conversation was finished; nothing was written") from None
     print(show(tok, record, color, as_table=False))
     for p in problems(tok, record, args.seq_len):
         print(f"warning: {p}")

@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError(f"--max-per-task must be a positive number, or -1 for all items; got {args.max_per_task}")
     if args.batch_tokens is not None and args.batch_tokens < 0:
         raise UserError(f"--batch-tokens must be >= 0, got {args.batch_tokens}")
+    if getattr(args, "tasks", None) is not None and not _names(args.tasks):   # "" read as "every task"
+        raise UserError("--tasks is empty: name at least one task, or leave it out for all of them")
     pin = getattr(args, "bundle_sha256", None)
     if pin is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
         raise UserError(f"--bundle-sha256 must be 64 hexadecimal digits, got {pin!r}")

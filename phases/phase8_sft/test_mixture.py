@@ -43,6 +43,12 @@ def test_bad_specs_are_user_errors(mixture, spec, problem):
         mixture.parse_spec(spec)
 
 
+def test_a_mixture_too_large_to_list_is_refused_before_generating(mixture):
+    """Issue 15 re-attack: "arithmetic:99999999999999999999" generated problems until killed."""
+    with pytest.raises(UserError, match="for its shuffled index alone"):
+        mixture.build("arithmetic:99999999999999999999")
+
+
 def test_offline_mixture_counts_epochs_and_held_out_split(mixture):
     train = mixture.build("arithmetic:50, identity:10*2")
     assert train.counts() == {"arithmetic": 50, "identity": 20} and len(train) == 70
