@@ -20,6 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+# Import the training modules now, at collection: their ``out=sys.stdout`` defaults are bound at
+# import, and a first import inside a capsys test below bound a capture that is closed afterwards,
+# which broke later phase tests of the same session (tests/ collected before phases/).
+import mini_nanochat.cli  # noqa: F401,E402
+
 ROOT = Path(__file__).resolve().parent.parent
 TIME_BOUND = 60        # seconds: generous for a loaded 2-core machine; every case takes a few
 
