@@ -20,6 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+# Import the training modules now, at collection: their ``out=sys.stdout`` defaults are bound at
+# import, and a first import inside a capsys test below bound a capture that is closed afterwards,
+# which broke later phase tests of the same session (tests/ collected before phases/).
+import mini_nanochat.cli  # noqa: F401,E402
+
 ROOT = Path(__file__).resolve().parent.parent
 TIME_BOUND = 60        # seconds: generous for a loaded 2-core machine; every case takes a few
 
@@ -52,6 +57,8 @@ def w(tiny_tokenized, tmp_path_factory):
     (bad / "a_dir.png").mkdir()
     (bad / "deep.jsonl").write_text("[" * 100_000 + "\n")
     (bad / "deep.json").write_text("[" * 100_000)
+    (bad / "binary.jsonl").write_bytes(bytes(range(128, 256)) * 8)
+    (bad / "empty.jsonl").write_text("")
     (bad / "huge_int.toml").write_text("[model]\ndepth = 99999999999999999999999\n")
     (bad / "toklist").mkdir()
     (bad / "toklist" / "tokenizer.json").write_text("[1, 2]")
@@ -115,6 +122,34 @@ CASES = [
      "meta.json"),
     # 12: sizes that cannot be met are said
     ("calculator-mlp-ratio-0", "tool model_calculator.py --mlp-ratio 0", 2, "mlp_ratio"),
+    # the fresh attack (issue 15's note): Phase 6-9 surfaces; each was a traceback, a hang or silently accepted
+    ("template-show-deep-jsonl", "tool template_builder.py --tokenizer {tok} show {bad}/deep.jsonl", 2,
+     "nested too deeply"),
+    ("template-show-binary", "tool template_builder.py --tokenizer {tok} show {bad}/binary.jsonl", 2, "not UTF-8"),
+    ("template-show-folder", "tool template_builder.py --tokenizer {tok} show {bad}", 2, "is a folder"),
+    ("template-check-empty-file", "tool template_builder.py --tokenizer {tok} check {bad}/empty.jsonl", 2,
+     "holds no conversation"),                            # was "0 of 0 conversations pass", exit 0
+    ("template-jinja-out-under-a-file", "tool template_builder.py jinja --out {bad}/a_file/x", 2, "a_file"),
+    ("generate-logprobs-without-json", "cli generate hi --run {bad}/none --logprobs", 2, "--logprobs needs --json"),
+    ("generate-temperature-inf", "cli generate hi --run {bad}/none --temperature inf", 2, "finite"),
+    ("chat-max-tokens-0", "cli chat -p hi --max-tokens 0", 2, "--max-tokens"),
+    ("serve-context-0", "cli serve --context 0", 2, "--context"),
+    ("serve-port-99999", "cli serve --port 99999", 2, "--port 99999 is out of range"),
+    ("serve-public-host-without-key", "cli serve --host 0.0.0.0", 2, "without --api-key"),
+    ("quiz-42", "cli quiz 42", 2, "phases are numbered 0-9"),
+    ("eval-bundle-sha-not-hex", "cli eval base --run {bad}/none --bundle-sha256 zz", 2, "64 hexadecimal"),
+    ("eval-sandbox-timeout-negative", "cli eval chat --run {bad}/none --sandbox-timeout -1", 2, "--sandbox-timeout"),
+    ("rl-negative-kl", "cli rl --set beta=-0.1", 2, "beta must be >= 0"),
+    ("rl-temperature-0", "cli rl --set temperature=0", 2, "temperature must be > 0"),
+    ("sft-eval-max-tokens-0", "cli sft --set eval_max_tokens=0", 2, "eval_max_tokens must be >= 1"),
+    ("embedded-out-under-a-file", "cli data embedded --out {bad}/a_file/x", 2, "a_file"),
+    ("explorer-top-p-2", "tool generation_explorer.py hi --top-p 2 --tokenizer {tok}", 2, "top_p"),
+    ("explorer-negative-steps", "tool generation_explorer.py hi --steps -1", 2, "--steps"),
+    ("explorer-device-tpu", "tool generation_explorer.py hi --device tpu", 2, "tpu"),
+    ("explorer-plot-under-a-file", "tool generation_explorer.py hi --plot {bad}/a_file/x.png", 2, "a_file"),
+    ("serve-temperature-negative", "cli serve --temperature -1", 2, "temperature"),
+    ("generate-top-k-beyond-64-bits", "cli generate hi --run {bad}/none --top-k 100000000000000000000", 2, "2^63"),
+    ("pretrain-set-and-flag-disagree", "cli pretrain --set depth=abc --depth 2", 2, "given twice"),
 ]
 
 
@@ -150,6 +185,29 @@ def test_bad_input_is_one_clear_error(case, w):
         assert out.split() == ["237", "160", "128"]          # 3 bytes -> 3 byte tokens
     if status == 1:
         assert "cannot be used" in out or "problem" in out
+
+
+@pytest.mark.parametrize("argv", [["data", "embedded", "--out", ""], ["tokenizer", "train", "--out", ""],
+                                  ["pretrain", "--run-dir", ""]])
+def test_an_empty_output_path_is_not_the_current_folder(argv, capsys, tmp_path, monkeypatch):
+    """Fresh attack: Path("") is ".", so --out "" built the corpus into wherever the user stood."""
+    from mini_nanochat.cli import main
+    monkeypatch.setenv("MINI_NANOCHAT_BASE_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "expected a path, got an empty string" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []                    # nothing written
+
+
+
+
+def test_template_new_with_closed_input_is_one_error(w):
+    """Fresh attack: `template_builder.py new` with stdin at its end gave an EOFError traceback."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "template_builder.py"), "--tokenizer", w["tok"], "new"],
+                          input=b"", capture_output=True, env=env, cwd=ROOT, timeout=TIME_BOUND)
+    assert proc.returncode == 2 and b"the input ended" in proc.stderr and b"Traceback" not in proc.stderr
 
 
 def test_vocab_size_is_checked_before_the_corpus_is_built(tmp_path):
@@ -218,6 +276,11 @@ def test_run_command_turns_panics_and_warnings_into_one_line(capsys):
         warnings._showwarnmsg_impl = lambda msg: sys.stderr.write(warnings._formatwarnmsg(msg))
         assert run_command(warns) == 0
     assert capsys.readouterr().err == "warning: skipping bad checkpoint: step_000008\n"
+
+    def too_big():                                          # numpy's "Unable to allocate 191 GiB" is a MemoryError
+        raise MemoryError("Unable to allocate 191. GiB for an array")
+    assert run_command(too_big) == 1
+    assert capsys.readouterr().err.startswith("error: out of memory (Unable to allocate 191. GiB")
 
     def bug():
         raise ZeroDivisionError

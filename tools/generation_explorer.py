@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from phases.common.console import UserError, paint, run_command, use_color
-from phases.phase1_transformer.config import PRESETS, preset
+from phases.phase1_transformer.config import PRESETS, preset, resolve_device
 from phases.phase6_inference.engine import Engine, SamplingParams
 from phases.phase6_inference.explore import Trace, branch, piece, softcap_view, trace, tree
 
@@ -153,13 +153,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.prompt and not args.interactive:
         p.error("give a PROMPT, or -i for the interactive mode")
+    for name in ("top", "steps", "html_top"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     return args
 
 
 def params_of(args) -> SamplingParams:
     try:
         return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k or None,
-                              top_p=args.top_p if args.top_p < 1 else None, seed=args.seed, use_tools=True)
+                              top_p=None if args.top_p == 1 else args.top_p, seed=args.seed, use_tools=True)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -300,6 +303,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def go():
+        from phases.common.files import output_file
+        args.device = resolve_device(args.device)            # "tpu": one error line, not torch's list
+        for flag, suffix in (("plot", ".png"), ("html", None)):
+            if getattr(args, flag):                          # outputs checked before the model is built
+                output_file(getattr(args, flag), f"--{flag}", suffix)
         engine, trained, args.description = load(args)
         color = use_color(sys.stdout, args.color)
         if not trained and not args.json:

@@ -30,13 +30,10 @@ import json
 import sys
 from pathlib import Path
 
-try:  # run as `python tools/template_builder.py`: the repo root is not on sys.path
-    import phases.phase8_sft.template  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _view  # noqa: F401,E402  (puts this repository's root first on sys.path, as every tool)
 
 from phases.common.console import UserError, paint, run_command, use_color  # noqa: E402
-from phases.common.files import atomic_write_text  # noqa: E402
+from phases.common.files import atomic_write_text, output_file  # noqa: E402
 from phases.common.paths import tokenizer_dir  # noqa: E402
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation  # noqa: E402
 from phases.phase0_tokenizer.visualize import CONTEXT, SPECIAL, TRAINED, render_mask, token_pieces  # noqa: E402
@@ -53,7 +50,16 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; give a JSONL file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:                            # nothing to show, check or convert: never "0 of 0 pass", exit 0
+        raise UserError(f"{path} holds no conversation")
+    return lines
 
 
 def records(path: Path) -> list[tuple[int, dict]]:
@@ -144,7 +150,10 @@ def plural(n: int, word: str = "conversation") -> str:
 
 
 def cmd_new(args, tok, color) -> int:
-    record = build_interactively()
+    try:
+        record = build_interactively()
+    except EOFError:                         # stdin closed (Ctrl-D, or a pipe that ran dry) mid-conversation
+        raise UserError("the input ended before the conversation was finished; nothing was written") from None
     print(show(tok, record, color, as_table=False))
     for p in problems(tok, record, args.seq_len):
         print(f"warning: {p}")
@@ -158,8 +167,8 @@ def cmd_new(args, tok, color) -> int:
 
 
 def cmd_check(args, tok, color) -> int:
-    bad = 0
-    for n, line in read_lines(args.file):
+    bad, lines = 0, read_lines(args.file)
+    for n, line in lines:
         try:
             found = problems(tok, conversations.parse_line(line), args.seq_len)
         except ConversationError as e:
@@ -167,7 +176,7 @@ def cmd_check(args, tok, color) -> int:
         for p in found:
             print(f"line {n}: {p}")
         bad += bool(found)
-    total = len(read_lines(args.file))
+    total = len(lines)
     print(paint(f"{total - bad} of {plural(total)} pass", "32" if not bad else "31", color))
     return 1 if bad else 0
 
@@ -236,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     color = use_color() and not args.no_color
 
     def run() -> int:
+        if getattr(args, "out", None) is not None:   # a folder, or a path under a file: an error before the work
+            args.out = output_file(args.out, "--out")
         if args.cmd == "import-openai":
             out = []
             for n, line in read_lines(args.file):

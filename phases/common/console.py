@@ -35,7 +35,8 @@ def run_command(fn: Callable[[], object]) -> int:
 
     ``UserError`` -> ``error: …`` on stderr, status 2; Ctrl-C -> status 130; a closed pipe
     (``… | head``) -> status 0, quietly; a Rust panic from an extension (a ``BaseException``)
-    -> one ``error:`` line, status 1. Anything else is a bug and keeps its traceback.
+    or a ``MemoryError`` -> one ``error:`` line, status 1. Anything else is a bug and keeps its
+    traceback.
     """
     try:
         with warnings.catch_warnings():
@@ -47,6 +48,10 @@ def run_command(fn: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:                 # an allocation the machine cannot make: a size asked for, not a bug
+        print(f"error: out of memory ({str(e)[:200] or 'an allocation failed'}); ask for smaller sizes",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # Point stdout at /dev/null so Python's final flush at exit does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -84,6 +89,15 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def path_arg(text: str) -> Path:
+    """An argparse ``type`` for a file or folder: an empty string is a usage error, not the
+    current folder (``Path("")`` is ``.``: ``--out ""`` would write into wherever you stand)."""
+    import argparse
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
 
 
 def cpu_model() -> str:

@@ -47,8 +47,8 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from phases.common.console import UserError, command, progress
-from phases.common.files import atomic_write_text
+from phases.common.console import UserError, command, path_arg, progress
+from phases.common.files import atomic_write_text, output_dir
 from phases.common.paths import data_dir
 from phases.phase0_tokenizer import shards as shard_format
 from phases.phase0_tokenizer.shards import SHARD_GLOB, shard_name, write_shard
@@ -348,9 +348,7 @@ def build_embedded_corpus(out_dir: str | os.PathLike | None = None, *,
     start = time.perf_counter()
     if shard_chars <= 0:
         raise UserError(f"shard_chars must be positive, got {shard_chars}")
-    out = Path(out_dir) if out_dir is not None else data_dir("embedded")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
+    out = output_dir(out_dir if out_dir is not None else data_dir("embedded"), "corpus folder")  # before the work
     pkgs = DEFAULT_PACKAGES if packages is None else tuple(packages)
     include_topics = include_stdlib if include_topics is None else include_topics
     # Everything the output depends on; if it all matches, the old build is still right.
@@ -424,7 +422,7 @@ def format_report(info: CorpusInfo) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default <base>/data/embedded)")
+    parser.add_argument("--out", type=path_arg, default=None, help="output folder (default <base>/data/embedded)")
     parser.add_argument("--force", action="store_true", help="rebuild even if an up-to-date corpus exists")
 
 

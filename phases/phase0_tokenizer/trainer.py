@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from phases.common.console import UserError, command, positive_int
+from phases.common.console import UserError, command, path_arg, positive_int
 from phases.common.files import atomic_write_text, output_dir, output_file
 from phases.common.paths import data_dir, tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer, check_vocab_size
@@ -84,8 +84,8 @@ def load_train_settings(folder: str | Path) -> TrainSettings | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab-size", type=positive_int, default=8192,
                         help="vocabulary size including the 9 special tokens (default 8192; nanochat uses 32768)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default <base>/tokenizer)")
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--out", type=path_arg, default=None, help="output folder (default <base>/tokenizer)")
+    parser.add_argument("--data", type=path_arg, default=None,
                         help="folder of parquet shards with a 'text' column (default: the embedded corpus)")
     parser.add_argument("--max-chars", type=positive_int, default=2_000_000_000,
                         help="stop after this many characters (default 2e9, as nanochat)")

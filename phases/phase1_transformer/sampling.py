@@ -48,13 +48,15 @@ def _per_row(value: Knob, rows: int, default: float, device, dtype=torch.float32
 def check_knobs(temperature: Knob = 1.0, top_k: Knob = None, top_p: Knob = None) -> None:
     """Raise ValueError for values no sampler accepts (negative temperature, top_p outside (0, 1])."""
     for name, value, ok, rule in (("temperature", temperature, lambda t: (t >= 0).all(), ">= 0"),
-                                  ("top_k", top_k, lambda k: (k >= 0).all(), ">= 0 (0 = off)"),
+                                  ("top_k", top_k, lambda k: ((k >= 0) & (k < 2 ** 63)).all(),
+                                   ">= 0 (0 = off) and below 2^63"),
                                   ("top_p", top_p, lambda p: ((p > 0) & (p <= 1)).all(), "in (0, 1]")):
         if value is None:
             continue
         t = torch.as_tensor(value, dtype=torch.float64)
-        if not bool(torch.isfinite(t).all()) or not bool(ok(t)):
-            raise ValueError(f"{name} must be {rule}, got {value}")
+        finite = bool(torch.isfinite(t).all())
+        if not finite or not bool(ok(t)):
+            raise ValueError(f"{name} must be {rule}{'' if finite else ' and finite'}, got {value}")
 
 
 # --8<-- [start:filter]

@@ -174,13 +174,19 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike, resumable: bool = False) -> C
     return None
 
 
-def load_weights(path: str | os.PathLike, device="cpu") -> dict[str, torch.Tensor]:
+def load_weights(path: str | os.PathLike, device="cpu", finite: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors``; ``finite``: a clear error if any holds NaN or inf
+    (a diverged run's weights only sample garbage; resuming keeps them, to show the divergence)."""
     st = _safetensors()
     f = Path(path) / "model.safetensors"
     try:
         weights = st.load_file(str(f), device=str(device))
     except Exception as e:  # safetensors raises its own error types for bad headers
         raise CorruptCheckpoint(f"checkpoint file {f} cannot be read: {e}") from None
+    bad = [k for k, v in weights.items() if finite and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{f} holds NaN or inf values ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                        "the run diverged or the file was altered; use an earlier checkpoint (RUN@STEP)")
     return {k.removeprefix("_orig_mod."): v for k, v in weights.items()}
 
 
@@ -317,7 +323,7 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     given); its vocabulary must match the model's.
     """
     from phases.phase0_tokenizer.bpe import BPETokenizer
-    from phases.phase1_transformer.config import GPTConfig
+    from phases.phase1_transformer.config import GPTConfig, resolve_device
     from phases.phase1_transformer.model import GPT
 
     ckpt = find_checkpoint(path_or_run, step)
@@ -339,9 +345,9 @@ def load_model(path_or_run: str | os.PathLike, device: str | torch.device = "cpu
     if tok.vocab_size != config.vocab_size:
         raise UserError(f"{tok_file} has {tok.vocab_size} tokens but the model expects {config.vocab_size}: "
                         "not the tokenizer this run trained with")
-    device = torch.device(device)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)   # "tpu": one error line
     model = GPT.build(config, device=device, dtype=dtype)
-    missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device), strict=False)
+    missing, unexpected = model.load_state_dict(load_weights(ckpt.path, device, finite=True), strict=False)
     if missing or unexpected:
         raise UserError(f"checkpoint {ckpt.path} does not match its own model_config: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]}")

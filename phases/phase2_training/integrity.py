@@ -177,6 +177,8 @@ def check_checkpoint(path: str | os.PathLike, hash: bool = True, resumable: bool
         c.problems.append(f"{META_FILE} says step {step} but the folder is step {c.step}")
     elif not m:
         c.step = step
+    if not isinstance(meta.get("stage", ""), str):     # "sft", "rl": what Phase 9 serves as a chat model
+        c.problems.append(f"{META_FILE}: stage must be a string, got {meta['stage']!r}")
     files = meta.get("files")
     if not isinstance(files, dict):
         return _with(c, f"{META_FILE}: 'files' must map each checkpoint file to its sha256, got {type(files).__name__}")

@@ -102,6 +102,7 @@ CORRUPTIONS = {
     "header unreadable, sha256 matching": _unreadable_header_matching_sha,
     "optim.pt is a folder": lambda d: ((d / "optim.pt").unlink(), (d / "optim.pt").mkdir()),
     "step folder is a file": _step_folder_is_a_file,
+    "stage is a list": _edit_meta(stage=["sft"]),      # issue 15 re-attack: was accepted by inspect and chat
 }
 LOAD_TIME = {  # well-formed on disk: found only when loading, and the loop must fall back all the same
     "optim.pt has no optimizer key (sha256 matching)": _optim_without_optimizer,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from phases.common.console import UserError, positive_int
+from phases.common.console import UserError, path_arg, positive_int
 from phases.common.files import output_dir
 from phases.common.paths import run_dir as named_run_dir
 from phases.common.paths import tokenizer_dir
@@ -327,13 +327,13 @@ FLAGS = ("depth", "num_iterations", "device_batch_size", "total_batch_size", "ru
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of a training command: a TOML file, ``--set`` overrides, dedicated flags, --resume."""
     add = parser.add_argument
-    add("--config", type=Path, default=None, help="a TOML file (see examples/)")
+    add("--config", type=path_arg, default=None, help="a TOML file (see examples/)")
     add("--depth", type=positive_int, help="the dial: model depth (width and heads follow)")
     add("--num-iterations", type=int, help="optimizer steps (-1: from the tokens:params ratio)")
     add("--device-batch-size", type=positive_int, help="rows per forward/backward")
     add("--total-batch-size", type=int, help="tokens per optimizer step (-1: from the depth)")
     add("--run-name", help="run folder name under <base>/runs")
-    add("--run-dir", type=Path, help="run folder (overrides --run-name)")
+    add("--run-dir", type=path_arg, help="run folder (overrides --run-name)")
     add("--save-every", type=int, help="checkpoint every N steps (0 = only at the end)")
     add("--eval-every", type=int, help="validation bpb every N steps (0 = only at the end)")
     add("--stop-after-step", type=int, help="checkpoint and stop after step N; --resume continues later")
@@ -351,7 +351,11 @@ def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ..
     for flag in flags:
         value = getattr(args, flag, None)
         if value is not None:
-            overrides[flag] = str(value) if isinstance(value, Path) else value
+            value = str(value) if isinstance(value, Path) else value
+            if flag in overrides and str(overrides[flag]) != str(value):   # one would be dropped unseen
+                raise UserError(f"{flag} is given twice: --set {flag}={overrides[flag]} and "
+                                f"--{flag.replace('_', '-')} {value}; keep one")
+            overrides[flag] = value
     return load_config(args.config, overrides)
 
 

@@ -72,7 +72,7 @@ import torch
 from phases.phase1_transformer.sampling import check_knobs, sample_next
 from phases.phase6_inference.calculator import calculate
 from phases.phase6_inference.detok import StreamDecoder
-from phases.phase6_inference.kv_cache import KVCache
+from phases.phase6_inference.kv_cache import KVCache, check_fits
 
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")
 _SEED_STRIDE = 0x9E3779B97F4A7C15  # golden-ratio stride: row seeds far apart
@@ -388,6 +388,8 @@ class Engine:
         if longest >= self.max_context:
             raise ValueError(f"a prompt of {longest} tokens leaves no room in a context of {self.max_context}")
         rows = len(batch) * num_samples
+        if max_tokens > 0:                   # refuse a cache that cannot fit before building 100,000 row states
+            check_fits(rows, min(longest + max_tokens, self.max_context), self.model.kv_bytes_per_token(), self.device)
         gens = [self.start(batch[p], SamplingParams(max_tokens, temperature, top_k, top_p, seeds[p], tuple(stop),
                                                     logprobs, use_tools), s)
                 for p in range(len(batch)) for s in range(num_samples)]

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from phases.phase2_training.checkpoint import load_model
-    from phases.phase6_inference.engine import Engine
+    from phases.phase6_inference.engine import Engine, SamplingParams
 
     text = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not text:
@@ -101,6 +101,12 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.top_k < 0:
         raise UserError(f"--top-k must be >= 0 (0 = off), got {args.top_k}")
+    try:                                    # the engine's own rules (finite temperature, non-empty --stop, ...)
+        SamplingParams(args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed, tuple(args.stop))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.logprobs and not args.json:
+        raise UserError("--logprobs needs --json (the log-probabilities are printed in the JSON objects)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: CUDA is not available on this machine")
     model, tok, meta = load_model(args.run, device=args.device)

@@ -48,6 +48,18 @@ def _rows(rows: int | Iterable[int] | None, batch: int) -> list[int]:
     return out
 
 
+def check_fits(rows: int, max_len: int, bytes_per_token: int, device) -> None:
+    """Refuse, with the figure, a cache of ``rows`` x ``max_len`` tokens larger than ``device``'s
+    memory (``generate -n 100000``, RL's ``num_samples=1e6``): an error now, not minutes of swap."""
+    from phases.common.console import UserError
+    from phases.phase1_transformer.config import gib
+    from phases.phase1_transformer.memory import device_memory
+    need, have = rows * max_len * bytes_per_token, device_memory(device)
+    if have is not None and need > have:
+        raise UserError(f"a KV cache of {rows:,} rows x {max_len:,} tokens needs {gib(need)} but {device} has "
+                        f"{gib(have)}; ask for fewer samples (rows) or a shorter context")
+
+
 class KVCache:
     """Keys, values and smear embeddings for ``batch`` rows of up to ``max_len`` tokens."""
 
@@ -75,6 +87,7 @@ class KVCache:
         max_len = max_len or cfg.sequence_len
         if max_len > model.cos.size(0):
             raise ValueError(f"max_len {max_len} exceeds the model's rotary table ({model.cos.size(0)} positions)")
+        check_fits(batch, max_len, model.kv_bytes_per_token(), model.wte.weight.device)
         return cls(cfg.n_layer, batch, max_len, cfg.n_kv_head, cfg.head_dim, dtype=model.compute_dtype,
                    device=model.wte.weight.device, n_embd=cfg.n_embd if cfg.smear else 0)
 

@@ -32,12 +32,34 @@ def test_samples_json_and_chat(tiny_run, capsys):
     (["x", "--run", "/nonexistent/run"], "no run or checkpoint"),
     (["x", "--top-p", "1.5"], "top-p"),
     (["", ], "empty"),
+    (["x", "--logprobs"], "--logprobs needs --json"),             # issue 15 re-attack: it was silently ignored
+    (["x", "--device", "tpu"], "'tpu' is not a device"),           # ... a RuntimeError traceback from load_model
+    (["x", "--stop", ""], "stop strings must be non-empty"),      # ... a ValueError traceback from the engine
+    (["x", "--temperature", "inf"], "finite"),
+    (["x", "-n", "1000000000"], "a KV cache of 1,000,000,000 rows"),   # ... built a billion row states first
 ])
 def test_user_mistakes_are_one_line_errors(tiny_run, capsys, argv, message):
     argv = argv if "--run" in argv else argv + ["--run", tiny_run]
     assert generate.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_a_checkpoint_with_nan_weights_is_one_clear_error(tmp_path, tok, model, capsys):
+    """Issue 15 re-attack: NaN weights (a diverged run, or an altered file re-hashed) gave a
+    RuntimeError traceback from the sampler; now load_model says which file and what to do."""
+    import copy
+
+    import torch
+
+    from phases.phase6_inference.conftest import make_run
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    run = make_run(tmp_path, tok, broken, name="diverged")
+    assert generate.main(["x", "--run", run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "NaN or inf" in err and "Traceback" not in err
 
 
 def test_the_parser_mounts_on_any_parser():

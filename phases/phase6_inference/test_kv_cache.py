@@ -139,6 +139,14 @@ def test_row_masks_equal_the_single_row_mask(layers):
         assert not masks[b, 0, :, s + 3:].any()                               # another row's longer tail
 
 
+def test_a_cache_larger_than_memory_is_refused_with_its_size(kv_cache_mod, tok):
+    """Issue 15 re-attack: `generate -n 100000` swapped for minutes; now an error with the figure."""
+    from phases.common.console import UserError
+    m = make_model(tok, sequence_len=16)
+    with pytest.raises(UserError, match=r"a KV cache of 10,000,000,000 rows x 16 tokens needs .* but cpu has"):
+        kv_cache_mod.KVCache.for_model(m, 10 ** 10, 16)
+
+
 def test_max_len_beyond_the_rotary_table_is_refused(kv_cache_mod, tok):
     m = make_model(tok, sequence_len=16)
     with pytest.raises(ValueError, match="rotary"):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -180,9 +182,22 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError(f"--max-per-task must be a positive number, or -1 for all items; got {args.max_per_task}")
     if args.batch_tokens is not None and args.batch_tokens < 0:
         raise UserError(f"--batch-tokens must be >= 0, got {args.batch_tokens}")
+    if getattr(args, "tasks", None) is not None and not _names(args.tasks):   # "" read as "every task"
+        raise UserError("--tasks is empty: name at least one task, or leave it out for all of them")
+    pin = getattr(args, "bundle_sha256", None)
+    if pin is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
+        raise UserError(f"--bundle-sha256 must be 64 hexadecimal digits, got {pin!r}")
     for name in ("num_samples", "batch_problems", "max_new_tokens"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    from phases.phase1_transformer.sampling import check_knobs
+    try:
+        check_knobs(getattr(args, "temperature", 0.0), getattr(args, "top_k", None))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    timeout = getattr(args, "sandbox_timeout", 1.0)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--sandbox-timeout must be a number of seconds > 0, got {timeout}")
     with distributed(args.device or "") as world:
         runtime = DistRuntime(world) if world.world_size > 1 else Runtime()
         args.show = world.is_master and not getattr(args, "no_progress", False)

@@ -88,6 +88,17 @@ class Task:
         return f"{type(self).__name__}({self.name!r}, {len(self)} examples, {self.kind})"
 
 
+def check_index_fits(total: int) -> None:
+    """Refuse a mixture whose shuffled index (about 100 bytes a conversation) would not fit in half
+    the machine's memory (``arithmetic:3*1000000000`` listed 3e9 entries for minutes, then died)."""
+    from phases.phase1_transformer.config import gib
+    from phases.phase1_transformer.memory import device_memory
+    have = device_memory("cpu")
+    if have is not None and total * 100 > have / 2:
+        raise UserError(f"a mixture of {total:,} conversations needs about {gib(total * 100)} for its shuffled "
+                        f"index alone, more than half of this machine's {gib(have)}: use fewer epochs or smaller counts")
+
+
 class TaskMixture:
     """Several tasks as one shuffled sequence of conversations.
 
@@ -102,6 +113,7 @@ class TaskMixture:
         if len(per_task) != len(tasks) or any(e < 0 for e in per_task):
             raise UserError(f"epochs must be one number >= 0 or one per task ({len(tasks)}), got {epochs!r}")
         self.tasks, self.epochs, self.seed = list(tasks), per_task, seed
+        check_index_fits(sum(e * len(task) for e, task in zip(per_task, self.tasks)))
         self.index = [(t, i) for t, task in enumerate(self.tasks)
                       for _ in range(per_task[t]) for i in range(len(task))]
         random.Random(seed).shuffle(self.index)

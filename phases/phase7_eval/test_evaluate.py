@@ -57,6 +57,7 @@ def test_base_evaluation_writes_the_report_card(tiny_run):
     (["base", "--run", "RUN", "--max-per-task", "0"], "--max-per-task must be"),
     (["base", "--run", "RUN", "--source", "corpus", "--tasks", "nope"], "no task named nope"),
     (["chat", "--run", "RUN", "--tasks", "SQuAD"], "unknown chat task"),
+    (["base", "--run", "RUN", "--tasks", ""], "--tasks is empty"),        # issue 15 re-attack: "" meant "all"
 ])
 def test_mistakes_are_one_line_errors(tiny_run, args, message):
     args = [str(tiny_run["run_dir"]) if a == "RUN" else a for a in args]

@@ -43,6 +43,8 @@ def test_mixture_epochs_and_seeded_shuffle(tasks):
     assert mix.counts() == {"a": 6, "b": 2} and mix.source(0) == mix[0]["id"]
     with pytest.raises(Exception, match="epochs"):
         tasks.TaskMixture([a, b], epochs=[1])
+    with pytest.raises(Exception, match="needs about .* for its shuffled index"):   # issue 15 re-attack: was
+        tasks.TaskMixture([a], epochs=10 ** 12)                                    # minutes of listing, then a crash
 
 
 def test_seeded_order_is_numpys_permutation(tasks):

@@ -67,6 +67,8 @@ def parse_line(line: str):
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise ConversationError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:                      # 100,000 nested '[': no conversation is that deep
+        raise ConversationError("invalid JSON (nested too deeply)") from None
     return check_conversation(obj)
 
 
@@ -83,6 +85,8 @@ def read_conversations(path: str | Path, skip_bad: bool = False) -> list[dict]:
         raise UserError(f"conversation file {path} does not exist") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e})") from None
+    except OSError as e:                        # a folder, no permission
+        raise UserError(f"cannot read conversation file {path}: {e.strerror or e}") from None
     out = Conversations()
     for n, line in enumerate(lines, 1):
         if not line.strip():

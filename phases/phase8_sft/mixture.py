@@ -37,7 +37,7 @@ from pathlib import Path
 from phases.common.console import UserError
 from phases.common.paths import base_dir
 from phases.phase7_eval.chat_tasks import GSM8K, MMLU, extract_answer, same_number
-from phases.phase7_eval.tasks import Task, TaskMixture
+from phases.phase7_eval.tasks import Task, TaskMixture, check_index_fits
 from phases.phase8_sft import offline
 from phases.phase8_sft.conversations import check_conversation, read_conversations
 
@@ -104,6 +104,8 @@ def parse_spec(spec: str) -> list[Entry]:
         if not (name in offline.TASKS or name in HUB or name.endswith(".jsonl")):
             raise UserError(f"mixture entry {raw!r}: unknown task {name!r}; choose from "
                             f"{', '.join([*offline.TASKS, *HUB])} or a .jsonl file")
+        if (count and int(count) == 0) or (epochs and int(epochs) == 0):   # 0 would read as "the default"
+            raise UserError(f"mixture entry {raw!r}: count and epochs must be >= 1")
         out.append(Entry(name, int(count) if count else None, int(epochs) if epochs else 1))
     if not out:
         raise UserError("the mixture spec is empty")
@@ -165,7 +167,8 @@ def build(spec: str, split: str = "train", seed: int = 42, show_progress: bool =
                    for e in entries if not e.name.endswith(".jsonl")]
         if not entries:
             raise UserError(f"the mixture {spec!r} has no task with a held-out split (files have none)")
-    tasks = [task_of(e, split, show_progress=show_progress) for e in entries]
+    check_index_fits(sum((e.count or DEFAULT_COUNT) * e.epochs for e in entries if e.name in offline.TASKS))
+    tasks = [task_of(e, split, show_progress=show_progress) for e in entries]   # (before generating any)
     return TaskMixture(tasks, [e.epochs for e in entries], seed=seed)
 
 

@@ -47,6 +47,8 @@ import torch
 
 from phases.common.console import UserError
 from phases.phase0_tokenizer.chat import render_for_completion
+from phases.phase1_transformer.config import resolve_device
+from phases.phase1_transformer.memory import meta_model
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
 from phases.phase2_training.checkpoint import find_checkpoint
@@ -54,6 +56,7 @@ from phases.phase2_training.recipe import Recipe
 from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, load_tokenizer, run_training
 from phases.phase4_ddp import recipe as p4recipe
 from phases.phase5_data.pretrain import PretrainConfig, pretrain_recipe
+from phases.phase6_inference.kv_cache import check_fits
 from phases.phase7_eval.tasks import TaskMixture
 from phases.phase8_sft import mixture as mixtures
 from phases.phase8_sft.grpo import NORMALISATIONS, SCALES, advantages, policy_loss, token_logprobs
@@ -97,6 +100,11 @@ class RLKeys:
     save_every: int = 20
     run_name: str = "rl"
 # --8<-- [end:keys]
+RLKeys.limits = {**{k: p2config.at_least(1) for k in ("examples_per_step", "num_samples", "max_new_tokens",
+                                                     "updates_per_batch", "pass_k")},
+                 "temperature": p2config.above(0), "top_k": p2config.at_least(0),
+                 "beta": p2config.at_least(0), "clip_eps": p2config.between(0, 1), "clip_eps_high": p2config.at_least(0),
+                 "init_lr_frac": p2config.at_least(0)}
 
 
 RLConfig = p2config.compose("RLConfig", PretrainConfig, RLKeys, module=__name__)
@@ -253,9 +261,6 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
     def check(cfg):
         if cfg.scale_rewards not in SCALES or cfg.normalise not in NORMALISATIONS:
             raise UserError(f"scale_rewards must be one of {SCALES} and normalise one of {NORMALISATIONS}")
-        for key in ("examples_per_step", "num_samples", "max_new_tokens", "updates_per_batch", "pass_k"):
-            if getattr(cfg, key) < 1:
-                raise UserError(f"{key} must be >= 1, got {getattr(cfg, key)}")
         if cfg.num_samples < 2:
             raise UserError("num_samples must be >= 2: the group's mean reward is the baseline")
 
@@ -267,6 +272,8 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
                               total_batch_size=cfg.examples_per_step * cfg.num_samples * cfg.sequence_len)
         plan = base.derive(nominal, vocab_size, rt)
         check_same_model(plan, meta, cfg.sft)
+        check_fits(cfg.num_samples, cfg.sequence_len, meta_model(plan.model).kv_bytes_per_token(),
+                   resolve_device(cfg.device))           # a group's rollout, before any data is built
         if "task" not in held:
             held["tok"] = load_tokenizer(cfg)[0]
             held["task"] = task if task is not None else mixtures.build(cfg.task, "train", seed=cfg.seed)

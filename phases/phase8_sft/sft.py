@@ -84,6 +84,8 @@ class SFTKeys:
     save_every: int = 200
     run_name: str = "sft"
 # --8<-- [end:keys]
+SFTKeys.limits = {"init_lr_frac": p2config.at_least(0), "val_per_task": p2config.at_least(1),
+                  "row_buffer": p2config.at_least(1), "eval_max_tokens": p2config.at_least(1)}
 
 
 SFTConfig = p2config.compose("SFTConfig", PretrainConfig, SFTKeys, module=__name__)
@@ -123,7 +125,8 @@ def check_same_model(plan, meta: dict, start: str) -> None:
 
 
 def load_start(model: GPT, start: str, device) -> GPT:
-    missing, unexpected = model.load_state_dict(load_weights(find_checkpoint(start).path, device), strict=False)
+    weights = load_weights(find_checkpoint(start).path, device, finite=True)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise UserError(f"{start} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model

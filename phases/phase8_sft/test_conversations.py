@@ -27,6 +27,7 @@ def test_both_forms_read_the_same(conversations, tmp_path):
     (json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]), "is empty"),
     (json.dumps([{"role": "user", "content": "hi"},
                  {"role": "assistant", "content": [{"type": "image", "text": "x"}]}]), "unknown part type"),
+    ("[" * 100_000, "nested too deeply"),        # issue 15 re-attack: was a RecursionError traceback
 ])
 def test_bad_lines_name_their_line(conversations, tmp_path, line, problem):
     f = tmp_path / "bad.jsonl"
@@ -45,6 +46,13 @@ def test_write_then_read_round_trips_both_forms(conversations, offline, tmp_path
         back = conversations.read_conversations(path)
         assert [c["messages"] for c in back] == [c["messages"] for c in convs]
         assert ("answer" in back[0]) == (form == "messages")
+
+
+def test_a_folder_is_a_user_error(conversations, tmp_path):
+    """Issue 15 re-attack: `sft --mixture some_folder.jsonl` gave an IsADirectoryError traceback."""
+    (tmp_path / "chats.jsonl").mkdir()
+    with pytest.raises(UserError, match="cannot read conversation file"):
+        conversations.read_conversations(tmp_path / "chats.jsonl")
 
 
 def test_missing_file_is_a_user_error(conversations, tmp_path):

@@ -36,10 +36,17 @@ def test_parse_spec(mixture, spec, expected):
     assert [(e.name, e.count, e.epochs) for e in mixture.parse_spec(spec)] == expected
 
 
-@pytest.mark.parametrize("spec, problem", [("", "empty"), ("poetry:10", "unknown task"), ("arithmetic:x", "expected")])
+@pytest.mark.parametrize("spec, problem", [("", "empty"), ("poetry:10", "unknown task"), ("arithmetic:x", "expected"),
+                                           ("arithmetic:0", ">= 1"), ("identity*0", ">= 1")])   # 0 read as the default
 def test_bad_specs_are_user_errors(mixture, spec, problem):
     with pytest.raises(UserError, match=problem):
         mixture.parse_spec(spec)
+
+
+def test_a_mixture_too_large_to_list_is_refused_before_generating(mixture):
+    """Issue 15 re-attack: "arithmetic:99999999999999999999" generated problems until killed."""
+    with pytest.raises(UserError, match="for its shuffled index alone"):
+        mixture.build("arithmetic:99999999999999999999")
 
 
 def test_offline_mixture_counts_epochs_and_held_out_split(mixture):

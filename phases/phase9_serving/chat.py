@@ -29,7 +29,7 @@ import json
 import sys
 from dataclasses import replace
 
-from phases.common.console import UserError, paint, run_command, use_color
+from phases.common.console import UserError, paint, positive_int, run_command, use_color
 
 HELP = """commands:
   /temperature [T]  show or set the temperature (0 = always the most likely token)
@@ -48,10 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.6, help="(default 0.6, as nanochat's CLI)")
     p.add_argument("--top-k", type=int, default=50, help="(default 50; 0 = off)")
     p.add_argument("--top-p", type=float, default=None, help="(default: off)")
-    p.add_argument("--max-tokens", type=int, default=256, help="longest reply (default 256)")
+    p.add_argument("--max-tokens", type=positive_int, default=256, help="longest reply (default 256)")
     p.add_argument("--system", help="a system prompt")
     p.add_argument("--seed", type=int, default=None, help="seed of the first reply (default: random)")
-    p.add_argument("--context", type=int, default=None, help="tokens kept (default: the model's sequence_len)")
+    p.add_argument("--context", type=positive_int, default=None,
+                   help="tokens kept (default: the model's sequence_len)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cuda if available, else cpu)")
     p.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
 
@@ -129,8 +130,14 @@ class Chat:
             self.say(f"saved {len(s.exchanges)} exchange(s) to {arg}")
         elif name == "load":
             with open(arg, encoding="utf-8") as f:
-                data = json.load(f)
-            s.load(data["messages"] if isinstance(data, dict) else data)
+                try:
+                    data = json.load(f)
+                except RecursionError:
+                    raise ValueError(f"{arg}: JSON nested too deeply") from None
+            messages = data.get("messages") if isinstance(data, dict) else data
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise ValueError(f"{arg}: expected a list of messages, or an object with 'messages'")
+            s.load(messages)
             for m in s.messages:
                 self.say(f"{m['role']}: {m['content'] if isinstance(m['content'], str) else '(parts)'}", "0")
             self.say(f"loaded {len(s.exchanges)} exchange(s) from {arg}")
@@ -212,14 +219,21 @@ def run(args) -> None:
     except ValueError as e:
         raise UserError(str(e)) from None
     model, tok, name, is_chat = load(args.run, args.device)
-    engine = Engine(model, tok, max_context=args.context or model.config.sequence_len)
-    session = Session(engine, system=args.system, params=params)
+    try:
+        engine = Engine(model, tok, max_context=args.context or model.config.sequence_len)
+        session = Session(engine, system=args.system, params=params)
+    except ValueError as e:                          # --context beyond the model's rotary table
+        raise UserError(f"--context {args.context}: {e}") from None
     tty = sys.stdout.isatty()
     chat = Chat(session, color=use_color(sys.stdout) and not args.no_color)
     if question is not None:
         if not question.strip():
             raise UserError("the prompt is empty")
-        chat.stream(session.send(question.strip()))
+        try:
+            reply = session.send(question.strip())
+        except ValueError as e:                      # e.g. the question alone fills --context
+            raise UserError(str(e)) from None
+        chat.stream(reply)
         return
     if not sys.stdin.isatty() and not tty:
         raise UserError("no terminal: use -p PROMPT (or -p - to read the question from standard input)")

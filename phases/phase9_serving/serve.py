@@ -28,7 +28,7 @@ import socket
 import sys
 import threading
 
-from phases.common.console import UserError, run_command
+from phases.common.console import UserError, positive_int, run_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-batching", action="store_true", help="one request at a time (= --max-batch 1)")
     g.add_argument("--no-prefix-reuse", action="store_true", help="always prefill the whole prompt")
     g.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
-    g.add_argument("--context", type=int, default=None,
+    g.add_argument("--context", type=positive_int, default=None,
                    help="tokens per conversation (default: the model's sequence_len)")
     g.add_argument("--timeout", type=float, default=300.0, help="seconds per request, waiting included (300)")
     g = p.add_argument_group("defaults for requests that do not set them")
@@ -76,6 +76,13 @@ def settings_from(args, model_name: str):
                             ("--port", args.port, 0 <= args.port <= 65535)):
         if not ok:
             raise UserError(f"{name} {value} is out of range")
+    from phases.phase1_transformer.sampling import check_knobs
+    try:
+        check_knobs(args.temperature, args.top_k, args.top_p)      # the defaults of every request
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.api_key and not args.api_key.strip():
+        raise UserError("--api-key is blank: give a real key, or leave it out on 127.0.0.1")
     loopback = is_loopback(args.host)
     if not loopback and not args.api_key:
         raise UserError(f"refusing to listen on {args.host} without --api-key: anyone who can reach this "
@@ -112,7 +119,10 @@ def run(args) -> None:
     sock = _bind(args.host, args.port)
     model, tok, name, chat = load(args.run, args.device)
     settings.model_name = args.model_name or name
-    app = create_app(model, tok, settings)
+    try:
+        app = create_app(model, tok, settings)
+    except ValueError as e:                          # --context beyond the model's rotary table
+        raise UserError(f"--context {args.context}: {e}") from None
     if not args.quiet:
         setup_access_log()
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -114,3 +114,22 @@ def test_one_shot_prompt_into_a_pipe(chat_run):
     r = subprocess.run([sys.executable, "-m", "phases.phase9_serving.chat", "--run", "no_such_run", "-p", "hi"],
                        capture_output=True, env=_env(chat_run["base"]), cwd=REPO, timeout=120)
     assert r.returncode == 2 and r.stderr.decode().startswith("error: no run or checkpoint at no_such_run")
+    r = subprocess.run([sys.executable, "-m", "phases.phase9_serving.chat", "-p", "Count to five.", "--context", "3"],
+                       capture_output=True, env=_env(chat_run["base"]), cwd=REPO, timeout=120)
+    assert r.returncode == 2 and b"fills the context (3 tokens)" in r.stderr and b"Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "phases.phase9_serving.chat", "-p", "hi", "--context", "100000000"],
+                       capture_output=True, env=_env(chat_run["base"]), cwd=REPO, timeout=120)
+    assert r.returncode == 2 and b"rotary table" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_load_refuses_files_that_are_no_conversation(chat_run, tmp_path):
+    """Issue 15 re-attack: /load of 100k nested '[' or of [1, 2] gave tracebacks; now an error line, and on."""
+    from phases.phase9_serving import chat as chat_mod
+    deep, ints = tmp_path / "deep.json", tmp_path / "ints.json"
+    deep.write_text("[" * 100_000)
+    ints.write_text("[1, 2]")
+    c = chat_mod.Chat.__new__(chat_mod.Chat)
+    c.session = None
+    for f, message in ((deep, "nested too deeply"), (ints, "expected a list of messages")):
+        with pytest.raises(ValueError, match=message):       # the loop prints "error: ..." and reads on
+            c.command(f"/load {f}")

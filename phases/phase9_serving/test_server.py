@@ -344,6 +344,21 @@ def test_serve_refuses_a_public_host_without_a_key():
     add_arguments(p)
     with pytest.raises(UserError, match="without --api-key"):
         settings_from(p.parse_args(["--host", "0.0.0.0", "--api-key", ""]), "m")
+    with pytest.raises(UserError, match="--api-key is blank"):          # issue 15 re-attack: " " was a key
+        settings_from(p.parse_args(["--host", "0.0.0.0", "--api-key", "  "]), "m")
+    with pytest.raises(UserError, match="top_p must be in"):           # request defaults: checked at start
+        settings_from(p.parse_args(["--top-p", "2"]), "m")
+    import socket
+
+    from phases.phase9_serving.serve import _bind
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:                                                                # a busy port: one line, before the model
+        with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
+            _bind("127.0.0.1", busy.getsockname()[1])
+    finally:
+        busy.close()
     s = settings_from(p.parse_args(["--host", "0.0.0.0", "--api-key", "k"]), "m")
     assert s.api_key == "k" and not s.loopback_only
     assert settings_from(p.parse_args([]), "m").loopback_only
