@@ -151,6 +151,7 @@ class ConversationRows:
         return None
 
     def _refill(self) -> None:
+        misses = 0                            # pulls in a row that gave nothing to train on
         while len(self.buffer) < self.buffer_size:
             number = self._number(self.cursor)
             if not self.cycle and number >= len(self.conversations):
@@ -159,6 +160,13 @@ class ConversationRows:
             conv = self._render(number)
             if conv is not None:
                 self.buffer.add(number, conv)
+                misses = 0
+                continue
+            misses += 1
+            if misses >= len(self.conversations) and not len(self.buffer):   # a whole epoch: cycling would spin
+                raise UserError(f"none of the {len(self.conversations):,} conversations fits a row of "
+                                f"{self.T + 1} tokens with something to learn ({self.stats.dropped_long:,} too long, "
+                                f"{self.stats.dropped_unsupervised:,} without assistant tokens): raise sequence_len")
 
     def next_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """The next (B, T+1) token rows and their loss masks; ``StopIteration`` when a

@@ -72,6 +72,16 @@ def test_long_and_unsupervised_conversations_are_dropped_and_counted(rows, chat_
     assert loader.stats.dropped_share == 0.5
 
 
+def test_when_no_conversation_fits_a_row_training_stops_with_a_reason(rows, chat_tok):
+    """A training loader (cycle=True) whose every conversation is too long used to spin forever
+    looking for one that fits (found by the pipeline's tiny-world test): now one clear error."""
+    from phases.common.console import UserError
+    long = {"messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]}
+    loader = rows.ConversationRows([long, long, long], chat_tok, 2, 64)
+    with pytest.raises(UserError, match="none of the 3 conversations fits a row of 65 tokens .*raise sequence_len"):
+        loader.next_batch()
+
+
 def test_no_row_is_fully_masked(rows, offline, chat_tok):
     loader = rows.ConversationRows(_convs(offline), chat_tok, 8, 128)
     for _ in range(30):
