@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import tomllib
@@ -254,7 +255,8 @@ def run_pipeline(cfg: PipelineConfig, selected: list[str] | None = None, fresh: 
     selected = [s for s in have if s in selected]
     import torch
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    summary = {"config": str(cfg.path), "command": ctx.again(), "stages": [],
+    every_stage = re.sub(r"\s--stages(=|\s+)\S+", "", ctx.again())     # the card reproduces the whole run
+    summary = {"config": str(cfg.path), "command": every_stage, "stages": [],
                "hardware": report.hardware(device, ctx.ranks.world)}
     t_start = time.perf_counter()
     for i, stage in enumerate(selected, 1):
@@ -267,12 +269,14 @@ def run_pipeline(cfg: PipelineConfig, selected: list[str] | None = None, fresh: 
         seconds = time.perf_counter() - t0
 
         def record() -> str:                       # rank 0: the ledger, then the report card
+            reused, old = plan["action"] == "reuse", ctx.ledger.get(stage) or {}
+            made_in = old.get("seconds", seconds) if reused else seconds   # a reused stage keeps its own time
             ctx.ledger.put(stage, {"key": key, "output": outcome.output, "headline": outcome.headline,
-                                   "section": outcome.section, "seconds": round(seconds, 1),
-                                   "reused": plan["action"] == "reuse"})
-            summary["stages"].append({"stage": stage, "seconds": round(seconds, 1), "headline": outcome.headline,
-                                      "reused": plan["action"] == "reuse"})
-            summary["seconds"] = round(time.perf_counter() - t_start, 1)
+                                   "section": outcome.section, "seconds": round(made_in, 1), "reused": reused})
+            # the card covers every stage the ledger knows, whichever ran this time
+            summary["stages"] = [{"stage": s, "seconds": r["seconds"], "headline": r["headline"],
+                                  "reused": r.get("reused", False)} for s in have if (r := ctx.ledger.get(s))]
+            summary["seconds"] = round(sum(x["seconds"] for x in summary["stages"]), 1)
             report.update(ctx.folder, outcome.report_key, outcome.section)
             report.update(ctx.folder, "pipeline", summary)
             return outcome.output

@@ -96,7 +96,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     for stage in ("data", "tokenizer", "pretrain", "base_eval", "sft", "rl", "chat_eval", "chat"):
         assert re.search(rf"^-- {stage}: (done|reused) in \d+ s: ", r.stdout, re.M), stage
-    for shown in ("== 8/8 a few exchanges with the chat model", "validation shard", "you> What is 37 * 48?",
+    for shown in ("== 8/8 a few exchanges with the chat model", "validation shard", "you> Lena has 47 apples and buys 38 more.",
                   "mini-nanochat chat --run cpu_rl_20steps", "mini-nanochat serve --run cpu_rl_20steps"):
         assert shown in r.stdout, shown
     card = Path(env["MINI_NANOCHAT_BASE_DIR"]) / "pipelines" / "cpu_demo_20steps" / "report.md"
