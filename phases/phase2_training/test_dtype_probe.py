@@ -28,20 +28,23 @@ def test_the_probe_times_both_dtypes_and_leaves_no_trace(tiny_cfg):
     assert "fp32" in choice.describe() and ("faster" in choice.describe() or "does not run" in choice.describe())
 
 
-def test_auto_records_its_choice_and_a_resumed_run_keeps_it(trainer, tiny_cfg, monkeypatch, capsys):
+def test_auto_records_its_choice_and_a_resumed_run_keeps_it(trainer, tiny_cfg, monkeypatch):
+    import io
     from phases.phase2_training.checkpoint import latest_checkpoint
     picks = iter([torch.bfloat16, torch.float32])                   # the second measurement would disagree
     monkeypatch.setattr(dtype_probe, "choose_cpu_dtype",
                         lambda model, **kw: DtypeChoice(next(picks), 0.02, 0.01))
     monkeypatch.setattr("phases.phase2_training.train.choose_cpu_dtype", dtype_probe.choose_cpu_dtype)
     cfg = tiny_cfg.replace(dtype="auto", num_iterations=8, stop_after_step=4)
-    trainer.train(cfg, show_progress=False)
-    out = capsys.readouterr().out
+    console = io.StringIO()
+    trainer.train(cfg, show_progress=False, out=console)
+    out = console.getvalue()
     assert "compute dtype bfloat16: measured a forward+backward pass here in 20 ms (fp32) vs 10 ms (bf16)" in out
     ckpt = latest_checkpoint(cfg.run_dir + "/checkpoints")
     assert json.loads((ckpt.path / "meta.json").read_text())["compute_dtype"] == "bfloat16"
-    trainer.train(cfg.replace(stop_after_step=0), resume=True, show_progress=False)
-    out = capsys.readouterr().out
+    console = io.StringIO()
+    trainer.train(cfg.replace(stop_after_step=0), resume=True, show_progress=False, out=console)
+    out = console.getvalue()
     assert "compute dtype bfloat16, as measured when the run started (dtype = auto)" in out
     assert "device: cpu, compute dtype: bfloat16" in out
 
