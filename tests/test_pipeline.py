@@ -44,7 +44,7 @@ aspect_ratio = 32
 head_dim = 32
 sequence_len = 256
 device_batch_size = 2
-total_batch_size = 128
+total_batch_size = 1024
 num_iterations = 6
 eval_every = 3
 save_every = 3
@@ -180,7 +180,13 @@ def test_the_pipeline_runs_reuses_redoes_what_changed_and_resumes(tmp_path, make
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_the_pipeline_under_torchrun_with_two_ranks(tmp_path, make_tiny_world):
-    world = make_tiny_world("pipeline_world_ddp", ("json", "textwrap"))
+    import pyarrow.parquet as pq
+    world = dict(make_tiny_world("pipeline_world_ddp", ("json", "textwrap")))
+    data = tmp_path / "data"                 # row groups of 8 documents: each rank takes whole row groups
+    data.mkdir()
+    for shard in sorted(Path(world["data_dir"]).glob("*.parquet")):
+        pq.write_table(pq.read_table(shard), data / shard.name, row_group_size=8)
+    world["data_dir"] = str(data)
     base = tmp_path / "base"
     cfg = tiny_config(tmp_path, world, name="ddp")
     r = cli(["run", "--config", str(cfg)], base, torchrun=2, timeout=1500)
