@@ -16,13 +16,15 @@ Ctrl-C at any moment and the same command again: nothing lost, nothing redone.
 
 Under torchrun, rank 0 decides each stage's plan and runs the one-process stages (data,
 tokenizer, chat) while the others wait on torchrun's own key-value store; the training and
-evaluation stages run on every rank (Phase 4's process group, joined by each stage).
+evaluation stages run on every rank, in one process group joined once for the whole run
+(Phase 4's ``distributed()``; each stage's own join reuses it).
 
 What it leaves out: several nodes without a shared file system (every rank reads the runs).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -171,6 +173,17 @@ class Context:
             self._configs[stage] = cfg.replace(run_name=cfg.run_name + self.cfg.suffix) if self.cfg.suffix else cfg
         return self._configs[stage]
 
+    def process_group(self):
+        """Under torchrun, one process group for every stage (joining again per stage can read the
+        stale store keys of the group before), on the pretraining config's device and timeout
+        (SFT and RL inherit the base model's; their configs cannot be read before it exists)."""
+        if self.ranks.world == 1:
+            return contextlib.nullcontext()
+        from phases.phase4_ddp.dist import distributed
+        if "pretrain" not in self.cfg.raw:
+            return distributed("", 300.0)
+        return distributed(self.pretrain_cfg().device, self.pretrain_cfg().dist_timeout)
+
     def pretrain_cfg(self):
         return self.stage_cfg("pretrain")
 
@@ -259,6 +272,15 @@ def run_pipeline(cfg: PipelineConfig, selected: list[str] | None = None, fresh: 
     summary = {"config": str(cfg.path), "command": every_stage, "stages": [],
                "hardware": report.hardware(device, ctx.ranks.world)}
     t_start = time.perf_counter()
+    with ctx.process_group():
+        _run_stages(ctx, selected, have, summary, say)
+    say(f"\npipeline {cfg.name} finished in {time.perf_counter() - t_start:.0f} s; "
+        f"report card: {ctx.folder / 'report.md'}", flush=True)
+    return summary
+
+
+def _run_stages(ctx: Context, selected: list[str], have: list[str], summary: dict, say) -> None:
+    from phases.phase7_eval import report
     for i, stage in enumerate(selected, 1):
         say(f"\n== {i}/{len(selected)} {TITLES[stage]}", flush=True)
         key = ctx.key(stage)
@@ -283,9 +305,6 @@ def run_pipeline(cfg: PipelineConfig, selected: list[str] | None = None, fresh: 
         ctx.outputs[stage] = ctx.ranks.share(f"{stage}/done", record)
         say(f"-- {stage}: {'reused' if plan['action'] == 'reuse' else 'done'} in {seconds:.0f} s: "
             f"{outcome.headline if outcome else ''}", flush=True)
-    say(f"\npipeline {cfg.name} finished in {time.perf_counter() - t_start:.0f} s; "
-        f"report card: {ctx.folder / 'report.md'}", flush=True)
-    return summary
 
 
 # -- the command lines -------------------------------------------------------------------------

@@ -179,8 +179,6 @@ def test_the_pipeline_runs_reuses_redoes_what_changed_and_resumes(tmp_path, make
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.skip(reason="known defect, issue 20: passed locally, but in the fresh-clone CI run the RL stage's "
-                         "init_process_group (the 4th join of one torchrun launch) failed; to be fixed, not hidden")
 def test_the_pipeline_under_torchrun_with_two_ranks(tmp_path, make_tiny_world):
     import pyarrow.parquet as pq
     world = dict(make_tiny_world("pipeline_world_ddp", ("json", "textwrap")))

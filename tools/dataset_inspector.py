@@ -38,7 +38,7 @@ import numpy as np
 
 import _view  # noqa: F401  (puts the repository root on sys.path)
 from phases.common.console import UserError, paint, run_command, use_color
-from phases.common.files import atomic_write_text, output_file
+from phases.common.files import atomic_write_text, output_file, read_text
 from phases.common.paths import tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer
 from phases.phase0_tokenizer.chat import ConversationError, check_conversation, render_conversation
@@ -88,12 +88,7 @@ def read_parquet(path: Path, limit: int, problems: list[str]) -> tuple[list[dict
 def read_chat(path: Path, limit: int, problems: list[str]) -> tuple[list[dict], dict]:
     """Valid conversations ``{"where", "messages"}``; each bad line becomes ``line N: …``."""
     records, stats = [], {"lines": 0, "blank_lines": 0, "bad_lines": 0}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e})") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    lines = read_text(path, "", give="a JSONL file").splitlines()
     for n, line in enumerate(lines, 1):
         if len(records) >= limit:
             break

@@ -33,7 +33,7 @@ from pathlib import Path
 import _view  # noqa: F401,E402  (puts this repository's root first on sys.path, as every tool)
 
 from phases.common.console import UserError, paint, run_command, use_color  # noqa: E402
-from phases.common.files import atomic_write_text, output_file  # noqa: E402
+from phases.common.files import atomic_write_text, output_file, read_text  # noqa: E402
 from phases.common.paths import tokenizer_dir  # noqa: E402
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation  # noqa: E402
 from phases.phase0_tokenizer.visualize import CONTEXT, SPECIAL, TRAINED, render_mask, token_pieces  # noqa: E402
@@ -46,16 +46,7 @@ def load_tokenizer(path: Path | None):
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder; give a JSONL file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    text = read_text(path, "", give="a JSONL file")
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:                            # nothing to show, check or convert: never "0 of 0 pass", exit 0
         raise UserError(f"{path} holds no conversation")

@@ -7,6 +7,8 @@
 - ``output_dir`` / ``output_file``: a command's ``--out`` folder or ``--png`` file, checked
   (and its folder created) when the command starts, so a path that is a file, a folder or
   unwritable is one clear ``error:`` line instead of a traceback after minutes of work.
+- ``read_text``: a file the user named (a config, a JSONL file), read as UTF-8 with one clear
+  ``error:`` line for each way it can be wrong (missing, a folder, not UTF-8, unreadable).
 
 What it leaves out: locking between concurrent writers (the last rename wins).
 Run nothing here directly; it is imported.
@@ -90,3 +92,22 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def read_text(path: str | os.PathLike, what: str = "file", give: str = "") -> str:
+    """The UTF-8 text of a file the user named; ``give`` completes "is a folder; give ...".
+    ``-`` reads standard input."""
+    import sys
+    path = Path(path)
+    named = f"{what} {path}".strip()
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = "" if path.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
+        raise UserError(f"{named} does not exist{where}") from None
+    except IsADirectoryError:
+        raise UserError(f"{named} is a folder" + (f"; give {give}" if give else "")) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{named} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"cannot read {named}: {e.strerror or e}") from None

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from phases.common.console import UserError
+from phases.common.files import read_text
 from phases.phase1_transformer.config import GPTConfig
 
 if sys.version_info >= (3, 11):
@@ -252,17 +253,9 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None, c
     values: dict = {}
     if path is not None:
         path = Path(path)
+        text = read_text(path, "config file", give="a .toml file (see examples/)")
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            where = "" if path.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
-            raise UserError(f"config file {path} does not exist{where}") from None
-        except IsADirectoryError:
-            raise UserError(f"config file {path} is a folder; give a .toml file (see examples/)") from None
-        except OSError as e:
-            raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"config file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"config file {path} is not valid TOML: {e}") from None
         except RecursionError:

@@ -107,6 +107,16 @@ def distributed(device: str = "", timeout_s: float = 300.0):
     if not world.backend:
         yield world                                        # one process: nothing to set up
         return
+    if dist.is_initialized():
+        # An outer block (the pipeline) already joined: reuse its group. Joining again in the
+        # same torchrun launch would reuse the store keys of the group before it, and a slow
+        # peer could read a stale address.
+        if dist.get_backend() != world.backend:
+            raise UserError(f"the process group is {dist.get_backend()}, but this stage needs "
+                            f"{world.backend}: use one device type for every stage")
+        dist.barrier()
+        yield world
+        return
     if world.device.type == "cuda":
         torch.cuda.set_device(world.device)                # before NCCL: it binds to the current GPU
     kwargs = {"device_id": world.device} if world.backend == "nccl" else {}

@@ -36,3 +36,32 @@ def test_two_ranks_join_the_group_and_sum_their_ranks(torchrun_join):
     lines = sorted(re.findall(r"rank \d/2 local \d backend \w+: sum of ranks = \d+", torchrun_join(2)))
     assert lines == ["rank 0/2 local 0 backend gloo: sum of ranks = 1",
                      "rank 1/2 local 1 backend gloo: sum of ranks = 1"]
+
+
+NESTED = """\
+import torch, torch.distributed as td
+from phases.phase4_ddp.dist import distributed
+with distributed("cpu", 60) as outer:
+    for stage in range(5):                         # the pipeline's stages, each joining in turn
+        with distributed("cpu", 60) as world:
+            x = torch.tensor([float(world.rank + 1)])
+            td.all_reduce(x)
+            print(f"rank {world.rank} stage {stage}: {x.item():g}", flush=True)
+    assert td.is_initialized()                     # the inner blocks left the outer group alone
+print(f"rank {outer.rank} left: {td.is_initialized()}", flush=True)
+"""
+
+
+@pytest.mark.distributed
+def test_a_block_inside_a_joined_group_reuses_it(tmp_path):
+    # The reference's own contract (the pipeline joins once; every stage's join reuses that group):
+    # joining again in one torchrun launch could read the previous group's store keys.
+    from phases.phase4_ddp.conftest import LAUNCH_TIMEOUT, REPO, run_torchrun
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc, _ = run_torchrun(["--nproc_per_node=2", str(script)], env, LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = sorted(re.findall(r"rank \d stage \d: \d+", proc.stdout))
+    assert lines == sorted(f"rank {r} stage {s}: 3" for r in (0, 1) for s in range(5))
+    assert sorted(re.findall(r"rank \d left: \w+", proc.stdout)) == ["rank 0 left: False", "rank 1 left: False"]

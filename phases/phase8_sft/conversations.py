@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from phases.common.console import UserError
-from phases.common.files import atomic_write_text
+from phases.common.files import atomic_write_text, read_text
 from phases.phase0_tokenizer.chat import ConversationError, render_conversation
 
 FORMS = ("messages", "list")
@@ -79,14 +79,7 @@ def read_conversations(path: str | Path, skip_bad: bool = False) -> list[dict]:
     count of skipped lines is in the returned list's ``skipped`` attribute).
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"conversation file {path} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e})") from None
-    except OSError as e:                        # a folder, no permission
-        raise UserError(f"cannot read conversation file {path}: {e.strerror or e}") from None
+    lines = read_text(path, "conversation file", give="a JSONL file").splitlines()
     out = Conversations()
     for n, line in enumerate(lines, 1):
         if not line.strip():
