@@ -373,10 +373,12 @@ class Engine:
     def generate(self, prompts: Sequence[int] | Sequence[Sequence[int]], *, num_samples: int = 1,
                  max_tokens: int = 256, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | Sequence[int] | None = 42, stop: Sequence[str] = (),
-                 logprobs: bool = False, use_tools: bool = True) -> Iterator[Step]:
+                 logprobs: bool = False, use_tools: bool = True, first_sample: int = 0) -> Iterator[Step]:
         """Stream the generation of every row, one ``Step`` per decoding step (see the module doc).
 
-        ``seed`` may be one int, or one per prompt.
+        ``seed`` may be one int, or one per prompt. ``first_sample`` numbers the samples from
+        there (each sample's generator is seeded by its number), so samples 0-99 in one batch
+        equal samples 0-49 and 50-99 in two.
         """
         batch = _as_batch(prompts)
         if num_samples < 1:
@@ -391,7 +393,7 @@ class Engine:
         if max_tokens > 0:                   # refuse a cache that cannot fit before building 100,000 row states
             check_fits(rows, min(longest + max_tokens, self.max_context), self.model.kv_bytes_per_token(), self.device)
         gens = [self.start(batch[p], SamplingParams(max_tokens, temperature, top_k, top_p, seeds[p], tuple(stop),
-                                                    logprobs, use_tools), s)
+                                                    logprobs, use_tools), first_sample + s)
                 for p in range(len(batch)) for s in range(num_samples)]
         if max_tokens == 0:
             return
@@ -448,7 +450,8 @@ class Engine:
             lps = [s.logprobs[r] for s in steps if s.tokens[r] is not None] if kwargs.get("logprobs") else None
             text = "".join(s.texts[r] for s in steps)
             reason = next((s.finish_reasons[r] for s in steps if s.finish_reasons[r]), "length")
-            out.append(Completion(toks, masks, text, reason, lps, r // num_samples, r % num_samples))
+            out.append(Completion(toks, masks, text, reason, lps, r // num_samples,
+                                  kwargs.get("first_sample", 0) + r % num_samples))
         return out
 
     def _prefill_all(self, cache: KVCache, batch: list[list[int]], num_samples: int) -> torch.Tensor:

@@ -7,7 +7,9 @@
 
 With one sample the text streams as it is generated (UTF-8 safe: a character split over
 two tokens is printed once whole). With ``-n N`` the N samples share one prefill and run as
-one batch; each is printed when it finishes. ``--json`` prints one JSON object per sample
+one batch (``--batch-size`` at a time, with a progress bar when there are more; the same
+seed gives the same samples whatever the batch size); each is printed when it finishes.
+``--json`` prints one JSON object per sample
 (tokens, masks, text, finish reason, log-probs with ``--logprobs``) instead.
 
 This module is mountable: ``add_arguments(parser)`` and ``run(args)`` (the top-level CLI
@@ -56,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="a run name (under <base>/runs), run folder, or checkpoint step folder")
     parser.add_argument("-n", "--num-samples", type=_positive_int, default=1,
                         help="independent samples of the same prompt, generated as one batch (default 1)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64,
+                        help="samples generated at once; more run in batches of this size (default 64)")
     parser.add_argument("--max-tokens", type=_positive_int, default=DEFAULTS["max_tokens"],
                         help=f"tokens to generate per sample at most (default {DEFAULTS['max_tokens']})")
     parser.add_argument("--temperature", type=_non_negative_float, default=DEFAULTS["temperature"],
@@ -120,35 +124,54 @@ def run(args: argparse.Namespace) -> None:
               logprobs=args.logprobs, use_tools=not args.no_tools)
     color = use_color(sys.stdout, False if args.no_color else None)
     t0 = time.perf_counter()
-    if args.json:
-        for c in engine.generate_batch(ids, **kw):
-            print(json.dumps({"sample": c.sample_index, "text": c.text, "tokens": c.tokens, "masks": c.masks,
-                              "finish_reason": c.finish_reason, "logprobs": c.logprobs}))
-        return
-    out = sys.stdout
-    if args.num_samples == 1:
-        if not args.chat:
-            out.write(paint(text, "2", color))
-        reason = None
-        for step in engine.generate(ids, **kw):
-            out.write(step.texts[0])
-            out.flush()
-            reason = step.finish_reasons[0] or reason
-        out.write("\n")
-        n_tok, samples = None, 1
-    else:
-        buffers = [""] * args.num_samples
-        for step in engine.generate(ids, **kw):
-            for r, piece in enumerate(step.texts):
-                buffers[r] += piece
-                if step.finish_reasons[r]:
-                    out.write(paint(f"--- sample {r + 1} ({step.finish_reasons[r]}) ---", "1;36", color) + "\n")
-                    out.write(("" if args.chat else paint(text, "2", color)) + buffers[r] + "\n")
-                    out.flush()
+    if args.json or args.num_samples > 1:
+        _samples(engine, ids, kw, args, "" if args.chat else paint(text, "2", color), color)
         samples = args.num_samples
+    else:
+        _stream_one(engine, ids, kw, "" if args.chat else paint(text, "2", color))
+        samples = 1
+    if args.json:
+        return
     dt = time.perf_counter() - t0
     step_name = meta.get("step", "?")
     print(paint(f"[{samples} sample(s), {dt:.2f} s, run {args.run} step {step_name}]", "2", color), file=sys.stderr)
+
+
+def _stream_one(engine, ids: list[int], kw: dict, shown_prompt: str) -> None:
+    """One sample, its text printed as it is generated."""
+    out = sys.stdout
+    out.write(shown_prompt)
+    for step in engine.generate(ids, **kw):
+        out.write(step.texts[0])
+        out.flush()
+    out.write("\n")
+
+
+def _samples(engine, ids: list[int], kw: dict, args: argparse.Namespace, shown_prompt: str, color: bool) -> None:
+    """N samples, ``--batch-size`` at a time; each printed (or one JSON line) when it finishes."""
+    from phases.common.console import progress
+
+    out, total = sys.stdout, args.num_samples
+    bar = progress(total=total, desc="samples", unit="sample", enabled=total > args.batch_size)
+    for first in range(0, total, args.batch_size):
+        n = min(args.batch_size, total - first)
+        batch_kw = {**kw, "num_samples": n, "first_sample": first}
+        if args.json:
+            for c in engine.generate_batch(ids, **batch_kw):
+                print(json.dumps({"sample": c.sample_index, "text": c.text, "tokens": c.tokens, "masks": c.masks,
+                                  "finish_reason": c.finish_reason, "logprobs": c.logprobs}))
+        else:
+            buffers = [""] * n
+            for step in engine.generate(ids, **batch_kw):
+                for r, piece in enumerate(step.texts):
+                    buffers[r] += piece
+                    if step.finish_reasons[r]:
+                        head = f"--- sample {first + r + 1} ({step.finish_reasons[r]}) ---"
+                        out.write(paint(head, "1;36", color) + "\n" + shown_prompt + buffers[r] + "\n")
+                        out.flush()
+        bar.update(n)
+    bar.close()
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,26 @@ def test_samples_json_and_chat(tiny_run, capsys):
     assert capsys.readouterr().out.count("--- sample") == 2
 
 
+def test_many_samples_run_in_batches_with_the_same_samples(tiny_run, capsys):
+    """Issue 15 re-attack: ``-n 100000 --max-tokens 4`` ran one 100,000-row batch for minutes
+    with no output. Samples now run ``--batch-size`` at a time with a progress bar, and each
+    sample's generator is seeded by its number, so the batch size changes nothing."""
+    import json
+
+    argv = ["Hi", "--run", tiny_run, "-n", "5", "--max-tokens", "6", "--temperature", "1.0", "--json"]
+    assert generate.main(argv) == 0
+    one_batch = capsys.readouterr().out
+    assert generate.main(argv + ["--batch-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert out == one_batch
+    assert [json.loads(line)["sample"] for line in out.splitlines()] == [0, 1, 2, 3, 4]
+    assert "samples" in err and "5/5" in err                       # the progress bar (stderr)
+    assert generate.main(["Hi", "--run", tiny_run, "-n", "3", "--batch-size", "2", "--max-tokens", "3",
+                          "--no-color"]) == 0
+    text = capsys.readouterr().out
+    assert [text.count(f"--- sample {i} (") for i in (1, 2, 3)] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["x", "--run", "/nonexistent/run"], "no run or checkpoint"),
     (["x", "--top-p", "1.5"], "top-p"),
@@ -36,7 +56,8 @@ def test_samples_json_and_chat(tiny_run, capsys):
     (["x", "--device", "tpu"], "'tpu' is not a device"),           # ... a RuntimeError traceback from load_model
     (["x", "--stop", ""], "stop strings must be non-empty"),      # ... a ValueError traceback from the engine
     (["x", "--temperature", "inf"], "finite"),
-    (["x", "-n", "1000000000"], "a KV cache of 1,000,000,000 rows"),   # ... built a billion row states first
+    (["x", "-n", "1000000000", "--batch-size", "1000000000"],
+     "a KV cache of 1,000,000,000 rows"),                          # ... built a billion row states first
 ])
 def test_user_mistakes_are_one_line_errors(tiny_run, capsys, argv, message):
     argv = argv if "--run" in argv else argv + ["--run", tiny_run]
