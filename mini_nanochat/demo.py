@@ -25,15 +25,23 @@ the configs: examples/pipeline_cpu.toml and the stage configs it names (cpu_demo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     pipeline_arguments(parser, demo=True)
-    parser.add_argument("--vocab-size", type=positive_int, default=None, help="tokenizer vocabulary (default 8192)")
+    parser.add_argument("--vocab-size", type=positive_int, default=None,
+                        help="tokenizer vocabulary (default 8192); another size is kept apart from the full "
+                             "demo's tokenizer and runs (<base>/tokenizer_vocab<N>, names end in _vocab<N>)")
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="pretraining steps (default: examples/cpu_demo.toml's 250); fewer = a quicker look, "
                              "kept apart from the full demo's runs (names end in _<N>steps)")
 
 
 def run(args: argparse.Namespace) -> dict:
-    overrides = {"pretrain": {"num_iterations": args.iterations}} if args.iterations else {}
-    cfg = PipelineConfig(DEMO_PIPELINE, overrides, suffix=f"_{args.iterations}steps" if args.iterations else "")
+    from phases.common.paths import base_dir
+    pretrain, suffix = {}, ""
+    if args.iterations:
+        pretrain["num_iterations"], suffix = args.iterations, f"_{args.iterations}steps"
+    if args.vocab_size:      # its own tokenizer folder: the lessons' default tokenizer stays as it is
+        pretrain["tokenizer_dir"] = str(base_dir() / f"tokenizer_vocab{args.vocab_size}")
+        suffix += f"_vocab{args.vocab_size}"
+    cfg = PipelineConfig(DEMO_PIPELINE, {"pretrain": pretrain} if pretrain else {}, suffix=suffix)
     if args.vocab_size:
         cfg.tokenizer = {**cfg.tokenizer, "vocab_size": args.vocab_size}
     return run_pipeline(cfg, args.stages, args.fresh, show_progress=not getattr(args, "no_progress", False))

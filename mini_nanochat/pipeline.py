@@ -28,14 +28,13 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 
 from mini_nanochat import stages as S
-from phases.common.console import UserError, positive_int
+from phases.common.console import UserError
 from phases.common.files import atomic_write_text
 from phases.common.paths import base_dir
 
@@ -47,6 +46,25 @@ TITLES = {"data": "data", "tokenizer": "tokenizer (training and evaluation)", "p
           "chat_eval": "chat evaluation", "chat": "a few exchanges with the chat model"}
 KEYS = {"name": str, "data": dict, "tokenizer": dict, "pretrain": dict, "base_eval": dict, "sft": dict, "rl": dict,
         "chat_eval": dict, "chat": dict}
+TRAINING = {"config": str, "set": dict}
+EVAL = {"args": str}
+TABLE_KEYS = {"data": {"shards": int}, "pretrain": TRAINING, "sft": TRAINING, "rl": TRAINING,
+              "tokenizer": {"vocab_size": int, "max_chars": int, "doc_cap": int, "compare": bool},
+              "base_eval": EVAL, "chat_eval": EVAL, "chat": {"prompts": list, "max_tokens": int}}
+TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a table", bool: "true or false", list: "a list"}
+
+
+def _check_table(path: Path, table: str, values: dict) -> None:
+    """Every key of ``[table]`` known and of its type: a typo is an error, never silently ignored."""
+    allowed = TABLE_KEYS[table]
+    for k, v in values.items():
+        if k not in allowed:
+            raise UserError(f"{path}: [{table}] has no key {k!r}; it takes {', '.join(allowed)}")
+        want = allowed[k]
+        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            raise UserError(f"{path}: [{table}] {k} must be {TYPE_NAMES[want]}, got {v!r}")
+    if table == "chat" and not all(isinstance(x, str) and x.strip() for x in values.get("prompts", [])):
+        raise UserError(f"{path}: [chat] prompts must be a list of non-empty strings")
 
 
 class PipelineConfig:
@@ -64,9 +82,14 @@ class PipelineConfig:
             if k not in KEYS:
                 raise UserError(f"{path}: unknown key {k!r}; a pipeline config has {', '.join(KEYS)}")
             if not isinstance(v, KEYS[k]):
-                raise UserError(f"{path}: {k} must be a {'table' if KEYS[k] is dict else 'string'}")
+                raise UserError(f"{path}: {k} must be {TYPE_NAMES[KEYS[k]]}")
+            if k in TABLE_KEYS:
+                _check_table(path, k, v)
         self.suffix = suffix                   # appended to the name and every run name (demo --iterations)
         self.name = (raw.get("name") or self.path.stem) + suffix
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise UserError(f"{path}: name {self.name!r} must be letters, digits, '_', '-' or '.' "
+                            "(it names a folder under pipelines/)")
         self.raw = raw
         self.overrides = overrides or {}       # {stage: {key: value}} from the command line (demo --iterations)
         self.data, self.tokenizer, self.chat = raw.get("data", {}), raw.get("tokenizer", {}), raw.get("chat", {})
@@ -193,21 +216,30 @@ class Context:
 
     def final_run(self) -> Path:
         """The last model the config trains: RL's, else SFT's, else the base model."""
-        return self.run_dir(next(s for s in ("rl", "sft", "pretrain") if s in self.cfg.raw))
+        return self.run_dir(self.final_stage())
 
     def again(self) -> str:
         from phases.phase7_eval.report import command_line
         return command_line()
+
+    def to_continue(self) -> str:
+        """The command that picks an interrupted run up: this one without --fresh (which would
+        start every stage over, deleting what the interrupted one made)."""
+        return re.sub(r"\s--fresh(?=\s|$)", "", self.again())
 
     def output_of(self, stage: str) -> str:
         rec = self.ledger.get(stage)
         return self.outputs.get(stage) or (rec or {}).get("output", "")
 
     # -- the inputs of each stage, hashed ---------------------------------------------------------
+    def upstream(self, stage: str) -> list[str]:
+        """The stages whose outputs are this stage's inputs."""
+        return {"data": [], "tokenizer": ["data"], "pretrain": ["data", "tokenizer"], "base_eval": ["pretrain"],
+                "sft": ["pretrain"], "rl": ["sft"], "chat_eval": [self.final_stage()], "chat": []}[stage]
+
     def key(self, stage: str) -> str:
         from dataclasses import asdict
-        upstream = {"data": [], "tokenizer": ["data"], "pretrain": ["data", "tokenizer"], "base_eval": ["pretrain"],
-                    "sft": ["pretrain"], "rl": ["sft"], "chat_eval": [self.final_stage()], "chat": []}[stage]
+        upstream = self.upstream(stage)
         if stage in ("pretrain", "sft", "rl"):
             settings = asdict(self.stage_cfg(stage))
         elif stage == "tokenizer":
@@ -222,16 +254,67 @@ class Context:
     def plan(self, stage: str, key: str) -> dict:
         rec = self.ledger.get(stage)
         if stage in ("pretrain", "sft", "rl"):
-            return S.plan_training(self, stage, self.stage_cfg(stage), key)
+            plan = S.plan_training(self, stage, self.stage_cfg(stage), key)
+            if plan["action"] != "reuse":
+                # Before it trains: an interruption, then the same command, must find this key and
+                # resume, never see the old key and start the run over again (losing it).
+                done_before = rec.get("seconds", 0.0) if rec and rec.get("running") and plan["action"] == "resume" else 0.0
+                self.ledger.put(stage, {"key": key, "running": True, "seconds": done_before})
+            return plan
         if stage == "tokenizer":
             return S.plan_tokenizer(self, key)
-        if stage in ("base_eval", "chat_eval") and rec and rec.get("key") == key and not self.fresh:
+        skipped = rec is not None and "skipped" in (rec.get("section") or {})
+        if stage in ("base_eval", "chat_eval") and rec and rec.get("key") == key and not self.fresh and not skipped:
             return {"action": "reuse", "note": f"reusing the evaluation of {rec.get('seconds', 0):.0f} s ago "
                                                "(same model and settings; --fresh measures again)"}
         if stage == "data":
             return {"action": "run", "note": "the pretraining data"}
         run = self.run_dir("pretrain") if stage == "base_eval" else self.final_run()
         return {"action": "run", "note": f"{'talking to' if stage == 'chat' else 'evaluating'} {run}"}
+
+    def keep_time(self, stage: str, seconds: float) -> None:
+        """Ctrl-C in a training stage: its time so far counts when it resumes (rank 0 writes)."""
+        rec = self.ledger.get(stage)
+        if self.ranks.is_master and rec and rec.get("running"):
+            self.ledger.put(stage, {**rec, "seconds": rec.get("seconds", 0.0) + seconds})
+
+    def record(self, stage: str, key: str, plan: dict, outcome: S.Outcome, seconds: float, have: list[str],
+               summary: dict) -> str:
+        """Rank 0, after a stage: its ledger entry, then the report card; returns its output hash."""
+        from phases.phase7_eval import report
+        reused, old = plan["action"] == "reuse", self.ledger.get(stage) or {}
+        if reused:
+            seconds = old.get("seconds", seconds)          # a reused stage keeps the time it took
+        elif old.get("running"):
+            seconds += old.get("seconds", 0.0)             # a resumed one adds its interrupted sessions
+        self.ledger.put(stage, {"key": key, "output": outcome.output, "headline": outcome.headline,
+                                "section": outcome.section, "seconds": round(seconds, 1), "reused": reused,
+                                "inputs": {u: self.output_of(u) for u in self.upstream(stage)}})
+        # The card covers every stage the ledger knows, whichever ran this time; a stage whose
+        # inputs changed since it ran (a later one, after --stages retrained an earlier one) is marked.
+        rows = []
+        for s in have:
+            r = self.ledger.get(s)
+            if not r or r.get("running"):
+                continue
+            rows.append({"stage": s, "seconds": r["seconds"], "headline": r["headline"],
+                         "reused": r.get("reused", False), "stale": not self._current(s, r)})
+        summary["stages"] = rows
+        summary["seconds"] = round(sum(x["seconds"] for x in rows if not x["stale"]), 1)
+        report.update(self.folder, outcome.report_key, outcome.section)
+        report.update(self.folder, "pipeline", summary)
+        return outcome.output
+
+    def _current(self, stage: str, rec: dict) -> bool:
+        """Was ``rec`` made from what its upstream stages hold now, and are they current too?"""
+        for u in self.upstream(stage):
+            up = self.ledger.get(u)
+            if up is None:
+                continue                                   # not a stage of this pipeline run
+            changed = "inputs" in rec and rec["inputs"].get(u) != up.get("output")   # (older ledgers: unknown)
+            if up.get("running") or changed or not self._current(u, up):
+                return False
+        return True
 
     def execute(self, stage: str, plan: dict) -> S.Outcome:
         if stage == "data":
@@ -287,22 +370,14 @@ def _run_stages(ctx: Context, selected: list[str], have: list[str], summary: dic
         plan = ctx.ranks.share(f"{stage}/plan", lambda: ctx.plan(stage, key))
         say(plan["note"], flush=True)
         t0 = time.perf_counter()
-        outcome = ctx.execute(stage, plan) if ctx.ranks.is_master or stage not in ONE_PROCESS else None
+        try:
+            outcome = ctx.execute(stage, plan) if ctx.ranks.is_master or stage not in ONE_PROCESS else None
+        except KeyboardInterrupt:
+            ctx.keep_time(stage, time.perf_counter() - t0)
+            raise
         seconds = time.perf_counter() - t0
-
-        def record() -> str:                       # rank 0: the ledger, then the report card
-            reused, old = plan["action"] == "reuse", ctx.ledger.get(stage) or {}
-            made_in = old.get("seconds", seconds) if reused else seconds   # a reused stage keeps its own time
-            ctx.ledger.put(stage, {"key": key, "output": outcome.output, "headline": outcome.headline,
-                                   "section": outcome.section, "seconds": round(made_in, 1), "reused": reused})
-            # the card covers every stage the ledger knows, whichever ran this time
-            summary["stages"] = [{"stage": s, "seconds": r["seconds"], "headline": r["headline"],
-                                  "reused": r.get("reused", False)} for s in have if (r := ctx.ledger.get(s))]
-            summary["seconds"] = round(sum(x["seconds"] for x in summary["stages"]), 1)
-            report.update(ctx.folder, outcome.report_key, outcome.section)
-            report.update(ctx.folder, "pipeline", summary)
-            return outcome.output
-        ctx.outputs[stage] = ctx.ranks.share(f"{stage}/done", record)
+        ctx.outputs[stage] = ctx.ranks.share(f"{stage}/done", lambda: ctx.record(stage, key, plan, outcome,
+                                                                              seconds, have, summary))
         say(f"-- {stage}: {'reused' if plan['action'] == 'reuse' else 'done'} in {seconds:.0f} s: "
             f"{outcome.headline if outcome else ''}", flush=True)
 

@@ -119,11 +119,26 @@ def run_tokenizer(ctx, plan: dict) -> Outcome:
 
 
 # -- training stages: pretrain, sft, rl (every rank) -----------------------------------------------
-def _same_settings(saved: dict, requested: dict, defaults: dict) -> bool:
-    """Did a checkpoint come from these settings? The run stores resolved values (-1 -> the
-    derived batch or horizon, "" -> the device it ran on), so only the values asked for count;
-    a key the run predates counts as its default."""
-    return all(saved.get(k, defaults.get(k)) == v for k, v in requested.items() if v != -1 and v != "")
+def _differing(saved: dict, requested: dict, defaults: dict) -> list[str]:
+    """The settings a checkpoint was not trained with, as ``key: saved -> requested``. The run
+    stores resolved values (-1 -> the derived batch or horizon, "" -> the device it ran on), so
+    only the values asked for count; a key the run predates counts as its default; the run an
+    SFT or RL stage starts from counts by its folder, however it was named."""
+    out = []
+    for k, v in requested.items():
+        have = saved.get(k, defaults.get(k))
+        if v == -1 or v == "" or have == v or (k in ("base", "sft") and _same_run(have, v)):
+            continue
+        out.append(f"{k}: {have!r} -> {v!r}")
+    return out
+
+
+def _same_run(a, b) -> bool:
+    from phases.phase2_training.checkpoint import find_checkpoint
+    try:
+        return find_checkpoint(str(a)).path.parent.resolve() == find_checkpoint(str(b)).path.parent.resolve()
+    except (UserError, OSError):
+        return False
 
 
 def _finished(latest) -> bool:
@@ -143,9 +158,14 @@ def plan_training(ctx, stage: str, cfg, key: str) -> dict:
         why = "--fresh"
     elif latest is not None and rec is not None and rec.get("key") != key:
         why = "its inputs changed (settings, data, tokenizer or the run it starts from)"
-    elif latest is not None and rec is None and not _same_settings(
-            latest.meta.get("train_config") or {}, asdict(cfg), {f.name: f.default for f in fields(type(cfg))}):
-        why = "it was trained with other settings"
+    elif latest is not None and rec is None:
+        # A run this pipeline did not make (a lesson's `mini-nanochat pretrain`, say): adopted when
+        # it was trained with these settings, otherwise left alone: it is not ours to delete.
+        differ = _differing(latest.meta.get("train_config") or {}, asdict(cfg),
+                            {f.name: f.default for f in fields(type(cfg))})
+        if differ:
+            raise UserError(f"{run_dir} holds a run this pipeline did not make, trained with other settings "
+                            f"({', '.join(differ[:4])}); move it away, or add --fresh to replace it")
     if why:
         shutil.rmtree(run_dir)
         return {"action": "fresh", "note": f"starting {run_dir} over: {why}"}
@@ -166,7 +186,7 @@ def run_training(ctx, stage: str, cfg, train, plan: dict) -> Outcome:
                   launch={"config": str(ctx.stage_config_path(stage))})
         except KeyboardInterrupt:
             if ctx.ranks.is_master:
-                print(f"\nto continue: {ctx.again()}  (it resumes {run_dir_of(cfg)} from its last checkpoint)",
+                print(f"\nto continue: {ctx.to_continue()}  (it resumes {run_dir_of(cfg)} from its last checkpoint)",
                       flush=True)
             raise
     latest = latest_checkpoint(run_dir_of(cfg) / "checkpoints")

