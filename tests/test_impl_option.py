@@ -124,12 +124,23 @@ def test_a_fixture_name_or_a_near_miss_gets_a_did_you_mean(tmp_path):
     assert r.returncode == 4 and "Did you mean --impl loader=...?" in r.stderr, r.stderr
 
 
-def _sabotaged(tmp_path, reference: str, old: str, new: str) -> Path:
-    """A learner's copy of ``reference`` (a path in the repo) with one deliberate slip."""
+def _sabotaged(tmp_path, reference: str, old: str, new: str, used_by: tuple[str, ...] = ()) -> Path:
+    """A learner's copy of ``reference`` (a path in the repo), ``my_<name>.py``, with one deliberate slip.
+
+    Each module of ``used_by`` (paths in the repo) is copied beside it as ``my_<name>.py``,
+    importing the slipped copy instead of the reference (a learner's file holds both parts, e.g.
+    Phase 1's model and its layers); run with tmp_path on PYTHONPATH.
+    """
     source = (REPO / reference).read_text()
     assert old in source, "the reference changed: update the sabotage in this test"
     path = tmp_path / ("my_" + Path(reference).name)
     path.write_text(source.replace(old, new, 1))
+    module = reference.removesuffix(".py").replace("/", ".")
+    for user in used_by:
+        text = (REPO / user).read_text()
+        assert f"from {module} import" in text, f"{user} no longer imports {module}: update the sabotage"
+        (tmp_path / ("my_" + Path(user).name)).write_text(text.replace(f"from {module} import",
+                                                                       f"from {path.stem} import"))
     return path
 
 

@@ -121,6 +121,28 @@ def test_mha_equals_a_per_head_loop(layers):
         assert torch.allclose(y[:, h], scores.softmax(-1) @ v[:, h], atol=ATOL)
 
 
+def test_rotary_turns_pairs_i_and_i_plus_half_by_position(layers):
+    """Step 3's RoPE, one function at a time: step 2's tests pass with any rotation or none (both
+    attention paths rotate alike), so pairs read interleaved, (2i, 2i + 1), once passed them.
+    Either direction of rotation is accepted (ADR: +θ here, −θ in nanochat)."""
+    D, T, base = 8, 16, 100.0
+    cos, sin = layers.rotary_tables(D, T, base)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, 1, D, generator=g).repeat(1, T, 1, 1)        # one vector at every position
+    y = layers.apply_rotary(x, cos, sin)[0, :, 0]                       # (T, D)
+    x = x[0, :, 0]
+    half = D // 2
+    angle = torch.arange(T, dtype=torch.float32)[:, None] * base ** (-torch.arange(0, D, 2) / D)  # (T, D/2)
+    plane = lambda v: v[:, :half].square() + v[:, half:].square()      # noqa: E731  (T, D/2)
+    assert torch.allclose(plane(y), plane(x), atol=1e-5), (
+        "apply_rotary must turn each pair (x[i], x[i + D/2]) within its own plane (its length stays)")
+    turned = x[:, :half] * y[:, :half] + x[:, half:] * y[:, half:]      # |pair|^2 cos(angle)
+    assert torch.allclose(turned, plane(x) * angle.cos(), atol=1e-5), (
+        "pair i at position p must turn by p * base^(-2i/D)")
+    scores = y @ y.T                                                    # q_t . k_s with q = k = x
+    assert torch.allclose(scores[1:, 1:], scores[:-1, :-1], atol=1e-5), "q_t . k_s must depend on t - s only"
+
+
 def test_gqa_equals_mha_with_repeated_kv_heads(gpt, tiny_config):
     """A GQA model = an MHA model whose k/v projections repeat each kv head for its group."""
     gqa_cfg = tiny_config.replace(n_kv_head=2, value_embeds=False)
