@@ -87,6 +87,16 @@ def test_phase1_step3_rope_on_interleaved_pairs_fails(tmp_path):
     _fails_at(r, "test_rotary_turns_pairs_i_and_i_plus_half_by_position")
 
 
+def test_phase1_step3_rope_on_q_alone_fails(tmp_path):
+    # Step 3 slip: only q is rotated. A false green found by the sabotage run: every model test
+    # starts at position 0; test_attention_sees_relative_positions_only_rotary shifts the positions.
+    layers = _sabotaged(tmp_path, "phases/phase1_transformer/layers.py",
+                        "q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)", "q = apply_rotary(q, cos, sin)",
+                        used_by=("phases/phase1_transformer/model.py",))
+    r = _run_step("phase1_transformer", 3, {None: tmp_path / "my_model.py", "layers": layers}, tmp_path)
+    _fails_at(r, "test_attention_sees_relative_positions_only_rotary")
+
+
 @pytest.mark.slow
 def test_phase1_step6_softcap_loss_averaged_over_ignored_targets_fails(tmp_path):
     # Step 6 slip: the softcap loss's mean divides by every position, ignored (-1) targets included.

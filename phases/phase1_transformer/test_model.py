@@ -143,6 +143,25 @@ def test_rotary_turns_pairs_i_and_i_plus_half_by_position(layers):
     assert torch.allclose(scores[1:, 1:], scores[:-1, :-1], atol=1e-5), "q_t . k_s must depend on t - s only"
 
 
+def test_attention_sees_relative_positions_only_rotary(layers, tiny_config):
+    """RoPE applied to q *and* k: the same tokens placed 5 positions later attend alike. A slip
+    that rotates q alone passes the function-level test above and every model test (the model
+    always starts at position 0), so this one shifts the rotary tables under one attention layer."""
+    cfg = tiny_config.replace(value_embeds=False)
+    attn = layers.CausalSelfAttention(cfg, 0)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in attn.parameters():                                     # every projection live
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    T = 12
+    x = torch.randn(1, T, cfg.n_embd, generator=g)                      # (1, T, C)
+    cos, sin = layers.rotary_tables(cfg.head_dim, T + 5, cfg.rope_base)
+    at_0 = attn(x, cos[:T], sin[:T], T)                                 # positions 0 .. T-1
+    at_5 = attn(x, cos[5:], sin[5:], T)                                 # positions 5 .. T+4
+    assert torch.allclose(at_0, at_5, atol=1e-4), (
+        "attention changed when every position moved by 5: rotate both q and k (q_t . k_s must depend on t - s)")
+
+
 def test_gqa_equals_mha_with_repeated_kv_heads(gpt, tiny_config):
     """A GQA model = an MHA model whose k/v projections repeat each kv head for its group."""
     gqa_cfg = tiny_config.replace(n_kv_head=2, value_embeds=False)
