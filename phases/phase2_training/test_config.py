@@ -78,3 +78,19 @@ def test_compose_unions_keys_without_a_diamond():
     assert (cfg.widgets, cfg.num_iterations, cfg.depth) == (3, 7, 4)
     assert [f.name for f in fields(Composed)][-1] == "widgets"
     assert load_config(None, {"widgets": "5"}, cls=Composed).widgets == 5
+
+
+def test_a_flag_and_a_set_that_agree_are_accepted_and_disagreeing_ones_refused():
+    # Review find: the strings were compared, so --set compile=true --compile ("true" vs "True")
+    # and --set num_iterations=1e3 --num-iterations 1000 were refused as "given twice".
+    import argparse
+
+    from phases.common.console import UserError
+    from phases.phase2_training.train import add_training_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    for argv in (["--set", "compile=true", "--compile"], ["--set", "num_iterations=1e3", "--num-iterations", "1000"]):
+        cfg = config_from_args(parser.parse_args(argv), load_config)
+        assert cfg.num_iterations == 1000 or cfg.compile
+    with pytest.raises(UserError, match="given twice"):
+        config_from_args(parser.parse_args(["--set", "num_iterations=5", "--num-iterations", "6"]), load_config)

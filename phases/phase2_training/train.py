@@ -345,6 +345,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="override any config key, e.g. --set matrix_lr=0.004 (repeatable)")
 
 
+def _same_value(flag: str, a, b) -> bool:
+    """``--set compile=true`` and ``--compile`` agree: both are read as the config reads them."""
+    from phases.phase2_training.config import _coerce
+    f = next((f for f in dataclasses.fields(TrainConfig) if f.name == flag), None)
+    if f is None:
+        return str(a) == str(b)
+    try:
+        return _coerce(f, a, "--set") == _coerce(f, b, f"--{flag}")
+    except UserError:
+        return False
+
+
 def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ...] = FLAGS) -> TrainConfig:
     """Defaults < --config < --set < the dedicated ``flags``; ``load_config(path, overrides)`` picks the class."""
     overrides = parse_overrides(args.set)
@@ -352,7 +364,7 @@ def config_from_args(args: argparse.Namespace, load_config, flags: tuple[str, ..
         value = getattr(args, flag, None)
         if value is not None:
             value = str(value) if isinstance(value, Path) else value
-            if flag in overrides and str(overrides[flag]) != str(value):   # one would be dropped unseen
+            if flag in overrides and not _same_value(flag, overrides[flag], value):   # one would be dropped unseen
                 raise UserError(f"{flag} is given twice: --set {flag}={overrides[flag]} and "
                                 f"--{flag.replace('_', '-')} {value}; keep one")
             overrides[flag] = value

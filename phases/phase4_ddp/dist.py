@@ -88,8 +88,8 @@ def world_from_env(device: str = "") -> World:
 # --8<-- [end:from_env]
 
 
-def _say_error(world: World, e: BaseException) -> None:
-    """One line that says which rank failed and whether it was the cause or a victim."""
+def _say_error(world: World, e: BaseException) -> bool:
+    """One line that says which rank failed and whether it was the cause or a victim (returned)."""
     victim = isinstance(e, (dist.DistError, RuntimeError)) and any(
         w in str(e) for w in ("Connection closed", "Connection reset", "Timed out", "timeout", "timed out",
                               "peer", "Gloo", "NCCL", "Broken pipe"))
@@ -97,6 +97,7 @@ def _say_error(world: World, e: BaseException) -> None:
            "line is the cause)" if victim else "")
     print(f"[rank {world.rank}] error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{why}",
           file=sys.stderr, flush=True)
+    return victim
 
 
 # --8<-- [start:distributed]
@@ -126,7 +127,8 @@ def distributed(device: str = "", timeout_s: float = 300.0):
         dist.barrier()                                     # everyone is here before anyone starts
         yield world
     except BaseException as e:
-        _say_error(world, e)
+        if _say_error(world, e):
+            raise SystemExit(1) from None   # a victim: its line says it all; the cause's traceback is elsewhere
         raise
     finally:
         # A failed NCCL group may not be destroyable cleanly; the process is exiting anyway.

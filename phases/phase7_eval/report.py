@@ -140,7 +140,8 @@ def render(report: dict) -> str:
             continue
         if key == "exchanges":
             for x in s.get("exchanges", []):
-                lines += [f"**you:** {x['user']}", "", "```text", x["model"].replace("```", "'''") or "(empty)", "```", ""]
+                said = x["model"].replace("```", "'''") if x["model"].strip() else "(empty: only whitespace)"
+                lines += [f"**you:** {x['user']}", "", "```text", said, "```", ""]
             continue
         if s.get("skipped"):                           # an evaluation the pipeline could not run here
             lines += [f"Not run: {s['skipped']}", ""]
@@ -175,7 +176,8 @@ def render(report: dict) -> str:
                       "ChatCORE: not computed (it needs all five tasks, each complete or equally capped).", ""]
             for t in s["chat"]:
                 for ex in t.get("examples", [])[:1]:
-                    shown = ex["completion"][:600].strip().replace("```", "'''") or "(empty: only whitespace)"
+                    text = ex["completion"][:600]          # indentation kept: code samples read as written
+                    shown = text.rstrip().replace("```", "'''") if text.strip() else "(empty: only whitespace)"
                     lines += [f"{t['name']} sample ({'right' if ex['correct'] else 'wrong'}):", "", "```text",
                               shown, "```", ""]
                 lines += [f"- {t['name']}: {n}" for n in t.get("notes", [])] + ([""] if t.get("notes") else [])

@@ -77,8 +77,9 @@ class Task:
         raise TypeError(f"{type(self).__name__} must define get_example(index): how its rows become conversations")
 
     def evaluate(self, conversation: dict, completion: str) -> bool:
-        """Whether ``completion`` answers ``conversation``; only generative tasks have one."""
-        raise TypeError(f"{self.name} is scored by its losses, not by a completion")
+        """Whether ``completion`` answers ``conversation``; only tasks with a checkable answer have one."""
+        raise UserError(f"{self.name} has no checkable answer, so a completion cannot be scored or rewarded; "
+                        "choose a task that has one (e.g. arithmetic, spelling)")
 
     def reward(self, conversation: dict, completion: str) -> float:
         """RL's reward (Phase 8): 1.0 for a correct completion, else 0.0."""
@@ -88,15 +89,21 @@ class Task:
         return f"{type(self).__name__}({self.name!r}, {len(self)} examples, {self.kind})"
 
 
-def check_index_fits(total: int) -> None:
-    """Refuse a mixture whose shuffled index (about 100 bytes a conversation) would not fit in half
-    the machine's memory (``arithmetic:3*1000000000`` listed 3e9 entries for minutes, then died)."""
+INDEX_BYTES = 100            # one entry of the shuffled index
+CONVERSATION_BYTES = 2000   # one generated conversation held in memory (measured ~1,550 with tracemalloc)
+
+
+def check_index_fits(total: int, generated: int = 0) -> None:
+    """Refuse a mixture whose shuffled index (``total`` entries) and ``generated`` conversations held
+    in memory would not fit in half the machine's memory (``arithmetic:3*1000000000`` listed 3e9
+    entries for minutes, then died)."""
     from phases.phase1_transformer.config import gib
     from phases.phase1_transformer.memory import device_memory
     have = device_memory("cpu")
-    if have is not None and total * 100 > have / 2:
-        raise UserError(f"a mixture of {total:,} conversations needs about {gib(total * 100)} for its shuffled "
-                        f"index alone, more than half of this machine's {gib(have)}: use fewer epochs or smaller counts")
+    need = total * INDEX_BYTES + generated * CONVERSATION_BYTES
+    if have is not None and need > have / 2:
+        raise UserError(f"a mixture of {total:,} conversations ({generated:,} generated) needs about {gib(need)}, "
+                        f"more than half of this machine's {gib(have)}: use fewer epochs or smaller counts")
 
 
 class TaskMixture:

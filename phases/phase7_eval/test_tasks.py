@@ -43,7 +43,7 @@ def test_mixture_epochs_and_seeded_shuffle(tasks):
     assert mix.counts() == {"a": 6, "b": 2} and mix.source(0) == mix[0]["id"]
     with pytest.raises(Exception, match="epochs"):
         tasks.TaskMixture([a, b], epochs=[1])
-    with pytest.raises(Exception, match="needs about .* for its shuffled index"):   # issue 15 re-attack: was
+    with pytest.raises(Exception, match="conversations .0 generated. needs about .*more than half"):  # issue 15: was
         tasks.TaskMixture([a], epochs=10 ** 12)                                    # minutes of listing, then a crash
 
 

@@ -167,7 +167,9 @@ def build(spec: str, split: str = "train", seed: int = 42, show_progress: bool =
                    for e in entries if not e.name.endswith(".jsonl")]
         if not entries:
             raise UserError(f"the mixture {spec!r} has no task with a held-out split (files have none)")
-    check_index_fits(sum((e.count or DEFAULT_COUNT) * e.epochs for e in entries if e.name in offline.TASKS))
+    generated = [e for e in entries if e.name in offline.TASKS]
+    check_index_fits(sum((e.count or DEFAULT_COUNT) * e.epochs for e in generated),
+                     sum(e.count or DEFAULT_COUNT for e in generated))
     tasks = [task_of(e, split, show_progress=show_progress) for e in entries]   # (before generating any)
     return TaskMixture(tasks, [e.epochs for e in entries], seed=seed)
 

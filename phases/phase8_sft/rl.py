@@ -272,8 +272,10 @@ def recipe(base: Recipe | None = None, task=None, evals=None) -> Recipe:
                               total_batch_size=cfg.examples_per_step * cfg.num_samples * cfg.sequence_len)
         plan = base.derive(nominal, vocab_size, rt)
         check_same_model(plan, meta, cfg.sft)
-        check_fits(cfg.num_samples, cfg.sequence_len, meta_model(plan.model).kv_bytes_per_token(),
-                   resolve_device(cfg.device))           # a group's rollout, before any data is built
+        # A rank's rollouts are one batch: its problems x their samples rows, at most sequence_len
+        # long; checked before any data is built.
+        check_fits(max(1, cfg.examples_per_step // rt.world_size) * cfg.num_samples, cfg.sequence_len,
+                   meta_model(plan.model).kv_bytes_per_token(), resolve_device(cfg.device))
         if "task" not in held:
             held["tok"] = load_tokenizer(cfg)[0]
             held["task"] = task if task is not None else mixtures.build(cfg.task, "train", seed=cfg.seed)

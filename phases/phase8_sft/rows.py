@@ -164,7 +164,8 @@ class ConversationRows:
                 continue
             misses += 1
             if misses >= len(self.conversations) and not len(self.buffer):   # a whole epoch: cycling would spin
-                raise UserError(f"none of the {len(self.conversations):,} conversations fits a row of "
+                share = "" if self.world == 1 else f" that rank {self.rank} of {self.world} reads"
+                raise UserError(f"none of the {len(self.conversations):,} conversations{share} fits a row of "
                                 f"{self.T + 1} tokens with something to learn ({self.stats.dropped_long:,} too long, "
                                 f"{self.stats.dropped_unsupervised:,} without assistant tokens): raise sequence_len")
 

@@ -45,8 +45,22 @@ def test_bad_specs_are_user_errors(mixture, spec, problem):
 
 def test_a_mixture_too_large_to_list_is_refused_before_generating(mixture):
     """Issue 15 re-attack: "arithmetic:99999999999999999999" generated problems until killed."""
-    with pytest.raises(UserError, match="for its shuffled index alone"):
+    with pytest.raises(UserError, match="needs about .* more than half of this machine"):
         mixture.build("arithmetic:99999999999999999999")
+
+
+def test_the_memory_check_counts_the_generated_conversations(mixture):
+    """Review find: the check counted the index (100 bytes an entry) but not the conversations the
+    offline tasks generate first (~1,550 bytes each, measured), so a count 15x too large passed."""
+    from phases.phase1_transformer.memory import device_memory
+    from phases.phase7_eval import tasks
+    have = device_memory("cpu")
+    if have is None:
+        pytest.skip("this machine does not report its memory")
+    count = int(have / 2 / tasks.CONVERSATION_BYTES) + 1      # the index alone would fit 20x over
+    assert count * tasks.INDEX_BYTES < have / 2
+    with pytest.raises(UserError, match=f"{count:,} conversations .{count:,} generated. needs about"):
+        mixture.build(f"arithmetic:{count}")
 
 
 def test_offline_mixture_counts_epochs_and_held_out_split(mixture):
