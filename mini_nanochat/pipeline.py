@@ -6,7 +6,7 @@ chat evaluation -> a few chat exchanges, with one report card for the whole run.
     mini-nanochat run --config examples/pipeline_cpu.toml --stages sft,rl,chat_eval,chat
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m mini_nanochat run --config ...
 
-A pipeline config (TOML) names each stage's own config (``[pretrain] config = "cpu_demo.toml"``)
+A pipeline config (TOML, read by ``pipeline_config.py``) names each stage's own config (``[pretrain] config = "cpu_demo.toml"``)
 and its settings; ``stages.py`` holds what each stage does, always by calling the phase that
 owns it. Before a stage starts it prints its plan; when it ends, one line with its time and
 headline metric. ``<base>/pipelines/<name>/`` keeps ``state.json`` (what each stage was run
@@ -29,89 +29,18 @@ import json
 import os
 import re
 import time
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 
 from mini_nanochat import stages as S
+from mini_nanochat.pipeline_config import DEMO_PIPELINE, ORDER, PipelineConfig  # noqa: F401
 from phases.common.console import UserError
 from phases.common.files import atomic_write_text
 from phases.common.paths import base_dir
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_PIPELINE = REPO / "examples" / "pipeline_cpu.toml"
-ORDER = ("data", "tokenizer", "pretrain", "base_eval", "sft", "rl", "chat_eval", "chat")
 TITLES = {"data": "data", "tokenizer": "tokenizer (training and evaluation)", "pretrain": "pretraining",
           "base_eval": "base model evaluation", "sft": "supervised fine-tuning", "rl": "reinforcement learning",
           "chat_eval": "chat evaluation", "chat": "a few exchanges with the chat model"}
-KEYS = {"name": str, "data": dict, "tokenizer": dict, "pretrain": dict, "base_eval": dict, "sft": dict, "rl": dict,
-        "chat_eval": dict, "chat": dict}
-TRAINING = {"config": str, "set": dict}
-EVAL = {"args": str}
-TABLE_KEYS = {"data": {"shards": int}, "pretrain": TRAINING, "sft": TRAINING, "rl": TRAINING,
-              "tokenizer": {"vocab_size": int, "max_chars": int, "doc_cap": int, "compare": bool},
-              "base_eval": EVAL, "chat_eval": EVAL, "chat": {"prompts": list, "max_tokens": int}}
-TYPE_NAMES = {int: "a whole number", str: "a string", dict: "a table", bool: "true or false", list: "a list"}
-
-
-def _check_table(path: Path, table: str, values: dict) -> None:
-    """Every key of ``[table]`` known and of its type: a typo is an error, never silently ignored."""
-    allowed = TABLE_KEYS[table]
-    for k, v in values.items():
-        if k not in allowed:
-            raise UserError(f"{path}: [{table}] has no key {k!r}; it takes {', '.join(allowed)}")
-        want = allowed[k]
-        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            raise UserError(f"{path}: [{table}] {k} must be {TYPE_NAMES[want]}, got {v!r}")
-    if table == "chat" and not all(isinstance(x, str) and x.strip() for x in values.get("prompts", [])):
-        raise UserError(f"{path}: [chat] prompts must be a list of non-empty strings")
-
-
-class PipelineConfig:
-    """A pipeline TOML: which stages exist and how each is configured."""
-
-    def __init__(self, path: Path, overrides: dict | None = None, suffix: str = ""):
-        self.path = Path(path).expanduser().resolve()
-        try:
-            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such pipeline config (see examples/pipeline_cpu.toml)") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise UserError(f"{path}: not a readable TOML file ({e})") from None
-        for k, v in raw.items():
-            if k not in KEYS:
-                raise UserError(f"{path}: unknown key {k!r}; a pipeline config has {', '.join(KEYS)}")
-            if not isinstance(v, KEYS[k]):
-                raise UserError(f"{path}: {k} must be {TYPE_NAMES[KEYS[k]]}")
-            if k in TABLE_KEYS:
-                _check_table(path, k, v)
-        self.suffix = suffix                   # appended to the name and every run name (demo --iterations)
-        self.name = (raw.get("name") or self.path.stem) + suffix
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise UserError(f"{path}: name {self.name!r} must be letters, digits, '_', '-' or '.' "
-                            "(it names a folder under pipelines/)")
-        self.raw = raw
-        self.overrides = overrides or {}       # {stage: {key: value}} from the command line (demo --iterations)
-        self.data, self.tokenizer, self.chat = raw.get("data", {}), raw.get("tokenizer", {}), raw.get("chat", {})
-        for stage in ("pretrain", "sft", "rl"):
-            if stage in raw and "config" not in raw[stage]:
-                raise UserError(f"{path}: [{stage}] needs config = \"FILE.toml\" (the stage's own config)")
-
-    def section(self, stage: str) -> dict:
-        return self.raw.get(stage, {})
-
-    def stages(self) -> list[str]:
-        """The stages this config has, in order (pretrain is required; data, tokenizer and chat always run)."""
-        if "pretrain" not in self.raw:
-            raise UserError(f"{self.path}: no [pretrain] table; every pipeline pretrains")
-        have = [s for s in ORDER if s in self.raw or s in ("data", "tokenizer")]
-        return have + (["chat"] if "chat" not in have and ("sft" in have) else [])
-
-    def config_path(self, stage: str) -> Path:
-        path = (self.path.parent / self.section(stage)["config"]).resolve()
-        if not path.is_file():
-            raise UserError(f"{self.path}: [{stage}] config {path} does not exist")
-        return path
 
 
 class Ranks:
