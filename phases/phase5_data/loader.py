@@ -134,7 +134,13 @@ class PackedLoader:
         unit = self.stream.units[u]
         return {"version": STATE_VERSION, "next_doc": self.cursor, "buffer": number_ranges(self.buffer.numbers()),
                 "epoch": epoch, "file": unit.path.name, "row_group": unit.row_group, "row": row,
-                "rank": self.rank, "world_size": self.world, "docs_per_epoch": self.stream.docs_per_epoch}
+                "rank": self.rank, "world_size": self.world, "docs_per_epoch": self.stream.docs_per_epoch,
+                "sizes": self._sizes()}
+
+    def _sizes(self) -> dict[str, int]:
+        """Bytes of each shard this rank reads: a shard rewritten with as many documents (which the
+        document count cannot see) changes its size, and resuming on it would not be exact."""
+        return {p.name: p.stat().st_size for p in sorted({u.path for u in self.stream.units})}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("version") != STATE_VERSION:
@@ -146,6 +152,12 @@ class PackedLoader:
         if state["docs_per_epoch"] != self.stream.docs_per_epoch:
             raise UserError(f"the data changed since the checkpoint ({state['docs_per_epoch']:,} documents "
                             f"per epoch then, {self.stream.docs_per_epoch:,} now): resume on the same shards")
+        now = self._sizes()
+        changed = [f"{name}: {then:,} bytes then, {now[name]:,} now" for name, then in (state.get("sizes") or {}).items()
+                   if name in now and now[name] != then]
+        if changed:                                        # (a checkpoint older than this check has no sizes)
+            raise UserError(f"the data changed since the checkpoint ({'; '.join(changed[:3])}): resume on the "
+                            "same shards")
         cursor, ranges = state["next_doc"], state["buffer"]
         if not (isinstance(cursor, int) and cursor >= 0 and isinstance(ranges, list)
                 and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r)

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from phases.common.console import UserError
 from phases.phase0_tokenizer.shards import list_shards
 
 pytestmark = pytest.mark.phase5
@@ -176,3 +177,25 @@ def test_cuda_batches_equal_cpu_batches(loader_mod, grouped_dir, tiny_data):
     for (xa, ya), (xb, yb) in zip(expected, got):
         assert xb.is_cuda and torch.equal(xa, xb.cpu()) and torch.equal(ya, yb.cpu())
     cpu.close(), gpu.close()
+
+
+def test_a_shard_rewritten_since_the_checkpoint_is_refused(loader_mod, grouped_dir, tiny_data, tmp_path):
+    """Issue 15 re-attack: a shard rewritten with as many documents (text reversed) between a kill
+    and ``--resume`` was resumed silently on other documents; the state keeps each shard's size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    shutil.copytree(grouped_dir, data)
+    a = loader_mod.PackedLoader(list_shards(data), tiny_data["tok"], 2, 32, buffer_size=8)
+    a.next_batch()
+    state = json.loads(json.dumps(a.state_dict()))
+    a.close()
+    shard = list_shards(data)[0]
+    table = pq.read_table(shard)
+    pq.write_table(pa.table({"text": [t[::-1] + "!" for t in table.column("text").to_pylist()]}), shard,
+                   row_group_size=pq.ParquetFile(list_shards(grouped_dir)[0]).metadata.row_group(0).num_rows)
+    b = loader_mod.PackedLoader(list_shards(data), tiny_data["tok"], 2, 32, buffer_size=8)
+    with pytest.raises(UserError, match=f"the data changed since the checkpoint .{shard.name}: "):
+        b.load_state_dict(state)
+    b.close()
