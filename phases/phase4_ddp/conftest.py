@@ -53,12 +53,14 @@ def tiny_world(make_tiny_world):
 def tiny_settings(tiny_world):
     """A seconds-long MuonAdamW run: depth 2, width 64, 32-token rows, 256-token batches, 6 steps.
 
-    One process accumulates 2 micro-batches per step; two ranks take one each.
+    One process accumulates 2 micro-batches per step; two ranks take one each. A learner's
+    collective that hangs (mismatched shapes across ranks) fails after 60 s, not the default 300.
     """
     return dict(depth=2, aspect_ratio=32, head_dim=32, sequence_len=32, device_batch_size=4,
                 total_batch_size=256, reference_batch_size=256, num_iterations=6, warmup_steps=2,
                 muon_momentum_warmup=4, weight_decay=0.01, eval_every=3, eval_tokens=2048, save_every=3,
-                sample_tokens=4, data_dir=tiny_world["data_dir"], tokenizer_dir=tiny_world["tokenizer_dir"])
+                sample_tokens=4, data_dir=tiny_world["data_dir"], tokenizer_dir=tiny_world["tokenizer_dir"],
+                dist_timeout=60)
 
 
 # The modules under test, registered under the names the recipe imports; a name the learner's
