@@ -79,23 +79,20 @@ def test_phase0_step8_rightmost_pair_on_ties_fails(tmp_path):
 
 # -- Phase 1: the transformer ------------------------------------------------------------------
 
-def test_phase1_step3_rope_on_interleaved_pairs_fails(tmp_path):
-    # Step 3 slip: RoPE reads pairs (2i, 2i + 1), not (i, i + D/2). A false green: step 2's tests
-    # alone passed it; test_rotary_turns_pairs_i_and_i_plus_half_by_position was added for it.
-    layers = _sabotaged(tmp_path, "phases/phase1_transformer/layers.py", "x1, x2 = x[..., :d], x[..., d:]",
-                        "x1, x2 = x[..., 0::2], x[..., 1::2]", used_by=("phases/phase1_transformer/model.py",))
-    r = _run_step("phase1_transformer", 3, {None: tmp_path / "my_model.py", "layers": layers}, tmp_path)
-    _fails_at(r, "test_rotary_turns_pairs_i_and_i_plus_half_by_position")
-
-
-def test_phase1_step3_rope_on_q_alone_fails(tmp_path):
-    # Step 3 slip: only q is rotated. A false green found by the sabotage run: every model test
-    # starts at position 0; test_attention_sees_relative_positions_only_rotary shifts the positions.
-    layers = _sabotaged(tmp_path, "phases/phase1_transformer/layers.py",
-                        "q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)", "q = apply_rotary(q, cos, sin)",
+# Step 3 slips, both false greens once: RoPE on pairs (2i, 2i + 1) instead of (i, i + D/2) passed
+# step 2's tests (both attention paths rotate alike); q rotated alone passed every model test
+# (the model always starts at position 0). Each now fails at the test named beside it.
+@pytest.mark.parametrize("old, new, caught_by", [
+    ("x1, x2 = x[..., :d], x[..., d:]", "x1, x2 = x[..., 0::2], x[..., 1::2]",
+     "test_rotary_turns_pairs_i_and_i_plus_half_by_position"),
+    ("q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)", "q = apply_rotary(q, cos, sin)",
+     "test_attention_sees_relative_positions_only_rotary"),
+], ids=["interleaved_pairs", "q_alone"])
+def test_phase1_step3_rope_slips_fail(tmp_path, old, new, caught_by):
+    layers = _sabotaged(tmp_path, "phases/phase1_transformer/layers.py", old, new,
                         used_by=("phases/phase1_transformer/model.py",))
     r = _run_step("phase1_transformer", 3, {None: tmp_path / "my_model.py", "layers": layers}, tmp_path)
-    _fails_at(r, "test_attention_sees_relative_positions_only_rotary")
+    _fails_at(r, caught_by)
 
 
 @pytest.mark.slow
