@@ -168,6 +168,7 @@ def test_the_card_marks_stale_and_skipped_stages(tmp_path):
 
 def test_the_continue_command_never_repeats_fresh(monkeypatch):
     from mini_nanochat.pipeline import Context
+    monkeypatch.delenv("MINI_NANOCHAT_BASE_DIR", raising=False)     # else the command starts with it
     for argv, want in ((["mini-nanochat", "demo", "--fresh"], "mini-nanochat demo"),
                        (["mini-nanochat", "run", "--fresh", "--config", "x.toml"], "mini-nanochat run --config x.toml"),
                        (["mini-nanochat", "run", "--config", "my--fresh.toml"], "mini-nanochat run --config my--fresh.toml")):

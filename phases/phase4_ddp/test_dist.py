@@ -64,4 +64,6 @@ def test_a_block_inside_a_joined_group_reuses_it(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = sorted(re.findall(r"rank \d stage \d: \d+", proc.stdout))
     assert lines == sorted(f"rank {r} stage {s}: 3" for r in (0, 1) for s in range(5))
-    assert sorted(re.findall(r"rank \d left: \w+", proc.stdout)) == ["rank 0 left: False", "rank 1 left: False"]
+    # the two ranks print to one pipe: a line can run into the next one's ("...: Falserank 1 ...")
+    assert sorted(re.findall(r"rank \d left: (?:True|False)", proc.stdout)) == ["rank 0 left: False",
+                                                                                "rank 1 left: False"]
