@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from phases.common.console import UserError, use_color
-from phases.common.paths import data_dir, tokenizer_dir
+from phases.common.paths import data_dir
 
 
 @dataclass
@@ -39,7 +39,8 @@ def digest(*parts) -> str:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    from phases.phase2_training.integrity import sha256_file
+    return sha256_file(Path(path))[:16]
 
 
 # -- data and tokenizer (rank 0 alone) -------------------------------------------------------
@@ -72,7 +73,8 @@ def run_data(ctx, plan: dict) -> Outcome:
 
 
 def tokenizer_folder(pretrain_cfg) -> Path:
-    return Path(pretrain_cfg.tokenizer_dir).expanduser() if pretrain_cfg.tokenizer_dir else tokenizer_dir()
+    from phases.phase2_training.train import tokenizer_dir_of
+    return tokenizer_dir_of(pretrain_cfg)
 
 
 def tokenizer_settings(ctx):

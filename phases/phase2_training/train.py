@@ -123,8 +123,13 @@ def run_dir_of(cfg: TrainConfig) -> Path:
     return Path(cfg.run_dir).expanduser() if cfg.run_dir else named_run_dir(cfg.run_name)
 
 
+def tokenizer_dir_of(cfg: TrainConfig) -> Path:
+    """The tokenizer folder: ``cfg.tokenizer_dir``, else Phase 0's default."""
+    return Path(cfg.tokenizer_dir).expanduser() if cfg.tokenizer_dir else tokenizer_dir()
+
+
 def load_tokenizer(cfg: TrainConfig) -> tuple[BPETokenizer, Path]:
-    tok_dir = Path(cfg.tokenizer_dir).expanduser() if cfg.tokenizer_dir else tokenizer_dir()
+    tok_dir = tokenizer_dir_of(cfg)
     return BPETokenizer.load(tok_dir), tok_dir / FILENAME
 
 
