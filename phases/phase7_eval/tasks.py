@@ -90,7 +90,7 @@ class Task:
 
 
 INDEX_BYTES = 100            # one entry of the shuffled index
-CONVERSATION_BYTES = 2000   # one generated conversation held in memory (measured ~1,550 with tracemalloc)
+CONVERSATION_BYTES = 2000   # one generated conversation held in memory: an upper estimate, 20x an index entry
 
 
 def check_index_fits(total: int, generated: int = 0) -> None:
