@@ -118,6 +118,11 @@ def distributed(device: str = "", timeout_s: float = 300.0):
         dist.barrier()
         yield world
         return
+    # Imported after the group exists, torch._dynamo (model building and torch.compile import it)
+    # keeps a reference to it: the group's threads outlive destroy_process_group, and now and then
+    # the exit aborts ("terminate called without an active exception"; ADR). Imported first, it
+    # keeps none.
+    import torch._dynamo  # noqa: F401
     if world.device.type == "cuda":
         torch.cuda.set_device(world.device)                # before NCCL: it binds to the current GPU
     kwargs = {"device_id": world.device} if world.backend == "nccl" else {}

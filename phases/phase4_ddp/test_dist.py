@@ -67,3 +67,29 @@ def test_a_block_inside_a_joined_group_reuses_it(tmp_path):
     # the two ranks print to one pipe: a line can run into the next one's ("...: Falserank 1 ...")
     assert sorted(re.findall(r"rank \d left: (?:True|False)", proc.stdout)) == ["rank 0 left: False",
                                                                                 "rank 1 left: False"]
+
+
+LEAVE = """\
+import os, sys
+import torch
+from phases.phase4_ddp.dist import distributed
+with distributed("cpu", 60) as world:
+    import torch._dynamo                           # building a model or torch.compile imports it here
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(f"rank {world.rank} gloo threads left: {sum('gloo' in n for n in names)}", flush=True)
+"""
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="reads Linux's /proc")
+def test_leaving_the_group_stops_its_threads(tmp_path):
+    # A group that outlives the block keeps gloo's threads, which can abort the process while
+    # the interpreter exits (about one exit in a hundred): leaving must really destroy it.
+    from phases.phase4_ddp.conftest import LAUNCH_TIMEOUT, REPO, run_torchrun
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc, _ = run_torchrun(["--nproc_per_node=2", str(script)], env, LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(re.findall(r"rank \d gloo threads left: \d+", proc.stdout)) == [
+        "rank 0 gloo threads left: 0", "rank 1 gloo threads left: 0"]
