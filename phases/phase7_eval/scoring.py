@@ -2,7 +2,7 @@
 
 nanochat scores an in-context item by running each of its sequences in full (one forward per
 item) and computing the logits of every position. On a CPU at the demo's size that work is
-compute-bound, so batching alone gains little. Two things remove work instead:
+compute-bound, so batching alone gains little. Three things remove work instead:
 
 1. **Shared prefixes.** The choices of a multiple-choice item repeat the same context (ten
    worked examples and a question) and differ only at the end. The context goes through the
@@ -12,6 +12,10 @@ compute-bound, so batching alone gains little. Two things remove work instead:
 2. **Logits only where scored.** The output layer (width x vocabulary multiply-adds per
    token, then the softcap over the vocabulary) is applied only to the positions whose
    prediction is scored: a forward pre-hook on ``lm_head`` keeps just those rows of its input.
+3. **Rows of similar lengths together.** A right-padded batch computes its padding too: the
+   continuations of HellaSwag's endings or of whole sentences vary in length, and one
+   forward padded to the longest did about twice the real work. Each pass runs its rows in
+   groups of similar length (``by_length``).
 
 Many items go into each forward (``batch_tokens`` bounds the tokens of a batch). Every
 sequence ``(tokens, start, end)`` is split into its prefix ``tokens[:start]`` and its
@@ -22,7 +26,9 @@ returns: (mean continuation loss, whether greedy decoding reproduces it), equal 
 rounding (the cached path attends through per-row masks).
 
 What it leaves out: sharing between items (only identical prefixes within a batch are
-merged), GPU-specific kernels (FlashAttention's varlen path would avoid the padding).
+merged); skipping the last block at prefix positions (only its keys and values are read
+later: about a fifth of a 4-layer model's prefix work, but a change to Phase 1's forward);
+GPU-specific kernels (FlashAttention's varlen path would avoid the padding altogether).
 """
 from __future__ import annotations
 
@@ -58,18 +64,40 @@ def _loss_and_greedy(logits: torch.Tensor, cont: list[int]) -> tuple[float, bool
     return F.cross_entropy(logits.float(), target).item(), bool(torch.equal(logits.argmax(-1), target))
 
 
+MIN_FILL, MIN_TOKENS = 0.75, 512
+
+
+def by_length(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by similar length, longest first: each row of a group fills at least
+    ``MIN_FILL`` of the group's width, so padding stays under a third of the work (on a CPU a
+    padded token costs what a real one does). Short rows are cheap: a group closes only once it
+    holds ``MIN_TOKENS`` padded tokens, so they do not each cost a forward of their own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and (lengths[i] >= MIN_FILL * lengths[groups[-1][0]]
+                       or len(groups[-1]) * lengths[groups[-1][0]] < MIN_TOKENS):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 @torch.no_grad()
 def score_plain(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
-    """One right-padded forward; the output layer only at each sequence's scored positions."""
+    """Right-padded forwards of similar lengths; the output layer only at each sequence's scored positions."""
     device = model.lm_head.weight.device
-    rows = torch.tensor([r for r, (_, s, e) in enumerate(seqs) for _ in range(s, e)])
-    cols = torch.tensor([c for _, s, e in seqs for c in range(s - 1, e - 1)])
-    with logits_only_at(model, rows.to(device), cols.to(device)):
-        out = model(_padded([t for t, _, _ in seqs], pad_id).to(device))[0]     # (K, V)
-    results, k = [], 0
-    for t, s, e in seqs:
-        results.append(_loss_and_greedy(out[k:k + e - s], t[s:e]))
-        k += e - s
+    results: list[tuple[float, bool]] = [(0.0, False)] * len(seqs)
+    for group in by_length([len(t) for t, _, _ in seqs]):
+        part = [seqs[j] for j in group]
+        rows = torch.tensor([r for r, (_, s, e) in enumerate(part) for _ in range(s, e)])
+        cols = torch.tensor([c for _, s, e in part for c in range(s - 1, e - 1)])
+        with logits_only_at(model, rows.to(device), cols.to(device)):
+            out = model(_padded([t for t, _, _ in part], pad_id).to(device))[0]     # (K, V)
+        k = 0
+        for j, (t, s, e) in zip(group, part):
+            results[j] = _loss_and_greedy(out[k:k + e - s], t[s:e])
+            k += e - s
     return results
 
 
@@ -80,30 +108,38 @@ def score_cached(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> 
     device = model.lm_head.weight.device
     prefixes: dict[tuple[int, ...], int] = {}
     owner_of = [prefixes.setdefault(tuple(t[:s]), len(prefixes)) for t, s, _ in seqs]
+    prefixes_list = list(prefixes)
     U, plens = len(prefixes), [len(p) for p in prefixes]
     conts = [t[s:e] for t, s, e in seqs]
     # cache rows: 0..U-1 hold the distinct prefixes, then one row per sequence
     cache = KVCache.for_model(model, U + len(seqs), max(plens) + max(map(len, conts)))
     # 1. every distinct prefix once; only its last position's logits (they predict the first continuation token)
-    with logits_only_at(model, torch.arange(U, device=device), torch.tensor(plens, device=device) - 1):
-        first = model(_padded(list(prefixes), pad_id).to(device), kv_cache=cache.view(range(U)))[0]  # (U, V)
+    first: list[torch.Tensor] = [None] * U                                  # U rows of (1, V)
+    for group in by_length(plens):
+        last = torch.tensor([plens[u] - 1 for u in group], device=device)
+        with logits_only_at(model, torch.arange(len(group), device=device), last):
+            out = model(_padded([prefixes_list[u] for u in group], pad_id).to(device),
+                        kv_cache=cache.view(group))[0]                       # (G, V)
+        for i, u in enumerate(group):
+            first[u] = out[i:i + 1]
     for u, n in enumerate(plens):
         cache.truncate(u, n)                                                 # forget the padding
     for j, u in enumerate(owner_of):
         cache.copy_prefix(u, U + j, plens[u])
-    # 2. each continuation but its last token, every row at its own position
+    # 2. each continuation but its last token, every row at its own position, rows of similar lengths together
     todo = [j for j, c in enumerate(conts) if len(c) > 1]
     rest: dict[int, torch.Tensor] = {}
-    if todo:
-        rows = torch.tensor([i for i, j in enumerate(todo) for _ in range(len(conts[j]) - 1)], device=device)
-        cols = torch.tensor([k for j in todo for k in range(len(conts[j]) - 1)], device=device)
+    for group in by_length([len(conts[j]) - 1 for j in todo]):
+        part = [todo[g] for g in group]
+        rows = torch.tensor([i for i, j in enumerate(part) for _ in range(len(conts[j]) - 1)], device=device)
+        cols = torch.tensor([k for j in part for k in range(len(conts[j]) - 1)], device=device)
         with logits_only_at(model, rows, cols):
-            out = model(_padded([conts[j][:-1] for j in todo], pad_id).to(device),
-                        kv_cache=cache.view([U + j for j in todo]))[0]        # (K, V)
+            out = model(_padded([conts[j][:-1] for j in part], pad_id).to(device),
+                        kv_cache=cache.view([U + j for j in part]))[0]        # (K, V)
         k = 0
-        for j in todo:
+        for j in part:
             rest[j], k = out[k:k + len(conts[j]) - 1], k + len(conts[j]) - 1
-    return [_loss_and_greedy(torch.cat([first[owner_of[j]:owner_of[j] + 1], rest.get(j, first[:0])]), cont)
+    return [_loss_and_greedy(torch.cat([first[owner_of[j]], rest.get(j, first[0][:0])]), cont)
             for j, cont in enumerate(conts)]
 # --8<-- [end:shared]
 

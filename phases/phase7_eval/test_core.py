@@ -93,8 +93,21 @@ def test_centred_accuracy_and_core_arithmetic(core):
     assert core.core_score(results * 7 + results[:1])[0] == "CORE"
 
 
-def test_batched_equals_one_item_at_a_time(core, tiny_model):
+def test_rows_are_grouped_by_length_with_little_padding(monkeypatch):
     from phases.phase7_eval import scoring
+    lengths = [3, 40, 31, 29, 12, 10, 9, 2, 40, 1]
+    monkeypatch.setattr(scoring, "MIN_TOKENS", 0)
+    groups = scoring.by_length(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))      # every row once
+    assert [[lengths[i] for i in g] for g in groups] == [[40, 40, 31], [29], [12, 10, 9], [3], [2], [1]]
+    monkeypatch.setattr(scoring, "MIN_TOKENS", 100)                                # short rows share a forward
+    assert [[lengths[i] for i in g] for g in scoring.by_length(lengths)] == [[40, 40, 31], [29, 12, 10, 9], [3, 2, 1]]
+
+
+@pytest.mark.parametrize("min_tokens", [512, 0])     # 0: every pass split into many length groups
+def test_batched_equals_one_item_at_a_time(core, tiny_model, monkeypatch, min_tokens):
+    from phases.phase7_eval import scoring
+    monkeypatch.setattr(scoring, "MIN_TOKENS", min_tokens)
     model, tok, _ = tiny_model
     rng = random.Random(0)
     words = "the of a function returns value list string object file name data".split()

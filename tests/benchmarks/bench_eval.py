@@ -25,7 +25,8 @@ Last line of stdout: one JSON object with ``icl_items_per_s`` (batched), ``icl_s
 ``bare_subprocess_ms``, ``target_met``, the hardware and the settings. ``--quick`` shrinks
 everything for the smoke test; its figures are not the ones to report.
 
-Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``
+Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``;
+``--profile TASK`` prints instead where one in-context task's batched scoring spends its time.
 What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
 """
 from __future__ import annotations
@@ -181,6 +182,24 @@ def bench_sandbox(n: int) -> dict:
             "sandbox_layers": sandbox.run_program(code).layers}
 
 
+def profile_icl(model, tok, tasks, args) -> int:
+    """Where the batched path's time goes: the op table of one task, and the share of matrix multiplies."""
+    from torch.profiler import ProfilerActivity, profile
+    task = next((t for t in tasks if t.name == args.profile), None)
+    if task is None:
+        sys.exit(f"--profile: no task {args.profile!r}; choose one of {', '.join(t.name for t in tasks)}")
+    core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)        # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)
+    ops = prof.key_averages()
+    print(ops.table(sort_by="self_cpu_time_total", row_limit=15))
+    total = sum(e.self_cpu_time_total for e in ops)
+    mm = sum(e.self_cpu_time_total for e in ops if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    print(json.dumps({"profile_task": task.name, "items": args.icl_items, "matmul_share": mm / total,
+                      "self_cpu_s": total / 1e6, "hardware": cpu_model(), "threads": torch.get_num_threads()}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes for the smoke test")
@@ -193,6 +212,8 @@ def main() -> int:
     ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
     ap.add_argument("--repeats", type=int, default=2, help="in-context timing: best of N (default 2)")
+    ap.add_argument("--profile", metavar="TASK", default=None,
+                    help="instead: print torch.profiler's op table for one in-context task's batched scoring")
     args = ap.parse_args()
     if args.quick:
         args.icl_items, args.gen_problems, args.gen_tokens, args.sandbox_programs, args.repeats = 12, 4, 8, 3, 1
@@ -205,6 +226,8 @@ def main() -> int:
         if olmo_root() and not args.quick:     # CORE's own item shapes too: 10-shot, long endings, schema, LM
             from phases.phase7_eval.offline import core_subset
             suite += core_subset(["hellaswag_zeroshot", "arc_easy", "lambada_openai", "winogrande"])
+        if args.profile:
+            return profile_icl(model, tok, suite, args)
         out = {"model": how, "depth": model.config.n_layer, "width": model.config.n_embd,
                "sequence_len": model.config.sequence_len, "vocab": model.config.vocab_size}
         out |= bench_icl(model, tok, suite, args)
