@@ -38,6 +38,17 @@ def test_two_ranks_join_the_group_and_sum_their_ranks(torchrun_join):
                      "rank 1/2 local 1 backend gloo: sum of ranks = 1"]
 
 
+def _two_ranks(tmp_path, source: str):
+    """Run ``source`` on two gloo ranks under torchrun; the finished process, which must have succeeded."""
+    from phases.phase4_ddp.conftest import LAUNCH_TIMEOUT, REPO, run_torchrun
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc, _ = run_torchrun(["--nproc_per_node=2", str(script)], env, LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 NESTED = """\
 import torch, torch.distributed as td
 from phases.phase4_ddp.dist import distributed
@@ -56,12 +67,7 @@ print(f"rank {outer.rank} left: {td.is_initialized()}", flush=True)
 def test_a_block_inside_a_joined_group_reuses_it(tmp_path):
     # The reference's own contract (the pipeline joins once; every stage's join reuses that group):
     # joining again in one torchrun launch could read the previous group's store keys.
-    from phases.phase4_ddp.conftest import LAUNCH_TIMEOUT, REPO, run_torchrun
-    script = tmp_path / "nested.py"
-    script.write_text(NESTED)
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc, _ = run_torchrun(["--nproc_per_node=2", str(script)], env, LAUNCH_TIMEOUT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _two_ranks(tmp_path, NESTED)
     lines = sorted(re.findall(r"rank \d stage \d: \d+", proc.stdout))
     assert lines == sorted(f"rank {r} stage {s}: 3" for r in (0, 1) for s in range(5))
     # the two ranks print to one pipe: a line can run into the next one's ("...: Falserank 1 ...")
@@ -85,11 +91,6 @@ print(f"rank {world.rank} gloo threads left: {sum('gloo' in n for n in names)}",
 def test_leaving_the_group_stops_its_threads(tmp_path):
     # A group that outlives the block keeps gloo's threads, which can abort the process while
     # the interpreter exits (about one exit in a hundred): leaving must really destroy it.
-    from phases.phase4_ddp.conftest import LAUNCH_TIMEOUT, REPO, run_torchrun
-    script = tmp_path / "leave.py"
-    script.write_text(LEAVE)
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc, _ = run_torchrun(["--nproc_per_node=2", str(script)], env, LAUNCH_TIMEOUT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _two_ranks(tmp_path, LEAVE)
     assert sorted(re.findall(r"rank \d gloo threads left: \d+", proc.stdout)) == [
         "rank 0 gloo threads left: 0", "rank 1 gloo threads left: 0"]
