@@ -26,8 +26,9 @@ returns: (mean continuation loss, whether greedy decoding reproduces it), equal 
 rounding (the cached path attends through per-row masks).
 
 What it leaves out: sharing between items (only identical prefixes within a batch are
-merged); skipping the last block at prefix positions (only its keys and values are read
-later: about a fifth of a 4-layer model's prefix work, but a change to Phase 1's forward);
+merged); skipping the last block at prefix positions (later passes read only its keys and
+values there, so its queries, attention and MLP are wasted; removing them needs a change to
+Phase 1's forward);
 GPU-specific kernels (FlashAttention's varlen path would avoid the padding altogether).
 """
 from __future__ import annotations
@@ -114,7 +115,7 @@ def score_cached(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> 
     # cache rows: 0..U-1 hold the distinct prefixes, then one row per sequence
     cache = KVCache.for_model(model, U + len(seqs), max(plens) + max(map(len, conts)))
     # 1. every distinct prefix once; only its last position's logits (they predict the first continuation token)
-    first: list[torch.Tensor] = [None] * U                                  # U rows of (1, V)
+    first: list[torch.Tensor | None] = [None] * U                           # U rows of (1, V)
     for group in by_length(plens):
         last = torch.tensor([plens[u] - 1 for u in group], device=device)
         with logits_only_at(model, torch.arange(len(group), device=device), last):
