@@ -164,6 +164,26 @@ def test_the_shipped_scripts_are_in_the_site(built_site):
         assert (built_site / rel).is_file(), f"{rel} is not in the built site"
 
 
+SPEECH_PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<script>window.MathJax = {options: {menuOptions: {settings: {explorer: true}}}};</script>
+<script src="docs/javascripts/vendor/mathjax/tex-mml-chtml.js"></script>
+</head><body><p>\\(x^2 + 1\\)</p></body></html>"""
+
+
+def test_math_speech_works_offline(browser, site_url, built_site):
+    """A reader who turns on MathJax's accessibility explorer (in its menu) hears formulas read
+    out: the speech rule engine's maps come from the site. (The engine's built-in fallback
+    names a CDN; MathJax points it at its own folder, and this checks that nothing leaves.)"""
+    (built_site / "speech-check.html").write_text(SPEECH_PAGE, encoding="utf-8")
+    browser.open(site_url + "speech-check.html")
+    speech = browser.wait_for("const c = document.querySelector('mjx-container');"
+                              "return c && c.getAttribute('aria-label');", timeout=60, what="the formula's speech")
+    assert speech == "x squared plus 1"
+    assert any(r.endswith("/sre/mathmaps/en.json") for r in browser.requests()), browser.requests()
+    assert browser.outside == []
+    assert browser.failed_requests() == []
+
+
 @pytest.mark.slow
 def test_every_page_of_the_site_renders_offline(browser, site_url, built_site):
     """All pages, not only the lessons (decision records and comparisons have formulas too):
