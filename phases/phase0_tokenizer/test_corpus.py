@@ -1,4 +1,4 @@
-"""Tests for the embedded corpus (corpus.py) on a tiny source set, so they run in seconds.
+"""Tests for the embedded corpus (docstrings.py, corpus.py) on a tiny source set, so they run in seconds.
 
 Every build goes into pytest's ``tmp_path`` and ``MINI_NANOCHAT_BASE_DIR`` points there
 too, so nothing is written outside it. The full ~19 MB build is not run here (it takes
@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from phases.phase0_tokenizer import corpus, shards
+from phases.phase0_tokenizer import corpus, docstrings, shards
 from phases.common.console import UserError
 
 pytestmark = pytest.mark.phase0
@@ -78,11 +78,11 @@ def test_documents_clean_and_unique(tmp_path: Path) -> None:
     info = build(tmp_path / "c")
     texts = list(shards.iter_texts(info.out_dir, "all"))
     assert len(texts) == info.num_docs
-    assert all(len(t) >= corpus.MIN_CHARS and t == t.strip() and "\r" not in t for t in texts)
+    assert all(len(t) >= docstrings.MIN_CHARS and t == t.strip() and "\r" not in t for t in texts)
     normalised = [" ".join(t.split()) for t in texts]
     assert len(set(normalised)) == len(normalised)
     # The shuffle mixes sources: the shards hold the extracted docs, in another order.
-    extracted = corpus.extract_documents(["markupsafe"], stdlib_modules=TINY["stdlib_modules"],
+    extracted = docstrings.extract_documents(["markupsafe"], stdlib_modules=TINY["stdlib_modules"],
                                          include_topics=False, show_progress=False)
     assert sorted(extracted) == sorted(texts) and extracted != texts
 
@@ -98,20 +98,20 @@ def test_extract_from_file(tmp_path: Path) -> None:
         f'add_docstr(f, r"""Template {{input}}. {long}""".format(**common))\n'
         f'add_docstr(f, f"""An f-string {{name}}. {long}""")\n'
         f'class C:\n    """short"""\n')
-    docs, ok = corpus._docs_from_file(src)
+    docs, ok = docstrings._docs_from_file(src)
     assert ok
     assert sorted(d.split(".")[0] for d in docs) == sorted(
         ["Module doc", "Function doc", "Plain add_docstr", "Concatenated pieces", "Template {input}"])
     broken = tmp_path / "broken.py"
     broken.write_text("def (:\n")
-    assert corpus._docs_from_file(broken) == ([], False)
+    assert docstrings._docs_from_file(broken) == ([], False)
 
 
 def test_clean_doc() -> None:
-    assert corpus.clean_doc("short") is None
-    assert corpus.clean_doc("=+-*/" * 40) is None  # symbols, not text
-    assert corpus.clean_doc("  a line\r\n" + "word " * 20 + "\r") == "a line\n" + ("word " * 20).strip()
-    assert corpus.clean_doc("bad \ud800 " + "word " * 20) is None
+    assert docstrings.clean_doc("short") is None
+    assert docstrings.clean_doc("=+-*/" * 40) is None  # symbols, not text
+    assert docstrings.clean_doc("  a line\r\n" + "word " * 20 + "\r") == "a line\n" + ("word " * 20).strip()
+    assert docstrings.clean_doc("bad \ud800 " + "word " * 20) is None
 
 
 def test_noop_rebuild_and_force(tmp_path: Path) -> None:
