@@ -78,6 +78,9 @@ class PackedLoader:
             raise UserError(f"batch_size, seq_len and buffer_size must be >= 1, "
                             f"got {batch_size}, {seq_len}, {buffer_size}")
         self.stream = DocumentStream(paths, rank, world_size)
+        # Bytes of each shard this rank reads, taken once (the state is saved every step): a shard
+        # rewritten with as many documents, which the document count cannot see, changes its size.
+        self.sizes = {p.name: p.stat().st_size for p in sorted({u.path for u in self.stream.units})}
         self.tok, self.B, self.T = tok, batch_size, seq_len
         self.rank, self.world = rank, world_size
         self.device = torch.device(device)
@@ -135,12 +138,7 @@ class PackedLoader:
         return {"version": STATE_VERSION, "next_doc": self.cursor, "buffer": number_ranges(self.buffer.numbers()),
                 "epoch": epoch, "file": unit.path.name, "row_group": unit.row_group, "row": row,
                 "rank": self.rank, "world_size": self.world, "docs_per_epoch": self.stream.docs_per_epoch,
-                "sizes": self._sizes()}
-
-    def _sizes(self) -> dict[str, int]:
-        """Bytes of each shard this rank reads: a shard rewritten with as many documents (which the
-        document count cannot see) changes its size, and resuming on it would not be exact."""
-        return {p.name: p.stat().st_size for p in sorted({u.path for u in self.stream.units})}
+                "sizes": dict(self.sizes)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("version") != STATE_VERSION:
@@ -152,7 +150,7 @@ class PackedLoader:
         if state["docs_per_epoch"] != self.stream.docs_per_epoch:
             raise UserError(f"the data changed since the checkpoint ({state['docs_per_epoch']:,} documents "
                             f"per epoch then, {self.stream.docs_per_epoch:,} now): resume on the same shards")
-        now = self._sizes()
+        now = self.sizes
         changed = [f"{name}: {then:,} bytes then, {now[name]:,} now" for name, then in (state.get("sizes") or {}).items()
                    if name in now and now[name] != then]
         if changed:                                        # (a checkpoint older than this check has no sizes)
