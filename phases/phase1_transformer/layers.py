@@ -92,6 +92,30 @@ def row_attention_mask(start: torch.Tensor, t_q: int, t_k: int, window: int) -> 
 # --8<-- [end:row_mask]
 
 
+# --8<-- [start:attend_at]
+def attend_at(q, k, v, rows, q_pos, window: int) -> torch.Tensor:
+    """Attention for K chosen queries only: q (K, H, D) belongs to row ``rows[i]`` (K,) at
+    absolute position ``q_pos[i]``; k, v (B, Hkv, Tk, D) hold every key of every row.
+
+    The queries go into a right-padded (B, Tq, H, D) grid, Tq = most queries of one row, so
+    one masked SDPA call serves them all; padding slots sit at position 0 (they see key 0,
+    never an empty row). Returns (K, H * D).
+    """
+    B, K = k.size(0), q.size(0)
+    slot = F.one_hot(rows, B).cumsum(0)[torch.arange(K, device=q.device), rows] - 1   # (K,) place in its row
+    Tq = int(slot.max()) + 1 if K else 1
+    grid = q.new_zeros(B, Tq, *q.shape[1:])                                         # (B, Tq, H, D)
+    grid[rows, slot] = q
+    pos = torch.zeros(B, Tq, dtype=torch.long, device=q.device)
+    pos[rows, slot] = q_pos
+    k_pos = torch.arange(k.size(2), device=q.device)                               # (Tk,)
+    mask = (k_pos <= pos[..., None]) & (pos[..., None] - k_pos <= window)          # (B, Tq, Tk)
+    y = F.scaled_dot_product_attention(grid.transpose(1, 2), k, v, attn_mask=mask[:, None],
+                                       enable_gqa=True)                            # (B, H, Tq, D)
+    return y.transpose(1, 2)[rows, slot].reshape(K, q.size(1) * q.size(2))        # (K, H * D)
+# --8<-- [end:attend_at]
+
+
 # --8<-- [start:explicit]
 def explicit_attention(q, k, v, mask):
     """Attention written out. q (B, H, T, D), k and v (B, Hkv, Tk, D), mask (T, Tk) bool.
@@ -126,21 +150,29 @@ class CausalSelfAttention(nn.Module):
         self.last_weights = None   # (B, H, T, Tk) after an explicit forward
 
     # --8<-- [start:attention_forward]
-    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None):
+    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None, keep=None):
         B, T, C = x.shape
-        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)      # (B, T, H, D)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
         if ve is not None:  # value embedding, gated per kv head
             gate = 3 * torch.sigmoid(self.ve_gate(x[..., :12]))     # (B, T, Hkv)
             v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if keep is not None:  # queries only at the positions (rows, cols) whose output is wanted
+            q = self.c_q(x[keep]).view(1, len(keep[0]), self.n_head, self.head_dim)  # (1, K, H, D)
+            q = apply_rotary(q, *(t[keep[1]] if t.dim() == 2 else t[keep] for t in (cos, sin)))
+        else:
+            q = apply_rotary(self.c_q(x).view(B, T, self.n_head, self.head_dim), cos, sin)  # (B, T, H, D)
+        k = apply_rotary(k, cos, sin)
         if self.qk_norm:  # unit-RMS q and k keep attention logits bounded; 1.2 sharpens them
             q, k = rms_norm(q) * self.qk_scale, rms_norm(k) * self.qk_scale
         start = 0
         if kv_cache is not None:  # write this call's k, v into the cache; get every key so far
             start = kv_cache.get_pos()                              # int, or (B,) when rows differ
             k, v = kv_cache.update(self.layer_idx, k, v)            # (B, Tk, Hkv, D)
+        if keep is not None:
+            rows, cols = keep
+            q_pos = cols + (start[rows] if torch.is_tensor(start) else start)     # (K,) absolute positions
+            return self.c_proj(attend_at(q[0], k.transpose(1, 2), v.transpose(1, 2), rows, q_pos, window))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, time, D)
         Tk = k.size(2)
         if torch.is_tensor(start):  # rows at their own positions: a causal/window mask per row
@@ -182,8 +214,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None):
-        x = x + self.attn(rms_norm(x), cos, sin, window, ve, kv_cache)  # pre-norm: the residual stays clean
+    def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None, keep=None):
+        # keep = (rows, cols): every position's keys and values, but the output (K, C) only there
+        h = self.attn(rms_norm(x), cos, sin, window, ve, kv_cache, keep)  # pre-norm: the residual stays clean
+        x = x + h if keep is None else x[keep] + h
         x = x + self.mlp(rms_norm(x))
         return x
 

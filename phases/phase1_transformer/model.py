@@ -115,8 +115,10 @@ class GPT(nn.Module):
     # -- the forward pass --------------------------------------------------------------
     # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                loss_reduction: str = "mean", last_only: bool = False) -> torch.Tensor:
+                loss_reduction: str = "mean", last_only: bool = False, keep=None) -> torch.Tensor:
         cfg, dtype = self.config, self.compute_dtype
+        if keep is not None and targets is not None:
+            raise ValueError("keep= returns logits at chosen positions; it takes no targets")
         B, T = idx.shape
         T0 = 0 if kv_cache is None else kv_cache.get_pos()  # position of idx[:, 0]: int, or (B,) per row
         cos, sin = self._rotary(T0, T)                      # (T, D/2), or (B, T, D/2) per row
@@ -131,11 +133,14 @@ class GPT(nn.Module):
                 x = self.resid_lambdas[i].to(dtype) * x + self.x0_lambdas[i].to(dtype) * x0
             key = self._ve_keys[i]
             ve = self.value_embeds[key](idx).to(dtype) if key is not None else None  # (B, T, Hkv*D)
-            x = block(x, cos, sin, self.windows[i], ve, kv_cache)              # (B, T, C)
+            # keep=(rows, cols): only the logits there (K, V). The last block runs its queries and MLP
+            # only there too; every other position needs just its keys and values from it.
+            x = block(x, cos, sin, self.windows[i], ve, kv_cache,
+                      keep if i == cfg.n_layer - 1 else None)                 # (B, T, C), or (K, C)
             if i == cfg.n_layer // 2:
                 x_mid = x
         if cfg.backout:  # remove part of the mid-network residual: "what the lower half already said"
-            x = x - self.backout_lambda.to(dtype) * x_mid
+            x = x - self.backout_lambda.to(dtype) * (x_mid[keep] if x_mid.dim() > x.dim() else x_mid)
         if kv_cache is not None:
             kv_cache.advance(T)
         if last_only and targets is None:  # generation needs the next-token logits only

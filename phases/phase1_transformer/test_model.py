@@ -206,6 +206,25 @@ def test_kv_cache_forward_equals_full_forward(gpt, tiny_config):
     assert torch.allclose(torch.cat(pieces, dim=1), model(idx), atol=ATOL)
 
 
+def test_logits_at_chosen_positions_equal_the_full_forward(gpt, tiny_config):
+    """keep=(rows, cols) runs the last block's queries and MLP only there: the same logits."""
+    from phases.phase1_transformer.kv_cache import SimpleKVCache
+    model = _perturbed(gpt, tiny_config.replace(sequence_len=256))
+    idx = _ids(model.config, B=3, T=120)
+    rows, cols = torch.tensor([0, 0, 1, 2, 2, 2, 1]), torch.tensor([5, 119, 0, 60, 61, 100, 3])
+    full = model(idx)                                                                  # (B, T, V)
+    assert torch.allclose(model(idx, keep=(rows, cols)), full[rows, cols], atol=ATOL)   # (K, V)
+    cache = SimpleKVCache(model.config.n_layer)
+    model(idx[:, :50], kv_cache=cache)               # after a cached prefix: positions count from 50
+    later = model(idx[:, 50:], kv_cache=cache, keep=(rows, cols - 50))
+    near = cols >= 50
+    assert torch.allclose(later[near], full[rows[near], cols[near]], atol=ATOL)
+    none = torch.zeros(0, dtype=torch.long)
+    assert model(idx, keep=(none, none)).shape == (0, model.config.vocab_size)
+    with pytest.raises(ValueError, match="no targets"):
+        model(idx, targets=idx, keep=(rows, cols))
+
+
 # -- step 3: parameters, FLOPs, initialisation -------------------------------------------
 
 def test_parameter_counts(gpt, tiny_config):

@@ -200,10 +200,7 @@ class CacheView:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, T, Hkv, D) at each row's position; return keys/values (B, Tk, Hkv, D)."""
-        T = k.size(1)
-        end = max(self._pos) + T
-        if end > self.cache.max_len:
-            raise ValueError(f"the KV cache holds {self.cache.max_len} tokens per row; this call needs {end}")
+        end = max(self._pos) + k.size(1)
         ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B_all, Hkv, T_max, D)
         self._write(ks.transpose(1, 2), k)                              # into a (B_all, T_max, Hkv, D) view
         self._write(vs.transpose(1, 2), v)
@@ -213,6 +210,9 @@ class CacheView:
     def _write(self, store: torch.Tensor, new: torch.Tensor) -> None:
         """Write ``new`` (B, T, ...) into the rows of ``store`` (B_all, T_max, ...) at their positions."""
         T = new.size(1)
+        if max(self._pos) + T > self.cache.max_len:
+            raise ValueError(f"the KV cache holds {self.cache.max_len} tokens per row; "
+                             f"this call needs {max(self._pos) + T}")
         if self._pos_t is None:                                          # all rows at one position: a slice
             p = self._pos[0]
             store[self._index, p:p + T] = new
@@ -220,9 +220,9 @@ class CacheView:
             rows = self._index if torch.is_tensor(self._index) else torch.arange(
                 self._index.start, self._index.stop, device=store.device)
             store[rows, self._pos_t] = new[:, 0]
-        else:                                                            # chunks at different positions: per row
-            for i, (r, p) in enumerate(zip(self.rows, self._pos)):
-                store[r, p:p + T] = new[i]
+        else:                                                            # chunks at different positions
+            rows = torch.tensor(self.rows, device=store.device)[:, None]                 # (B, 1)
+            store[rows, self._pos_t[:, None] + torch.arange(T, device=store.device)] = new  # (B, T) places
 
     def advance(self, n: int) -> None:
         if isinstance(self._index, slice):

@@ -33,7 +33,6 @@ from phases.common.console import UserError, progress
 from phases.phase0_tokenizer.chat import render_for_completion
 from phases.phase7_eval.chat_tasks import CHAT_TASKS
 from phases.phase7_eval.core import Scored, pack
-from phases.phase7_eval.scoring import logits_only_at
 from phases.phase7_eval.tasks import Task
 
 
@@ -110,8 +109,7 @@ def predict_letters(model, tok, conversations: list[dict], batch_tokens: int = 2
         for row, i in enumerate(group):
             ids[row, :len(prompts[i])] = torch.tensor(prompts[i])
         last = torch.tensor([len(prompts[i]) - 1 for i in group], device=device)
-        with logits_only_at(model, torch.arange(len(group), device=device), last):
-            logits = model(ids.to(device))[0]                                      # (B, V): last positions
+        logits = model(ids.to(device), keep=(torch.arange(len(group), device=device), last))  # (B, V)
         for row, i in enumerate(group):
             letters = conversations[i]["letters"]
             focus = logits[row, [letter_id[c] for c in letters]]                       # (letters,)

@@ -20,8 +20,8 @@ Sequences longer than the model's ``sequence_len`` keep their last tokens.
 
 **Speed**: nanochat runs one item (its 2-4 choices) per forward pass, every position's
 logits computed. ``scoring.py`` runs many items per forward (up to ``batch_tokens``
-tokens), each distinct prefix once (Phase 6's KV cache), and the output layer only where a
-prediction is scored: the same numbers up to float rounding, several times faster.
+tokens), each item's shared stem once (Phase 6's KV cache), and the last block and the output
+layer only where a prediction is scored: the same numbers up to float rounding, several times faster.
 ``batch_tokens=0`` runs one item at a time, as nanochat (``score_sequences``).
 
 **Ranks** take items ``rank, rank + world, …``; the per-item results are summed across ranks.
@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from phases.common.console import UserError, progress
-from phases.phase7_eval.scoring import batches, score_shared
+from phases.phase7_eval.scoring import batches, common_length, score_items
 from phases.phase7_eval.tasks import Task
 
 ITEM_TYPES = ("multiple_choice", "schema", "language_modeling")
@@ -87,16 +87,6 @@ def render(task_type: str, item: dict, shots: list[dict], d: str) -> list[str]:
     # stripped: a trailing space would merge into the continuation's first token
     return [without.strip(), without + item["continuation"]]
 # --8<-- [end:render]
-
-
-def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
-    """Length of the token prefix (or suffix) shared by all ``seqs``."""
-    n = 0
-    for column in zip(*(reversed(s) if from_end else s for s in seqs)):
-        if any(c != column[0] for c in column):
-            break
-        n += 1
-    return n
 
 
 # --8<-- [start:spans]
@@ -229,18 +219,16 @@ def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -
     model.eval()
     items, notes = prepare(task, tok, max_per_task, model.config.sequence_len)
     mine = list(range(rank, len(items), world))
-    if batch_tokens > 0:   # many items per forward, shared prefixes once, logits only where scored
+    if batch_tokens > 0:   # many items per forward, shared stems once, logits only where scored
         groups = [[mine[k] for k in g] for g in batches([items[i][0] for i in mine], batch_tokens)]
-        score = score_shared
+        score = score_items
     else:                  # one item per forward, every position's logits (nanochat)
         groups = [[i] for i in mine]
-        score = score_sequences
+        score = lambda model, its, pad_id: [score_sequences(model, its[0], pad_id)]  # noqa: E731
     scored: dict[int, list[tuple[float, bool]]] = {}
     with progress(total=len(mine), desc=task.name, unit="item", enabled=show_progress) as bar:
         for group in groups:
-            flat = score(model, [seq for i in group for seq in items[i][0]], tok.bos_token_id)
-            for i in group:
-                scored[i], flat = flat[:len(items[i][0])], flat[len(items[i][0]):]
+            scored.update(zip(group, score(model, [items[i][0] for i in group], tok.bos_token_id)))
             bar.update(len(group))
     correct = [0.0] * len(items)
     for i in mine:

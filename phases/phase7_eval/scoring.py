@@ -1,54 +1,58 @@
-"""Fast in-context scoring: shared prefixes computed once, logits only where scored, many items per forward.
+"""Fast in-context scoring: shared stems computed once, the last block and the output layer only where scored.
 
 nanochat scores an in-context item by running each of its sequences in full (one forward per
 item) and computing the logits of every position. On a CPU at the demo's size that work is
-compute-bound, so batching alone gains little. Three things remove work instead:
+compute-bound, so batching alone gains little. Four things remove work instead:
 
-1. **Shared prefixes.** The choices of a multiple-choice item repeat the same context (ten
-   worked examples and a question) and differ only at the end. The context goes through the
-   model once, into Phase 6's KV cache, and is copied to one cache row per choice
-   (``KVCache.copy_prefix``); then only the choices' own tokens are run, each row at its own
-   position. A 10-shot item of four choices costs one context instead of four.
-2. **Logits only where scored.** The output layer (width x vocabulary multiply-adds per
-   token, then the softcap over the vocabulary) is applied only to the positions whose
-   prediction is scored: a forward pre-hook on ``lm_head`` keeps just those rows of its input.
-3. **Rows of similar lengths together.** A right-padded batch computes its padding too: the
+1. **Shared stems.** The sequences of one item begin alike: the choices of a multiple-choice
+   item repeat the same context (ten worked examples and a question) and differ only at the
+   end; the contexts of a schema item agree up to the blank ("The trophy does not fit in the
+   suitcase because ..."). That common start, the item's *stem*, goes through the model
+   once, into Phase 6's KV cache, and is copied to one cache row per sequence
+   (``KVCache.copy_prefix``); then only each sequence's own tokens are run, every row at its
+   own position. A 10-shot item of four choices costs one context instead of four.
+2. **The output layer only where scored.** The output layer (width x vocabulary multiply-adds
+   per token, then the softcap over the vocabulary) runs only at the positions whose
+   prediction is scored: ``model(ids, keep=(rows, cols))`` (Phase 1).
+3. **The last block only where scored.** At the other positions the last block's output is
+   never read, only its keys and values (by the scored positions); ``keep`` runs its
+   queries, attention and MLP at the kept positions only.
+4. **Rows of similar lengths together.** A right-padded batch computes its padding too: the
    continuations of HellaSwag's endings or of whole sentences vary in length, and one
    forward padded to the longest did about twice the real work. Each pass runs its rows in
    groups of similar length (``by_length``).
 
-Many items go into each forward (``batch_tokens`` bounds the tokens of a batch). Every
-sequence ``(tokens, start, end)`` is split into its prefix ``tokens[:start]`` and its
-continuation ``tokens[start:end]``; identical prefixes in a batch are computed once. The
-first continuation token is predicted from the prefix's last position, the others from the
-continuation's own positions. The result per sequence is what ``core.score_sequences``
-returns: (mean continuation loss, whether greedy decoding reproduces it), equal up to float
-rounding (the cached path attends through per-row masks).
+Many items go into each forward (``batch_tokens`` bounds the tokens of a batch). Each
+sequence ``(tokens, start, end)`` scores the predictions of ``tokens[start:end]``; the losses
+and argmax hits of all scored positions of a forward are computed in one call (``Tally``).
+The result per sequence is what ``core.score_sequences`` returns: (mean continuation loss,
+whether greedy decoding reproduces it), equal up to float rounding (the cached path attends
+through per-row masks).
 
-What it leaves out: sharing between items (only identical prefixes within a batch are
-merged); skipping the last block at prefix positions (later passes read only its keys and
-values there, so its queries, attention and MLP are wasted; removing them needs a change to
-Phase 1's forward);
-GPU-specific kernels (FlashAttention's varlen path would avoid the padding altogether).
+What it leaves out: stems shared across items (only identical stems within a batch are
+merged); GPU-specific kernels (FlashAttention's varlen path would avoid the padding
+altogether).
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 import torch.nn.functional as F
 
 from phases.phase6_inference.kv_cache import KVCache
 
+Seq = tuple[list[int], int, int]        # (tokens, start, end): score the predictions of tokens[start:end]
+MIN_FILL, MIN_TOKENS = 0.75, 512
+MIN_STEM = 8                            # a shorter common start is not worth the cache's second pass
 
-@contextlib.contextmanager
-def logits_only_at(model, rows: torch.Tensor, cols: torch.Tensor):
-    """Inside the block, ``model(ids)`` returns logits (1, K, V) for positions (rows[k], cols[k]) only."""
-    handle = model.lm_head.register_forward_pre_hook(lambda module, args: (args[0][rows, cols][None],))
-    try:
-        yield
-    finally:
-        handle.remove()
+
+def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
+    """Length of the token prefix (or suffix) shared by all ``seqs``."""
+    n = 0
+    for column in zip(*(reversed(s) if from_end else s for s in seqs)):
+        if any(c != column[0] for c in column):
+            break
+        n += 1
+    return n
 
 
 def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
@@ -58,14 +62,29 @@ def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     return ids                                                               # (B, T) right-padded
 
 
-def _loss_and_greedy(logits: torch.Tensor, cont: list[int]) -> tuple[float, bool]:
-    if not cont:                 # a choice that is a prefix of another has no tokens of its own
-        return float("nan"), True
-    target = torch.tensor(cont, dtype=torch.long, device=logits.device)     # logits (L, V) predict cont
-    return F.cross_entropy(logits.float(), target).item(), bool(torch.equal(logits.argmax(-1), target))
+class Tally:
+    """The loss and argmax hit of every scored position, summed per sequence at the end."""
 
+    def __init__(self, n: int):
+        self.n, self.owner, self.loss, self.miss = n, [], [], []
 
-MIN_FILL, MIN_TOKENS = 0.75, 512
+    def add(self, logits: torch.Tensor, targets: list[int], owners: list[int]) -> None:
+        """logits (K, V) predict ``targets`` (K,), each scored for sequence ``owners[k]``."""
+        target = torch.tensor(targets, dtype=torch.long, device=logits.device)      # (K,)
+        self.loss.append(F.cross_entropy(logits.float(), target, reduction="none").cpu())
+        self.miss.append((logits.argmax(-1) != target).float().cpu())
+        self.owner.append(torch.tensor(owners, dtype=torch.long))
+
+    def results(self) -> list[tuple[float, bool]]:
+        """(mean loss, every position hit) per sequence; (nan, True) for one with nothing scored
+        (a choice that is a prefix of another has no tokens of its own)."""
+        if not self.owner:
+            return [(float("nan"), True)] * self.n
+        owner = torch.cat(self.owner)                                                # (K_all,)
+        per_seq = lambda values: torch.zeros(self.n).index_add_(0, owner, torch.cat(values))  # noqa: E731
+        count = torch.zeros(self.n).index_add_(0, owner, torch.ones(len(owner)))
+        loss, miss = per_seq(self.loss) / count, per_seq(self.miss)                  # (n,); 0 / 0 = nan
+        return [(float(a), float(b) == 0.0) for a, b in zip(loss, miss)]
 
 
 def by_length(lengths: list[int]) -> list[list[int]]:
@@ -84,95 +103,114 @@ def by_length(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
-@torch.no_grad()
-def score_plain(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
-    """Right-padded forwards of similar lengths; the output layer only at each sequence's scored positions."""
+def _run(model, rows_tokens: list[list[int]], scored: list[list[tuple[int, int, int]]], pad_id: int,
+         tally: Tally, kv_cache=None) -> None:
+    """One right-padded forward; ``scored[r]`` lists (position in row r, target, owner) to tally."""
     device = model.lm_head.weight.device
-    results: list[tuple[float, bool]] = [(0.0, False)] * len(seqs)
+    rows = torch.tensor([r for r, s in enumerate(scored) for _ in s], dtype=torch.long, device=device)
+    cols = torch.tensor([c for s in scored for c, _, _ in s], dtype=torch.long, device=device)
+    out = model(_padded(rows_tokens, pad_id).to(device), kv_cache=kv_cache, keep=(rows, cols))    # (K, V)
+    tally.add(out, [t for s in scored for _, t, _ in s], [o for s in scored for _, _, o in s])
+
+
+@torch.no_grad()
+def score_plain(model, seqs: list[Seq], pad_id: int) -> list[tuple[float, bool]]:
+    """Right-padded forwards of similar lengths; the last block and the output layer only at scored positions."""
+    tally = Tally(len(seqs))
     for group in by_length([len(t) for t, _, _ in seqs]):
-        part = [seqs[j] for j in group]
-        rows = torch.tensor([r for r, (_, s, e) in enumerate(part) for _ in range(s, e)])
-        cols = torch.tensor([c for _, s, e in part for c in range(s - 1, e - 1)])
-        with logits_only_at(model, rows.to(device), cols.to(device)):
-            out = model(_padded([t for t, _, _ in part], pad_id).to(device))[0]     # (K, V)
-        k = 0
-        for j, (t, s, e) in zip(group, part):
-            results[j] = _loss_and_greedy(out[k:k + e - s], t[s:e])
-            k += e - s
-    return results
+        scored = [[(c, seqs[j][0][c + 1], j) for c in range(seqs[j][1] - 1, seqs[j][2] - 1)] for j in group]
+        _run(model, [seqs[j][0] for j in group], scored, pad_id, tally)
+    return tally.results()
 
 
 # --8<-- [start:shared]
 @torch.no_grad()
-def score_cached(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
-    """The same, with each distinct prefix run once into Phase 6's KV cache and copied to its sequences."""
-    device = model.lm_head.weight.device
-    prefixes: dict[tuple[int, ...], int] = {}
-    owner_of = [prefixes.setdefault(tuple(t[:s]), len(prefixes)) for t, s, _ in seqs]
-    prefixes_list = list(prefixes)
-    U, plens = len(prefixes), [len(p) for p in prefixes]
-    conts = [t[s:e] for t, s, e in seqs]
-    # cache rows: 0..U-1 hold the distinct prefixes, then one row per sequence
-    cache = KVCache.for_model(model, U + len(seqs), max(plens) + max(map(len, conts)))
-    # 1. every distinct prefix once; only its last position's logits (they predict the first continuation token)
-    first: list[torch.Tensor | None] = [None] * U                           # U rows of (1, V)
+def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int) -> list[tuple[float, bool]]:
+    """The same, with each sequence's first ``stems[j]`` tokens (at most its ``start``) run once per
+    distinct stem into Phase 6's KV cache and copied to the sequences that share it."""
+    tally = Tally(len(seqs))
+    index: dict[tuple[int, ...], int] = {}
+    owner_of = [index.setdefault(tuple(t[:p]), len(index)) for (t, _, _), p in zip(seqs, stems)]
+    stem_list = list(index)
+    U, plens = len(stem_list), [len(x) for x in stem_list]
+    rests = [t[p:e - 1] for (t, _, e), p in zip(seqs, stems)]   # the rest; the last token predicts nothing
+    # cache rows: 0..U-1 hold the distinct stems, then one row per sequence
+    cache = KVCache.for_model(model, U + len(seqs), max(plens) + max(map(len, rests)))
+    # 1. every distinct stem once; the logits of its last position predict a continuation starting right after it
+    direct: list[list[tuple[int, int, int]]] = [[] for _ in range(U)]     # (position, target, sequence)
+    for j, u in enumerate(owner_of):
+        if seqs[j][1] == plens[u] < seqs[j][2]:
+            direct[u].append((plens[u] - 1, seqs[j][0][plens[u]], j))
     for group in by_length(plens):
-        last = torch.tensor([plens[u] - 1 for u in group], device=device)
-        with logits_only_at(model, torch.arange(len(group), device=device), last):
-            out = model(_padded([prefixes_list[u] for u in group], pad_id).to(device),
-                        kv_cache=cache.view(group))[0]                       # (G, V)
-        for i, u in enumerate(group):
-            first[u] = out[i:i + 1]
+        _run(model, [stem_list[u] for u in group], [direct[u] for u in group], pad_id, tally, cache.view(group))
     for u, n in enumerate(plens):
         cache.truncate(u, n)                                                 # forget the padding
-    for j, u in enumerate(owner_of):
-        cache.copy_prefix(u, U + j, plens[u])
-    # 2. each continuation but its last token, every row at its own position, rows of similar lengths together
-    todo = [j for j, c in enumerate(conts) if len(c) > 1]
-    rest: dict[int, torch.Tensor] = {}
-    for group in by_length([len(conts[j]) - 1 for j in todo]):
+    for u in range(U):                                                       # each stem to its sequences' rows
+        cache.copy_prefix(u, [U + j for j, v in enumerate(owner_of) if v == u], plens[u])
+    # 2. each sequence's rest, every row at its own position (p), scored from position max(start - 1, p) on
+    scored = [[(c - p, t[c + 1], j) for c in range(max(s - 1, p), e - 1)]
+              for j, ((t, s, e), p) in enumerate(zip(seqs, stems))]
+    todo = [j for j in range(len(seqs)) if scored[j]]
+    for group in by_length([len(rests[j]) for j in todo]):
         part = [todo[g] for g in group]
-        rows = torch.tensor([i for i, j in enumerate(part) for _ in range(len(conts[j]) - 1)], device=device)
-        cols = torch.tensor([k for j in part for k in range(len(conts[j]) - 1)], device=device)
-        with logits_only_at(model, rows, cols):
-            out = model(_padded([conts[j][:-1] for j in part], pad_id).to(device),
-                        kv_cache=cache.view([U + j for j in part]))[0]        # (K, V)
-        k = 0
-        for j in part:
-            rest[j], k = out[k:k + len(conts[j]) - 1], k + len(conts[j]) - 1
-    return [_loss_and_greedy(torch.cat([first[owner_of[j]], rest.get(j, first[0][:0])]), cont)
-            for j, cont in enumerate(conts)]
+        _run(model, [rests[j] for j in part], [scored[j] for j in part], pad_id, tally,
+             cache.view([U + j for j in part]))
+    return tally.results()
 # --8<-- [end:shared]
 
 
-def score_shared(model, seqs: list[tuple[list[int], int, int]], pad_id: int) -> list[tuple[float, bool]]:
-    """(mean continuation loss, greedy reproduces it) per sequence: shared prefixes through the cache,
-    the rest in one plain forward (the cache's two passes cost more than they save for them)."""
+def stem(seqs: list[Seq]) -> int:
+    """How many tokens all sequences of one item share before any scored token: the context of
+    a multiple-choice item, the words before the blank of a schema item."""
+    return min(common_length([t for t, _, _ in seqs]), min(s for _, s, _ in seqs))
+
+
+def stems(seqs: list[Seq]) -> list[int]:
+    """Per sequence of one item, the stem it shares with others: the item's stem, or where that is
+    short (a long prompt cut to the model's length loses a different number of tokens per choice),
+    its whole prefix when another choice of the same length has the identical one."""
+    common = stem(seqs) if len(seqs) > 1 else 0
+    if common >= MIN_STEM:
+        return [common] * len(seqs)
     count: dict[tuple[int, ...], int] = {}
     for t, s, _ in seqs:
         count[tuple(t[:s])] = count.get(tuple(t[:s]), 0) + 1
-    shared = [j for j, (t, s, _) in enumerate(seqs) if count[tuple(t[:s])] > 1]
-    alone = [j for j in range(len(seqs)) if count[tuple(seqs[j][0][:seqs[j][1]])] == 1]
-    results: dict[int, tuple[float, bool]] = {}
-    for part, score in ((shared, score_cached), (alone, score_plain)):
-        if part:
-            results.update(zip(part, score(model, [seqs[j] for j in part], pad_id)))
-    return [results[j] for j in range(len(seqs))]
+    return [s if count[tuple(t[:s])] > 1 else 0 for t, s, _ in seqs]
 
 
-def batches(items: list[list[tuple[list[int], int, int]]], batch_tokens: int) -> list[list[int]]:
-    """Group item indices so each batch's padded prefix and continuation tokens stay within ``batch_tokens``."""
-    def cost(seqs):  # distinct prefixes once, continuations per sequence
-        return len({tuple(t[:s]) for t, s, _ in seqs}), max(s for _, s, _ in seqs), len(seqs), \
-            max(e - s for _, s, e in seqs)
-    order = sorted(range(len(items)), key=lambda i: -max(s for _, s, _ in items[i]))
+def score_items(model, items: list[list[Seq]], pad_id: int) -> list[list[tuple[float, bool]]]:
+    """(mean continuation loss, greedy reproduces it) per sequence of each item: sequences that share
+    a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards (for them the
+    cache's two passes cost more than they save)."""
+    seqs = [seq for item in items for seq in item]
+    stem_of = [p for item in items for p in stems(item)]
+    cached = [j for j, p in enumerate(stem_of) if p >= MIN_STEM]
+    plain = [j for j, p in enumerate(stem_of) if p < MIN_STEM]
+    flat: dict[int, tuple[float, bool]] = {}
+    if cached:
+        flat.update(zip(cached, score_cached(model, [seqs[j] for j in cached], [stem_of[j] for j in cached], pad_id)))
+    if plain:
+        flat.update(zip(plain, score_plain(model, [seqs[j] for j in plain], pad_id)))
+    out, k = [], 0
+    for item in items:
+        out.append([flat[j] for j in range(k, k + len(item))])
+        k += len(item)
+    return out
+
+
+def batches(items: list[list[Seq]], batch_tokens: int) -> list[list[int]]:
+    """Group item indices so each batch's padded stem and continuation tokens stay within ``batch_tokens``."""
+    def cost(seqs):  # a stem once, the rest per sequence
+        p = stem(seqs)
+        return p, len(seqs), max(len(t) - p for t, _, _ in seqs)
+    order = sorted(range(len(items)), key=lambda i: -max(len(t) for t, _, _ in items[i]))
     groups, group, acc = [], [], (0, 0, 0, 0)
     for i in order:
-        u, p, n, c = cost(items[i])
-        nxt = (acc[0] + u, max(acc[1], p), acc[2] + n, max(acc[3], c))
+        p, n, r = cost(items[i])
+        nxt = (acc[0] + 1, max(acc[1], p), acc[2] + n, max(acc[3], r))
         if group and nxt[0] * nxt[1] + nxt[2] * nxt[3] > batch_tokens:
             groups.append(group)
-            group, nxt = [], (u, p, n, c)
+            group, nxt = [], (1, p, n, r)
         group.append(i)
         acc = nxt
     return groups + ([group] if group else [])

@@ -104,22 +104,29 @@ def test_rows_are_grouped_by_length_with_little_padding(monkeypatch):
     assert [[lengths[i] for i in g] for g in scoring.by_length(lengths)] == [[40, 40, 31], [29, 12, 10, 9], [3, 2, 1]]
 
 
-@pytest.mark.parametrize("min_tokens", [512, 0])     # 0: every pass split into many length groups
-def test_batched_equals_one_item_at_a_time(core, tiny_model, monkeypatch, min_tokens):
+@pytest.mark.parametrize("min_tokens, min_stem", [(512, 8), (0, 1)])   # 0: many length groups; 1: every stem cached
+def test_batched_equals_one_item_at_a_time(core, tiny_model, monkeypatch, min_tokens, min_stem):
     from phases.phase7_eval import scoring
     monkeypatch.setattr(scoring, "MIN_TOKENS", min_tokens)
+    monkeypatch.setattr(scoring, "MIN_STEM", min_stem)
     model, tok, _ = tiny_model
     rng = random.Random(0)
     words = "the of a function returns value list string object file name data".split()
     sentence = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))  # noqa: E731
     mc = [{"query": sentence(), "choices": [sentence() for _ in range(4)], "gold": rng.randrange(4)} for _ in range(24)]
     lm = [{"context": sentence(), "continuation": rng.choice(words)} for _ in range(24)]
-    for task_type, rows in (("multiple_choice", mc), ("language_modeling", lm)):
-        task = _task(core, task_type, rows, shots=2)
+    schema = []
+    for _ in range(24):   # contexts that agree up to the blank: a stem inside each item
+        before = sentence()
+        schema.append({"context_options": [f"{before} {sentence()}" for _ in range(3)],
+                       "continuation": sentence(), "gold": rng.randrange(3)})
+    for task_type, rows, shots in (("multiple_choice", mc, 2), ("language_modeling", lm, 2), ("schema", schema, 0)):
+        task = _task(core, task_type, rows, shots=shots)     # schema 0-shot: within the model's 64 tokens
         items, _ = core.prepare(task, tok, -1, model.config.sequence_len)
         seqs = [s for spans, _ in items for s in spans]
         together = core.score_sequences(model, seqs, tok.bos_token_id)            # padded, one forward
-        shared = scoring.score_shared(model, seqs, tok.bos_token_id)              # prefixes once, via the cache
+        shared = [r for rs in scoring.score_items(model, [spans for spans, _ in items], tok.bos_token_id)
+                  for r in rs]                                                  # stems once, via the cache
         alone = [core.score_sequences(model, [s], tok.bos_token_id)[0] for s in seqs]
         for fast in (together, shared):
             assert [g for _, g in fast] == [g for _, g in alone]
@@ -127,6 +134,8 @@ def test_batched_equals_one_item_at_a_time(core, tiny_model, monkeypatch, min_to
         batched = core.evaluate_task(model, tok, task, batch_tokens=4096)
         single = core.evaluate_task(model, tok, task, batch_tokens=0)
         assert (batched.n, batched.correct) == (single.n, single.correct)
+    assert sum(scoring.stem(spans) >= 3 for spans, _ in items) > len(items) / 2    # most schema items had stems
+
 
 def test_a_choice_that_is_a_prefix_of_another_never_wins(core, byte_tok, bigram, tiny_model):
     rows = [{"query": "q", "choices": ["ab", "abc"], "gold": 1}, {"query": "q", "choices": ["ab", "abc"], "gold": 0}]

