@@ -26,12 +26,15 @@ Last line of stdout: one JSON object with ``icl_items_per_s`` (batched), ``icl_s
 everything for the smoke test; its figures are not the ones to report.
 
 Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``;
-``--profile TASK`` prints instead where one in-context task's batched scoring spends its time.
+``--profile TASK`` prints instead where one in-context task's batched scoring spends its time;
+``--ablation`` the batched time with each trick (stems, the last-block skip, length groups) off
+in turn, in CPU seconds, interleaved, best of ``--repeats`` + 1.
 What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -208,6 +211,45 @@ def profile_icl(model, tok, tasks, args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def variant(name: str):
+    """The batched scorer with one of its tricks switched off (``--ablation``)."""
+    from phases.phase1_transformer.layers import Block
+    saved = (scoring.MIN_STEM, scoring.MIN_FILL, Block.forward)
+    if name == "no stems":                   # every sequence through plain forwards
+        scoring.MIN_STEM = 10 ** 9
+    elif name == "no length groups":         # each pass padded to its longest row
+        scoring.MIN_FILL = 0.0
+    elif name == "no last-block skip":       # the last block everywhere; only the output layer kept
+        full = Block.forward
+        Block.forward = lambda self, x, cos, sin, window, ve=None, kv_cache=None, keep=None: (
+            lambda y: y if keep is None else y[keep])(full(self, x, cos, sin, window, ve, kv_cache))
+    try:
+        yield
+    finally:
+        scoring.MIN_STEM, scoring.MIN_FILL, Block.forward = saved
+
+
+def ablation(model, tok, tasks, args) -> int:
+    """Batched in-context time over the suite with each trick switched off in turn, interleaved, best of N."""
+    names = ["all on", "no stems", "no last-block skip", "no length groups"]
+    best = {n: {} for n in names}
+    for _ in range(args.repeats + 1):
+        for n in names:
+            with variant(n):
+                for t in tasks:
+                    c0 = time.process_time()
+                    core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens)
+                    best[n][t.name] = min(best[n].get(t.name, float("inf")), time.process_time() - c0)
+    totals = {n: sum(best[n].values()) for n in names}
+    print("| variant | CPU seconds, all tasks | vs all on |\n|---|---|---|")
+    for n in names:
+        print(f"| {n} | {totals[n]:.2f} | {totals[n] / totals['all on']:.2f}x |")
+    print(json.dumps({"ablation_cpu_s": totals, "per_task_cpu_s": best, "items_per_task": args.icl_items,
+                      "hardware": cpu_model(), "threads": torch.get_num_threads()}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes for the smoke test")
@@ -220,6 +262,8 @@ def main() -> int:
     ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
     ap.add_argument("--repeats", type=int, default=2, help="in-context timing: best of N (default 2)")
+    ap.add_argument("--ablation", action="store_true",
+                    help="instead: the batched in-context time with each of its tricks switched off in turn")
     ap.add_argument("--profile", metavar="TASK", default=None,
                     help="instead: print torch.profiler's op table for one in-context task's batched scoring")
     args = ap.parse_args()
@@ -236,6 +280,8 @@ def main() -> int:
             suite += core_subset(["hellaswag_zeroshot", "arc_easy", "lambada_openai", "winogrande"])
         if args.profile:
             return profile_icl(model, tok, suite, args)
+        if args.ablation:
+            return ablation(model, tok, suite, args)
         out = {"model": how, "depth": model.config.n_layer, "width": model.config.n_embd,
                "sequence_len": model.config.sequence_len, "vocab": model.config.vocab_size}
         out |= bench_icl(model, tok, suite, args)
