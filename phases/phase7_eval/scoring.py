@@ -117,9 +117,11 @@ def _run(model, rows_tokens: list[list[int]], scored: list[list[tuple[int, int, 
 def score_plain(model, seqs: list[Seq], pad_id: int) -> list[tuple[float, bool]]:
     """Right-padded forwards of similar lengths; the last block and the output layer only at scored positions."""
     tally = Tally(len(seqs))
-    for group in by_length([len(t) for t, _, _ in seqs]):
-        scored = [[(c, seqs[j][0][c + 1], j) for c in range(seqs[j][1] - 1, seqs[j][2] - 1)] for j in group]
-        _run(model, [seqs[j][0] for j in group], scored, pad_id, tally)
+    todo = [j for j, (_, s, e) in enumerate(seqs) if e > s]       # a sequence with nothing to score needs no run
+    for group in by_length([seqs[j][2] - 1 for j in todo]):      # the last token predicts nothing scored
+        part = [todo[g] for g in group]
+        scored = [[(c, seqs[j][0][c + 1], j) for c in range(seqs[j][1] - 1, seqs[j][2] - 1)] for j in part]
+        _run(model, [seqs[j][0][:seqs[j][2] - 1] for j in part], scored, pad_id, tally)
     return tally.results()
 
 
