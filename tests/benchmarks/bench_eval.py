@@ -200,13 +200,17 @@ def profile_icl(model, tok, tasks, args) -> int:
     if task is None:
         sys.exit(f"--profile: no task {args.profile!r}; choose one of {', '.join(t.name for t in tasks)}")
     core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)        # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)
     ops = prof.key_averages()
     print(ops.table(sort_by="self_cpu_time_total", row_limit=15))
     total = sum(e.self_cpu_time_total for e in ops)
     mm = sum(e.self_cpu_time_total for e in ops if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    V = model.config.vocab_size        # softcap, softmax, argmax: element-wise work over (K, V) logits
+    vocab = sum(e.self_cpu_time_total for e in prof.key_averages(group_by_input_shape=True)
+                if e.key != "aten::mm" and e.input_shapes and e.input_shapes[0][-1:] == [V])
     print(json.dumps({"profile_task": task.name, "items": args.icl_items, "matmul_share": mm / total,
+                      "vocab_elementwise_share": vocab / total,
                       "self_cpu_s": total / 1e6, "hardware": cpu_model(), "threads": torch.get_num_threads()}))
     return 0
 
