@@ -133,10 +133,9 @@ class GPT(nn.Module):
                 x = self.resid_lambdas[i].to(dtype) * x + self.x0_lambdas[i].to(dtype) * x0
             key = self._ve_keys[i]
             ve = self.value_embeds[key](idx).to(dtype) if key is not None else None  # (B, T, Hkv*D)
-            # keep=(rows, cols): only the logits there (K, V). The last block runs its queries and MLP
-            # only there too; every other position needs just its keys and values from it.
+            # keep=(rows, cols): logits (K, V) there only; the last block's queries and MLP too (README §1)
             x = block(x, cos, sin, self.windows[i], ve, kv_cache,
-                      keep if i == cfg.n_layer - 1 else None)                 # (B, T, C), or (K, C)
+                      keep if i == cfg.n_layer - 1 else None)             # (B, T, C); (K, C) after keep
             if i == cfg.n_layer // 2:
                 x_mid = x
         if cfg.backout:  # remove part of the mid-network residual: "what the lower half already said"
