@@ -38,5 +38,5 @@ def test_bench_eval_quick(tmp_path, tiny_corpus) -> None:
     for key in ("icl_items_per_s", "categorical_items_per_s", "gen_problems_per_s", "sandbox_ms"):
         assert result[key] > 0
     assert result["icl_same_results"] and result["gen_same_outputs"] and result["sandbox_passed"]
-    # the batched path never does more matmul work than nanochat's (shared prefixes, scored positions)
+    # the batched path never does more matmul work than nanochat's (shared stems, scored positions)
     assert result["icl_work_ratio"] >= 1 and all(t["work_ratio"] >= 1 for t in result["icl_tasks"])
