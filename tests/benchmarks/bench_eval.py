@@ -246,9 +246,11 @@ def ablation(model, tok, tasks, args) -> int:
                     core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens)
                     best[n][t.name] = min(best[n].get(t.name, float("inf")), time.process_time() - c0)
     totals = {n: sum(best[n].values()) for n in names}
-    print("| variant | CPU seconds, all tasks | vs all on |\n|---|---|---|")
-    for n in names:
-        print(f"| {n} | {totals[n]:.2f} | {totals[n] / totals['all on']:.2f}x |")
+    print("| CPU seconds | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|")
+    for t in tasks:
+        print(f"| {t.name} | " + " | ".join(f"{best[n][t.name]:.2f}" for n in names) + " |")
+    print("| **all tasks** | " + " | ".join(f"{totals[n]:.2f} ({totals[n] / totals['all on']:.2f}x)"
+                                          for n in names) + " |")
     print(json.dumps({"ablation_cpu_s": totals, "per_task_cpu_s": best, "items_per_task": args.icl_items,
                       "hardware": cpu_model(), "threads": torch.get_num_threads()}))
     return 0
