@@ -45,7 +45,6 @@ UNCLAIMED_OK = {
     "test_a_block_inside_a_joined_group_reuses_it": "Phase 4: the pipeline's contract with the reference (ADR 0004), no exercise step",
     "test_leaving_the_group_stops_its_threads": "Phase 4: a torch teardown workaround in the reference, no exercise step",
     "test_logits_at_chosen_positions_equal_the_full_forward": "Phase 1: the speed path Phase 7's scorer uses (lesson §1), no exercise step",
-    "test_softcap_without_autograd_works_in_place_with_the_same_values": "Phase 1: an inference speed detail of the reference softcap, no exercise step",
     "test_a_shard_rewritten_since_the_checkpoint_is_refused": "Phase 5: hardening of the reference loader (issue 15), no exercise step",
 }
 

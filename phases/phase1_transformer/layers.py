@@ -224,15 +224,8 @@ class Block(nn.Module):
 
 def softcap(z: torch.Tensor, cap: float) -> torch.Tensor:
     """cap * tanh(z / cap), written as cap * (2 sigmoid(2 z / cap) - 1): the same function, and on a
-    CPU a sigmoid costs half a tanh (decoding applies it to B x 32,768 logits every step).
-
-    Without autograd it overwrites a contiguous ``z`` (the forward's fresh logits): the same
-    values, but no (B, T, V) temporaries, whose fresh pages the kernel would zero on every call.
-    A strided view (a padded vocabulary's slice) keeps the out-of-place path: CPU kernels round
-    strided and contiguous data differently in the last bit."""
-    if z.requires_grad or not z.is_contiguous():
-        return torch.sigmoid(z * (2.0 / cap)) * (2.0 * cap) - cap
-    return z.mul_(2.0 / cap).sigmoid_().mul_(2.0 * cap).sub_(cap)
+    CPU a sigmoid costs half a tanh (decoding applies it to B x 32,768 logits every step)."""
+    return torch.sigmoid(z * (2.0 / cap)) * (2.0 * cap) - cap
 
 
 # --8<-- [start:softcap_ce]
