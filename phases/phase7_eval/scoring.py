@@ -147,8 +147,11 @@ def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int) -> list[
         _run(model, [stem_list[u] for u in group], [direct[u] for u in group], pad_id, tally, cache.view(group))
     for u, n in enumerate(plens):
         cache.truncate(u, n)                                                 # forget the padding
-    for u in range(U):                                                       # each stem to its sequences' rows
-        cache.copy_prefix(u, [U + j for j, v in enumerate(owner_of) if v == u], plens[u])
+    rows_of: list[list[int]] = [[] for _ in range(U)]
+    for j, u in enumerate(owner_of):
+        rows_of[u].append(U + j)
+    for u, rows in enumerate(rows_of):                                       # each stem to its sequences' rows
+        cache.copy_prefix(u, rows, plens[u])
     # 2. each sequence's rest, every row at its own position (p), scored from position max(start - 1, p) on
     scored = [[(c - p, t[c + 1], j) for c in range(max(s - 1, p), e - 1)]
               for j, ((t, s, e), p) in enumerate(zip(seqs, stems))]
