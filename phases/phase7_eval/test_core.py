@@ -137,6 +137,32 @@ def test_batched_equals_one_item_at_a_time(core, tiny_model, monkeypatch, min_to
     assert sum(scoring.stem(spans) >= 3 for spans, _ in items) > len(items) / 2    # most schema items had stems
 
 
+def test_batched_sharing_cases_score_as_one_sequence_at_a_time(core, tiny_model):
+    """Hand-built items for each path of ``score_items``: an item-wide stem; choices cut to the
+    model's length where two of equal length share their whole prefix (the continuation starts
+    right after the stem); a choice with no tokens of its own; an item with no stem at all."""
+    from phases.phase7_eval import scoring
+    model, tok, _ = tiny_model
+    g = torch.Generator().manual_seed(3)
+    draw = lambda n: torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist()  # noqa: E731
+    context, tail = draw(20), draw(6)
+    stem_item = [(context + c, 20, 20 + len(c)) for c in (draw(5), draw(3), tail, tail[:4])]
+    shared = draw(12)                         # two equal-length choices after one cut prefix
+    cut_item = [(shared + [7, 8], 12, 14), (shared + [9, 10], 12, 14), (draw(13) + [4], 13, 14)]
+    empty_item = [(context + tail, 26, 26), (context + tail + [5], 26, 27)]
+    loose_item = [(draw(9), 4, 9), (draw(11), 6, 11)]
+    items = [stem_item, cut_item, empty_item, loose_item]
+    assert [scoring.stems(i) for i in items] == [[20] * 4, [12, 12, 0], [26, 26], [0, 0]]
+    got = scoring.score_items(model, items, tok.bos_token_id)
+    for item, results in zip(items, got):
+        for seq, (loss, greedy) in zip(item, results):
+            if seq[1] == seq[2]:              # nothing to score: no loss, never the winner
+                assert math.isnan(loss) and greedy
+                continue
+            ref_loss, ref_greedy = core.score_sequences(model, [seq], tok.bos_token_id)[0]
+            assert loss == pytest.approx(ref_loss, rel=1e-5) and greedy == ref_greedy
+
+
 def test_a_choice_that_is_a_prefix_of_another_never_wins(core, byte_tok, bigram, tiny_model):
     rows = [{"query": "q", "choices": ["ab", "abc"], "gold": 1}, {"query": "q", "choices": ["ab", "abc"], "gold": 0}]
     slow = core.evaluate_task(bigram({}), byte_tok, _task(core, "multiple_choice", rows, delimiter=""), batch_tokens=0)
