@@ -85,7 +85,7 @@ def test_phase0_step8_rightmost_pair_on_ties_fails(tmp_path):
 @pytest.mark.parametrize("old, new, caught_by", [
     ("x1, x2 = x[..., :d], x[..., d:]", "x1, x2 = x[..., 0::2], x[..., 1::2]",
      "test_rotary_turns_pairs_i_and_i_plus_half_by_position"),
-    ("q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)", "q = apply_rotary(q, cos, sin)",
+    ("q, k = apply_rotary(q, q_cos, q_sin), apply_rotary(k, cos, sin)", "q = apply_rotary(q, q_cos, q_sin)",
      "test_attention_sees_relative_positions_only_rotary"),
 ], ids=["interleaved_pairs", "q_alone"])
 def test_phase1_step3_rope_slips_fail(tmp_path, old, new, caught_by):

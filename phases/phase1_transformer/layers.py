@@ -152,17 +152,17 @@ class CausalSelfAttention(nn.Module):
     # --8<-- [start:attention_forward]
     def forward(self, x, cos, sin, window: int, ve=None, kv_cache=None, keep=None):
         B, T, C = x.shape
+        xq, q_cos, q_sin = x, cos, sin
+        if keep is not None:  # queries only at the positions (rows, cols) whose output is wanted
+            xq = x[keep][None]                                      # (1, K, C)
+            q_cos, q_sin = (t[keep[1]] if t.dim() == 2 else t[keep] for t in (cos, sin))  # (K, D/2)
+        q = self.c_q(xq).view(*xq.shape[:2], self.n_head, self.head_dim)  # (B, T, H, D), or (1, K, H, D)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)   # (B, T, Hkv, D)
         if ve is not None:  # value embedding, gated per kv head
             gate = 3 * torch.sigmoid(self.ve_gate(x[..., :12]))     # (B, T, Hkv)
             v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
-        if keep is not None:  # queries only at the positions (rows, cols) whose output is wanted
-            q = self.c_q(x[keep]).view(1, len(keep[0]), self.n_head, self.head_dim)  # (1, K, H, D)
-            q = apply_rotary(q, *(t[keep[1]] if t.dim() == 2 else t[keep] for t in (cos, sin)))
-        else:
-            q = apply_rotary(self.c_q(x).view(B, T, self.n_head, self.head_dim), cos, sin)  # (B, T, H, D)
-        k = apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q, q_cos, q_sin), apply_rotary(k, cos, sin)
         if self.qk_norm:  # unit-RMS q and k keep attention logits bounded; 1.2 sharpens them
             q, k = rms_norm(q) * self.qk_scale, rms_norm(k) * self.qk_scale
         start = 0

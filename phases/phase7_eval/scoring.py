@@ -136,30 +136,34 @@ def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int) -> list[
     stem_list = list(index)
     U, plens = len(stem_list), [len(x) for x in stem_list]
     rests = [t[p:e - 1] for (t, _, e), p in zip(seqs, stems)]   # the rest; the last token predicts nothing
-    # cache rows: 0..U-1 hold the distinct stems, then one row per sequence
-    cache = KVCache.for_model(model, U + len(seqs), max(plens) + max(map(len, rests)))
+    # pass 2 scores from position max(start - 1, p) on; a sequence with nothing left there needs no row
+    scored = [[(c - p, t[c + 1], j) for c in range(max(s - 1, p), e - 1)]
+              for j, ((t, s, e), p) in enumerate(zip(seqs, stems))]
+    todo = [j for j in range(len(seqs)) if scored[j]]
+    first = by_length(plens)                                                   # pass 1: stems
+    second = [[todo[g] for g in group] for group in by_length([len(rests[j]) for j in todo])]
+    # cache rows in pass order, so each forward's rows are contiguous (a view of the cache, not a copy)
+    stem_row = {u: r for r, u in enumerate(u for group in first for u in group)}
+    seq_row = {j: U + r for r, j in enumerate(j for group in second for j in group)}
+    cache = KVCache.for_model(model, U + len(seq_row), max(plens) + max((len(rests[j]) for j in todo), default=0))
     # 1. every distinct stem once; the logits of its last position predict a continuation starting right after it
     direct: list[list[tuple[int, int, int]]] = [[] for _ in range(U)]     # (position, target, sequence)
     for j, u in enumerate(owner_of):
         if seqs[j][1] == plens[u] < seqs[j][2]:
             direct[u].append((plens[u] - 1, seqs[j][0][plens[u]], j))
-    for group in by_length(plens):
-        _run(model, [stem_list[u] for u in group], [direct[u] for u in group], pad_id, tally, cache.view(group))
-    for u, n in enumerate(plens):
-        cache.truncate(u, n)                                                 # forget the padding
+    for group in first:
+        _run(model, [stem_list[u] for u in group], [direct[u] for u in group], pad_id, tally,
+             cache.view([stem_row[u] for u in group]))
     rows_of: list[list[int]] = [[] for _ in range(U)]
-    for j, u in enumerate(owner_of):
-        rows_of[u].append(U + j)
+    for j, r in seq_row.items():
+        rows_of[owner_of[j]].append(r)
     for u, rows in enumerate(rows_of):                                       # each stem to its sequences' rows
-        cache.copy_prefix(u, rows, plens[u])
-    # 2. each sequence's rest, every row at its own position (p), scored from position max(start - 1, p) on
-    scored = [[(c - p, t[c + 1], j) for c in range(max(s - 1, p), e - 1)]
-              for j, ((t, s, e), p) in enumerate(zip(seqs, stems))]
-    todo = [j for j in range(len(seqs)) if scored[j]]
-    for group in by_length([len(rests[j]) for j in todo]):
-        part = [todo[g] for g in group]
+        cache.truncate(stem_row[u], plens[u])                                # forget the padding
+        cache.copy_prefix(stem_row[u], rows, plens[u])
+    # 2. each sequence's rest, every row at its own position, rows of similar lengths together
+    for part in second:
         _run(model, [rests[j] for j in part], [scored[j] for j in part], pad_id, tally,
-             cache.view([U + j for j in part]))
+             cache.view([seq_row[j] for j in part]))
     return tally.results()
 # --8<-- [end:shared]
 
