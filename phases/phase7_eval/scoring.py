@@ -42,7 +42,7 @@ from phases.phase6_inference.kv_cache import KVCache
 
 Seq = tuple[list[int], int, int]        # (tokens, start, end): score the predictions of tokens[start:end]
 MIN_FILL, MIN_TOKENS = 0.75, 512
-MIN_STEM = 8                            # a shorter common start is not worth the cache's second pass
+MIN_STEM = 8                            # a shorter common start saves too little to set up the cache for
 
 
 def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
@@ -189,8 +189,7 @@ def stems(seqs: list[Seq]) -> list[int]:
 
 def score_items(model, items: list[list[Seq]], pad_id: int) -> list[list[tuple[float, bool]]]:
     """(mean continuation loss, greedy reproduces it) per sequence of each item: sequences that share
-    a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards (for them the
-    cache's two passes cost more than they save)."""
+    a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards."""
     seqs = [seq for item in items for seq in item]
     stem_of = [p for item in items for p in stems(item)]
     cached = [j for j, p in enumerate(stem_of) if p >= MIN_STEM]
