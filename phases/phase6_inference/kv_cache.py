@@ -192,6 +192,7 @@ class CacheView:
 
     def _refresh(self) -> None:
         same = all(p == self._pos[0] for p in self._pos)
+        self._max = max(self._pos)                                       # the furthest row's position
         self._pos_t = None if same else torch.tensor(self._pos, dtype=torch.long, device=self.cache.device)
 
     # -- the protocol ------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class CacheView:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, T, Hkv, D) at each row's position; return keys/values (B, Tk, Hkv, D)."""
-        end = max(self._pos) + k.size(1)
+        end = self._max + k.size(1)
         ks, vs = self.cache.k[layer], self.cache.v[layer]               # (B_all, Hkv, T_max, D)
         self._write(ks.transpose(1, 2), k)                              # into a (B_all, T_max, Hkv, D) view
         self._write(vs.transpose(1, 2), v)
@@ -210,9 +211,9 @@ class CacheView:
     def _write(self, store: torch.Tensor, new: torch.Tensor) -> None:
         """Write ``new`` (B, T, ...) into the rows of ``store`` (B_all, T_max, ...) at their positions."""
         T = new.size(1)
-        if max(self._pos) + T > self.cache.max_len:
+        if self._max + T > self.cache.max_len:
             raise ValueError(f"the KV cache holds {self.cache.max_len} tokens per row; "
-                             f"this call needs {max(self._pos) + T}")
+                             f"this call needs {self._max + T}")
         if self._pos_t is None:                                          # all rows at one position: a slice
             p = self._pos[0]
             store[self._index, p:p + T] = new
