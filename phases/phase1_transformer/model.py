@@ -151,7 +151,7 @@ class GPT(nn.Module):
                                          cfg.softcap, reduction=loss_reduction)
             return loss if loss_reduction != "none" else loss.view(B, T)      # scalar or (B, T)
         if cfg.softcap:  # smoothly bound logits to (-softcap, softcap): cap * tanh(logits / cap)
-            logits = softcap(logits, cfg.softcap)
+            logits = softcap(logits, cfg.softcap, inplace=keep is not None and not logits.requires_grad)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),

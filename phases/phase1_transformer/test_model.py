@@ -213,7 +213,10 @@ def test_logits_at_chosen_positions_equal_the_full_forward(gpt, tiny_config):
     idx = _ids(model.config, B=3, T=120)
     rows, cols = torch.tensor([0, 0, 1, 2, 2, 2, 1]), torch.tensor([5, 119, 0, 60, 61, 100, 3])
     full = model(idx)                                                                  # (B, T, V)
-    assert torch.allclose(model(idx, keep=(rows, cols)), full[rows, cols], atol=ATOL)   # (K, V)
+    kept = model(idx, keep=(rows, cols))                                                # (K, V)
+    assert torch.allclose(kept, full[rows, cols], atol=ATOL)
+    with torch.no_grad():                            # no autograd: the softcap runs in place, same bits
+        assert torch.equal(model(idx, keep=(rows, cols)), kept)
     cache = SimpleKVCache(model.config.n_layer)
     model(idx[:, :50], kv_cache=cache)               # after a cached prefix: positions count from 50
     later = model(idx[:, 50:], kv_cache=cache, keep=(rows, cols - 50))

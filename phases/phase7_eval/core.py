@@ -157,12 +157,11 @@ def prepare(task: ICLTask, tok, max_per_task: int, max_len: int) -> tuple[list, 
     if k > max(0, len(rows) - 1):
         notes.append(f"{k}-shot asked but only {len(rows) - 1} other items: capped to {max(0, len(rows) - 1)}")
         k = max(0, len(rows) - 1)
-    items = []
-    for idx, item in enumerate(rows):
-        shots = [rows[i] for i in fewshot_indices(len(rows), idx, k)] if k else []
-        prompts = render(task.task_type, item, shots, task.delimiter)
-        tokens = tok.encode_batch(prompts, prepend=tok.bos_token_id)
-        items.append((spans(task.task_type, tokens, max_len), item.get("gold", 0)))
+    prompts = [render(task.task_type, item, [rows[i] for i in fewshot_indices(len(rows), idx, k)] if k else [],
+                      task.delimiter) for idx, item in enumerate(rows)]
+    flat = iter(tok.encode_batch([p for ps in prompts for p in ps], prepend=tok.bos_token_id))  # one call
+    items = [(spans(task.task_type, [next(flat) for _ in ps], max_len), item.get("gold", 0))
+             for ps, item in zip(prompts, rows)]
     return items, notes
 
 

@@ -43,15 +43,20 @@ from phases.phase6_inference.kv_cache import KVCache
 Seq = tuple[list[int], int, int]        # (tokens, start, end): score the predictions of tokens[start:end]
 MIN_FILL, MIN_TOKENS = 0.75, 512
 MIN_STEM = 8                            # a shorter common start saves too little to set up the cache for
+CHUNK = 1 << 19                         # logits per loss/argmax call: 2 MB of fp32, about a CPU core's L2
 
 
 def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
     """Length of the token prefix (or suffix) shared by all ``seqs``."""
-    n = 0
-    for column in zip(*(reversed(s) if from_end else s for s in seqs)):
-        if any(c != column[0] for c in column):
-            break
-        n += 1
+    if from_end:
+        seqs = [s[::-1] for s in seqs]
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:              # bisect on the longest equal slice: list equality runs in C
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if s[:mid] == first[:mid] else (lo, mid - 1)
+        n = lo
     return n
 
 
@@ -69,10 +74,15 @@ class Tally:
         self.n, self.owner, self.loss, self.miss = n, [], [], []
 
     def add(self, logits: torch.Tensor, targets: list[int], owners: list[int]) -> None:
-        """logits (K, V) predict ``targets`` (K,), each scored for sequence ``owners[k]``."""
+        """logits (K, V) predict ``targets`` (K,), each scored for sequence ``owners[k]``. In chunks of
+        ``CHUNK`` logits: each chunk's loss and argmax read it while it is still in the CPU's cache,
+        and the loss's (rows, V) scratch tensor stays small."""
         target = torch.tensor(targets, dtype=torch.long, device=logits.device)      # (K,)
-        self.loss.append(F.cross_entropy(logits.float(), target, reduction="none").cpu())
-        self.miss.append((logits.argmax(-1) != target).float().cpu())
+        step = max(1, CHUNK // logits.size(-1))
+        for i in range(0, len(targets), step):
+            z, t = logits[i:i + step].float(), target[i:i + step]                   # (step, V), (step,)
+            self.loss.append(F.cross_entropy(z, t, reduction="none").cpu())
+            self.miss.append((z.argmax(-1) != t).float().cpu())
         self.owner.append(torch.tensor(owners, dtype=torch.long))
 
     def results(self) -> list[tuple[float, bool]]:

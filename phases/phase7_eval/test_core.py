@@ -11,6 +11,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.phase7
 
@@ -45,6 +47,15 @@ def test_spans_find_the_continuations(core):
     assert [(s, e) for _, s, e in lm] == [(3, 5)]
     cropped = core.spans("multiple_choice", [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 9]], 4)
     assert cropped[0] == ([2, 3, 4, 5], 2, 4) and cropped[1] == ([1, 2, 3, 9], 3, 4)   # last tokens kept
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.integers(0, 2), max_size=8), min_size=1, max_size=4), st.booleans())
+def test_common_length_is_the_longest_shared_prefix_or_suffix(core, seqs, from_end):
+    n = core.common_length(seqs, from_end=from_end)
+    ends = [s[::-1] if from_end else s for s in seqs]
+    assert all(e[:n] == ends[0][:n] for e in ends)                     # shared ...
+    assert n == min(map(len, ends)) or len({tuple(e[:n + 1]) for e in ends}) > 1   # ... and no longer
 
 
 def _task(core, task_type, rows, delimiter=" ", shots=0, baseline=0.0):
