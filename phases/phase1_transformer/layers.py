@@ -205,7 +205,10 @@ class MLP(nn.Module):
         self.c_proj = Linear(hidden, config.n_embd)
 
     def forward(self, x):
-        return self.c_proj(F.relu(self.c_fc(x)).square())  # ReLU^2: sparse like ReLU, smoother above 0
+        h = self.c_fc(x)                                     # (B, T, 4C)
+        if h.requires_grad:                                  # ReLU^2: sparse like ReLU, smoother above 0
+            return self.c_proj(F.relu(h).square())
+        return self.c_proj(F.relu_(h).square_())             # no autograd: in place, no (B, T, 4C) copies
 
 
 class Block(nn.Module):
