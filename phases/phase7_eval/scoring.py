@@ -13,7 +13,9 @@ compute-bound, so batching alone gains little. Four things remove work instead:
    own position. A 10-shot item of four choices costs one context instead of four.
 2. **The output layer only where scored.** The output layer (width x vocabulary multiply-adds
    per token, then the softcap over the vocabulary) runs only at the positions whose
-   prediction is scored: ``model(ids, keep=(rows, cols))`` (Phase 1).
+   prediction is scored: ``model(ids, keep=(rows, cols))`` (Phase 1), whose softcap then runs in
+   place; the loss and argmax read those logits in cache-sized chunks (``Tally``): nanochat's
+   fresh (tokens, V) tensors of the softcap and the loss cost more memory traffic than maths.
 3. **The last block only where scored.** At the other positions the last block's output is
    never read, only its keys and values (by the scored positions); ``keep`` runs its
    queries, attention and MLP at the kept positions only.
@@ -24,7 +26,7 @@ compute-bound, so batching alone gains little. Four things remove work instead:
 
 Many items go into each forward (``batch_tokens`` bounds the tokens of a batch). Each
 sequence ``(tokens, start, end)`` scores the predictions of ``tokens[start:end]``; the losses
-and argmax hits of all scored positions of a forward are computed in one call (``Tally``).
+and argmax hits of all scored positions of a forward are computed together (``Tally``).
 The result per sequence is what ``core.score_sequences`` returns: (mean continuation loss,
 whether greedy decoding reproduces it), equal up to float rounding (the cached path attends
 through per-row masks).
