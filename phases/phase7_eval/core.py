@@ -220,7 +220,8 @@ def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -
     mine = list(range(rank, len(items), world))
     if batch_tokens > 0:   # many items per forward, shared stems once, logits only where scored
         groups = [[mine[k] for k in g] for g in batches([items[i][0] for i in mine], batch_tokens)]
-        score = score_items
+        greedy = task.task_type == "language_modeling"        # only LM items ask for the argmax
+        score = lambda model, its, pad_id: score_items(model, its, pad_id, batch_tokens, greedy)  # noqa: E731
     else:                  # one item per forward, every position's logits (nanochat)
         groups = [[i] for i in mine]
         score = lambda model, its, pad_id: [score_sequences(model, its[0], pad_id)]  # noqa: E731

@@ -24,9 +24,12 @@ compute-bound, so batching alone gains little. Four things remove work instead:
    forward padded to the longest did about twice the real work. Each pass runs its rows in
    groups of similar length (``by_length``).
 
-Many items go into each forward (``batch_tokens`` bounds the tokens of a batch). Each
+Many items go into each forward: ``batch_tokens`` bounds the padded tokens of one forward, and
+a batch of items holds about ``FORWARDS_PER_BATCH`` forwards' worth, so that few of its forwards
+run half empty (each forward reads every weight of the model once, whatever its size). Each
 sequence ``(tokens, start, end)`` scores the predictions of ``tokens[start:end]``; the losses
-and argmax hits of all scored positions of a forward are computed together (``Tally``).
+(and, for language-modelling items, the argmax hits) of all scored positions of a forward are
+computed together (``Tally``).
 The result per sequence is what ``core.score_sequences`` returns: (mean continuation loss,
 whether greedy decoding reproduces it), equal up to float rounding (the cached path attends
 through per-row masks).
@@ -45,6 +48,7 @@ from phases.phase6_inference.kv_cache import KVCache
 Seq = tuple[list[int], int, int]        # (tokens, start, end): score the predictions of tokens[start:end]
 MIN_FILL, MIN_TOKENS = 0.75, 512
 MIN_STEM = 8                            # a shorter common start saves too little to set up the cache for
+FORWARDS_PER_BATCH = 8                  # a batch of items: about this many full forwards (and its KV cache)
 CHUNK = 1 << 19                         # logits per loss/argmax call: 2 MB of fp32, about a CPU core's L2
 
 
@@ -72,43 +76,49 @@ def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
 class Tally:
     """The loss and argmax hit of every scored position, summed per sequence at the end."""
 
-    def __init__(self, n: int):
-        self.n, self.owner, self.loss, self.miss = n, [], [], []
+    def __init__(self, n: int, greedy: bool = True):
+        self.n, self.greedy, self.owner, self.loss, self.miss = n, greedy, [], [], []
 
     def add(self, logits: torch.Tensor, targets: list[int], owners: list[int]) -> None:
         """logits (K, V) predict ``targets`` (K,), each scored for sequence ``owners[k]``. In chunks of
         ``CHUNK`` logits: each chunk's loss and argmax read it while it is still in the CPU's cache,
-        and the loss's (rows, V) scratch tensor stays small."""
+        and the loss's (rows, V) scratch tensor stays small. Without ``greedy`` no argmax: only
+        language-modelling items ask whether greedy decoding reproduces the continuation."""
         target = torch.tensor(targets, dtype=torch.long, device=logits.device)      # (K,)
         step = max(1, CHUNK // logits.size(-1))
         for i in range(0, len(targets), step):
             z, t = logits[i:i + step].float(), target[i:i + step]                   # (step, V), (step,)
             self.loss.append(F.cross_entropy(z, t, reduction="none").cpu())
-            self.miss.append((z.argmax(-1) != t).float().cpu())
+            if self.greedy:
+                self.miss.append((z.argmax(-1) != t).float().cpu())
         self.owner.append(torch.tensor(owners, dtype=torch.long))
 
-    def results(self) -> list[tuple[float, bool]]:
+    def results(self) -> list[tuple[float, bool | None]]:
         """(mean loss, every position hit) per sequence; (nan, True) for one with nothing scored
-        (a choice that is a prefix of another has no tokens of its own)."""
+        (a choice that is a prefix of another has no tokens of its own); hit None without ``greedy``."""
         if not self.owner:
-            return [(float("nan"), True)] * self.n
+            return [(float("nan"), True if self.greedy else None)] * self.n
         owner = torch.cat(self.owner)                                                # (K_all,)
         per_seq = lambda values: torch.zeros(self.n).index_add_(0, owner, torch.cat(values))  # noqa: E731
         count = torch.zeros(self.n).index_add_(0, owner, torch.ones(len(owner)))
-        loss, miss = per_seq(self.loss) / count, per_seq(self.miss)                  # (n,); 0 / 0 = nan
-        return [(float(a), float(b) == 0.0) for a, b in zip(loss, miss)]
+        loss = per_seq(self.loss) / count                                            # (n,); 0 / 0 = nan
+        if not self.greedy:
+            return [(float(a), None) for a in loss]
+        return [(float(a), float(b) == 0.0) for a, b in zip(loss, per_seq(self.miss))]
 
 
-def by_length(lengths: list[int]) -> list[list[int]]:
+def by_length(lengths: list[int], max_tokens: int = 0) -> list[list[int]]:
     """Indices grouped by similar length, longest first: each row of a group fills at least
     ``MIN_FILL`` of the group's width, so padding stays under a third of the work (on a CPU a
     padded token costs what a real one does). Short rows are cheap: a group closes only once it
-    holds ``MIN_TOKENS`` padded tokens, so they do not each cost a forward of their own."""
+    holds ``MIN_TOKENS`` padded tokens, so they do not each cost a forward of their own. A group
+    also closes where one more row would take it past ``max_tokens`` padded tokens (0: no bound)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     for i in order:
-        if groups and (lengths[i] >= MIN_FILL * lengths[groups[-1][0]]
-                       or len(groups[-1]) * lengths[groups[-1][0]] < MIN_TOKENS):
+        width = lengths[groups[-1][0]] if groups else 0
+        if groups and (not max_tokens or (len(groups[-1]) + 1) * width <= max_tokens) and (
+                lengths[i] >= MIN_FILL * width or len(groups[-1]) * width < MIN_TOKENS):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -126,11 +136,12 @@ def _run(model, rows_tokens: list[list[int]], scored: list[list[tuple[int, int, 
 
 
 @torch.no_grad()
-def score_plain(model, seqs: list[Seq], pad_id: int) -> list[tuple[float, bool]]:
+def score_plain(model, seqs: list[Seq], pad_id: int, max_tokens: int = 0,
+                greedy: bool = True) -> list[tuple[float, bool | None]]:
     """Right-padded forwards of similar lengths; the last block and the output layer only at scored positions."""
-    tally = Tally(len(seqs))
+    tally = Tally(len(seqs), greedy)
     todo = [j for j, (_, s, e) in enumerate(seqs) if e > s]       # a sequence with nothing to score needs no run
-    for group in by_length([seqs[j][2] - 1 for j in todo]):      # the last token predicts nothing scored
+    for group in by_length([seqs[j][2] - 1 for j in todo], max_tokens):   # the last token predicts nothing scored
         part = [todo[g] for g in group]
         scored = [[(c, seqs[j][0][c + 1], j) for c in range(seqs[j][1] - 1, seqs[j][2] - 1)] for j in part]
         _run(model, [seqs[j][0][:seqs[j][2] - 1] for j in part], scored, pad_id, tally)
@@ -139,10 +150,11 @@ def score_plain(model, seqs: list[Seq], pad_id: int) -> list[tuple[float, bool]]
 
 # --8<-- [start:shared]
 @torch.no_grad()
-def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int) -> list[tuple[float, bool]]:
+def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int, max_tokens: int = 0,
+                 greedy: bool = True) -> list[tuple[float, bool | None]]:
     """The same, with each sequence's first ``stems[j]`` tokens (at most its ``start``) run once per
     distinct stem into Phase 6's KV cache and copied to the sequences that share it."""
-    tally = Tally(len(seqs))
+    tally = Tally(len(seqs), greedy)
     index: dict[tuple[int, ...], int] = {}
     owner_of = [index.setdefault(tuple(t[:p]), len(index)) for (t, _, _), p in zip(seqs, stems)]
     stem_list = list(index)
@@ -152,8 +164,8 @@ def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int) -> list[
     scored = [[(c - p, t[c + 1], j) for c in range(max(s - 1, p), e - 1)]
               for j, ((t, s, e), p) in enumerate(zip(seqs, stems))]
     todo = [j for j in range(len(seqs)) if scored[j]]
-    first = by_length(plens)                                                   # pass 1: stems
-    second = [[todo[g] for g in group] for group in by_length([len(rests[j]) for j in todo])]
+    first = by_length(plens, max_tokens)                                       # pass 1: stems
+    second = [[todo[g] for g in group] for group in by_length([len(rests[j]) for j in todo], max_tokens)]
     # cache rows in pass order, so each forward's rows are contiguous (a view of the cache, not a copy)
     stem_row = {u: r for r, u in enumerate(u for group in first for u in group)}
     seq_row = {j: U + r for r, j in enumerate(j for group in second for j in group)}
@@ -199,18 +211,21 @@ def stems(seqs: list[Seq]) -> list[int]:
     return [s if count[tuple(t[:s])] > 1 else 0 for t, s, _ in seqs]
 
 
-def score_items(model, items: list[list[Seq]], pad_id: int) -> list[list[tuple[float, bool]]]:
+def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0,
+                greedy: bool = True) -> list[list[tuple[float, bool | None]]]:
     """(mean continuation loss, greedy reproduces it) per sequence of each item: sequences that share
-    a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards."""
+    a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards; forwards of
+    at most ``max_tokens`` padded tokens (0: no bound); ``greedy=False`` skips the argmax (hit None)."""
     seqs = [seq for item in items for seq in item]
     stem_of = [p for item in items for p in stems(item)]
     cached = [j for j, p in enumerate(stem_of) if p >= MIN_STEM]
     plain = [j for j, p in enumerate(stem_of) if p < MIN_STEM]
     flat: dict[int, tuple[float, bool]] = {}
     if cached:
-        flat.update(zip(cached, score_cached(model, [seqs[j] for j in cached], [stem_of[j] for j in cached], pad_id)))
+        flat.update(zip(cached, score_cached(model, [seqs[j] for j in cached], [stem_of[j] for j in cached],
+                                             pad_id, max_tokens, greedy)))
     if plain:
-        flat.update(zip(plain, score_plain(model, [seqs[j] for j in plain], pad_id)))
+        flat.update(zip(plain, score_plain(model, [seqs[j] for j in plain], pad_id, max_tokens, greedy)))
     out, k = [], 0
     for item in items:
         out.append([flat[j] for j in range(k, k + len(item))])
@@ -219,18 +234,17 @@ def score_items(model, items: list[list[Seq]], pad_id: int) -> list[list[tuple[f
 
 
 def batches(items: list[list[Seq]], batch_tokens: int) -> list[list[int]]:
-    """Group item indices so each batch's padded stem and continuation tokens stay within ``batch_tokens``."""
-    def cost(seqs):  # a stem once, the rest per sequence
-        p = stem(seqs)
-        return p, len(seqs), max(len(t) - p for t, _, _ in seqs)
+    """Group item indices, longest first, so each batch's sequences hold at most ``FORWARDS_PER_BATCH``
+    x ``batch_tokens`` tokens: about that many full forwards of ``batch_tokens``, and a bound on the
+    KV cache of the batch (every cached sequence has a row holding its stem and its rest)."""
+    budget = FORWARDS_PER_BATCH * batch_tokens
     order = sorted(range(len(items)), key=lambda i: -max(len(t) for t, _, _ in items[i]))
-    groups, group, acc = [], [], (0, 0, 0, 0)
+    groups, group, acc = [], [], 0
     for i in order:
-        p, n, r = cost(items[i])
-        nxt = (acc[0] + 1, max(acc[1], p), acc[2] + n, max(acc[3], r))
-        if group and nxt[0] * nxt[1] + nxt[2] * nxt[3] > batch_tokens:
+        n = sum(len(t) for t, _, _ in items[i])
+        if group and acc + n > budget:
             groups.append(group)
-            group, nxt = [], (1, p, n, r)
+            group, acc = [], 0
         group.append(i)
-        acc = nxt
+        acc += n
     return groups + ([group] if group else [])

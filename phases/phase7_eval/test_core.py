@@ -113,6 +113,17 @@ def test_rows_are_grouped_by_length_with_little_padding(monkeypatch):
     assert [[lengths[i] for i in g] for g in groups] == [[40, 40, 31], [29], [12, 10, 9], [3], [2], [1]]
     monkeypatch.setattr(scoring, "MIN_TOKENS", 100)                                # short rows share a forward
     assert [[lengths[i] for i in g] for g in scoring.by_length(lengths)] == [[40, 40, 31], [29, 12, 10, 9], [3, 2, 1]]
+    capped = scoring.by_length(lengths, max_tokens=80)                             # no forward over 80 padded tokens
+    assert [[lengths[i] for i in g] for g in capped] == [[40, 40], [31, 29], [12, 10, 9, 3, 2, 1]]
+
+
+def test_a_batch_of_items_holds_forwards_per_batch_forwards(monkeypatch):
+    from phases.phase7_eval import scoring
+    monkeypatch.setattr(scoring, "FORWARDS_PER_BATCH", 2)
+    items = [[([1] * n, 1, n)] * 4 for n in (50, 10, 30, 20, 40)]                 # 4 sequences of n tokens
+    assert scoring.batches(items, batch_tokens=200) == [[0, 4], [2, 3, 1]]         # longest first, <= 2 x 200 tokens
+    assert scoring.batches(items, batch_tokens=10 ** 6) == [[0, 4, 2, 3, 1]]
+    assert scoring.batches(items, batch_tokens=1) == [[0], [4], [2], [3], [1]]     # an item never splits
 
 
 @pytest.mark.parametrize("min_tokens, min_stem", [(512, 8), (0, 1)])   # 0: many length groups; 1: every stem cached
@@ -165,6 +176,9 @@ def test_batched_sharing_cases_score_as_one_sequence_at_a_time(core, tiny_model)
     items = [stem_item, cut_item, empty_item, loose_item]
     assert [scoring.stems(i) for i in items] == [[20] * 4, [12, 12, 0], [26, 26], [0, 0]]
     got = scoring.score_items(model, items, tok.bos_token_id)
+    no_argmax = scoring.score_items(model, items, tok.bos_token_id, greedy=False)   # losses only (not LM items)
+    assert [h for r in no_argmax for _, h in r] == [None] * sum(map(len, items))
+    assert [x for r in no_argmax for x, _ in r] == pytest.approx([x for r in got for x, _ in r], rel=0, nan_ok=True)
     for item, results in zip(items, got):
         for seq, (loss, greedy) in zip(item, results):
             if seq[1] == seq[2]:              # nothing to score: no loss, never the winner
