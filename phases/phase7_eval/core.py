@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from phases.common.console import UserError, progress
-from phases.phase7_eval.scoring import batches, common_length, score_items
+from phases.phase7_eval.scoring import CachePool, batches, common_length, score_items
 from phases.phase7_eval.tasks import Task
 
 ITEM_TYPES = ("multiple_choice", "schema", "language_modeling")
@@ -220,8 +220,8 @@ def evaluate_task(model, tok, task: ICLTask, runtime=None, max_per_task: int = -
     mine = list(range(rank, len(items), world))
     if batch_tokens > 0:   # many items per forward, shared stems once, logits only where scored
         groups = [[mine[k] for k in g] for g in batches([items[i][0] for i in mine], batch_tokens)]
-        greedy = task.task_type == "language_modeling"        # only LM items ask for the argmax
-        score = lambda model, its, pad_id: score_items(model, its, pad_id, batch_tokens, greedy)  # noqa: E731
+        greedy, pool = task.task_type == "language_modeling", CachePool()     # only LM items ask for the argmax
+        score = lambda model, its, pad_id: score_items(model, its, pad_id, batch_tokens, greedy, pool)  # noqa: E731
     else:                  # one item per forward, every position's logits (nanochat)
         groups = [[i] for i in mine]
         score = lambda model, its, pad_id: [score_sequences(model, its[0], pad_id)]  # noqa: E731

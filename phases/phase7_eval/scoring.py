@@ -66,6 +66,28 @@ def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
     return n
 
 
+class CachePool:
+    """One KV cache reused by the batches of a task; a batch it cannot hold gets a new one, its own size.
+
+    Zeroing a fresh cache for every batch cost about 5% of the batched time (a batch's cache
+    holds every cached sequence whole: hundreds of MB at the demo's size). A reused cache still
+    holds the last batch's keys and values past each row's end; the per-row masks give them
+    weight exactly 0, and they are finite (0 x NaN would not vanish: why a new cache starts zeroed)."""
+
+    def __init__(self):
+        self.cache: KVCache | None = None
+
+    def get(self, model, rows: int, max_len: int) -> KVCache:
+        c = self.cache
+        if c is None or c.batch < rows or c.max_len < max_len:
+            if c is not None and max(rows, c.batch) * max(max_len, c.max_len) <= 2 * rows * max_len:
+                rows, max_len = max(rows, c.batch), max(max_len, c.max_len)   # grown to hold both shapes
+            self.cache = c = None                                # free the old one before making the new one
+            self.cache = c = KVCache.for_model(model, rows, max_len)
+        c.reset()
+        return c
+
+
 def _padded(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     ids = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
     for r, s in enumerate(seqs):
@@ -151,9 +173,9 @@ def score_plain(model, seqs: list[Seq], pad_id: int, max_tokens: int = 0,
 # --8<-- [start:shared]
 @torch.no_grad()
 def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int, max_tokens: int = 0,
-                 greedy: bool = True) -> list[tuple[float, bool | None]]:
+                 greedy: bool = True, pool: CachePool | None = None) -> list[tuple[float, bool | None]]:
     """The same, with each sequence's first ``stems[j]`` tokens (at most its ``start``) run once per
-    distinct stem into Phase 6's KV cache and copied to the sequences that share it."""
+    distinct stem into Phase 6's KV cache (from ``pool`` when given) and copied to the sequences that share it."""
     tally = Tally(len(seqs), greedy)
     index: dict[tuple[int, ...], int] = {}
     owner_of = [index.setdefault(tuple(t[:p]), len(index)) for (t, _, _), p in zip(seqs, stems)]
@@ -166,10 +188,11 @@ def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int, max_toke
     todo = [j for j in range(len(seqs)) if scored[j]]
     first = by_length(plens, max_tokens)                                       # pass 1: stems
     second = [[todo[g] for g in group] for group in by_length([len(rests[j]) for j in todo], max_tokens)]
-    # cache rows in pass order, so each forward's rows are contiguous (a view of the cache, not a copy)
+    # cache rows: the stems in pass order (each forward's rows contiguous: a view, not a copy), then the
+    # rows of one pass-2 forward, reused by the next (a cache of every sequence would be mostly copies)
     stem_row = {u: r for r, u in enumerate(u for group in first for u in group)}
-    seq_row = {j: U + r for r, j in enumerate(j for group in second for j in group)}
-    cache = KVCache.for_model(model, U + len(seq_row), max(plens) + max((len(rests[j]) for j in todo), default=0))
+    width = max((len(part) for part in second), default=0)
+    cache = (pool or CachePool()).get(model, U + width, max(plens) + max((len(rests[j]) for j in todo), default=0))
     # 1. every distinct stem once; the logits of its last position predict a continuation starting right after it
     direct: list[list[tuple[int, int, int]]] = [[] for _ in range(U)]     # (position, target, sequence)
     for j, u in enumerate(owner_of):
@@ -178,16 +201,17 @@ def score_cached(model, seqs: list[Seq], stems: list[int], pad_id: int, max_toke
     for group in first:
         _run(model, [stem_list[u] for u in group], [direct[u] for u in group], pad_id, tally,
              cache.view([stem_row[u] for u in group]))
-    rows_of: list[list[int]] = [[] for _ in range(U)]
-    for j, r in seq_row.items():
-        rows_of[owner_of[j]].append(r)
-    for u, rows in enumerate(rows_of):                                       # each stem to its sequences' rows
+    for u in range(U):
         cache.truncate(stem_row[u], plens[u])                                # forget the padding
-        cache.copy_prefix(stem_row[u], rows, plens[u])
     # 2. each sequence's rest, every row at its own position, rows of similar lengths together
     for part in second:
+        rows_of: dict[int, list[int]] = {}
+        for r, j in enumerate(part):
+            rows_of.setdefault(owner_of[j], []).append(U + r)
+        for u, rows in rows_of.items():                                      # each stem to its sequences' rows
+            cache.copy_prefix(stem_row[u], rows, plens[u])
         _run(model, [rests[j] for j in part], [scored[j] for j in part], pad_id, tally,
-             cache.view([seq_row[j] for j in part]))
+             cache.view(list(range(U, U + len(part)))))
     return tally.results()
 # --8<-- [end:shared]
 
@@ -211,8 +235,8 @@ def stems(seqs: list[Seq]) -> list[int]:
     return [s if count[tuple(t[:s])] > 1 else 0 for t, s, _ in seqs]
 
 
-def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0,
-                greedy: bool = True) -> list[list[tuple[float, bool | None]]]:
+def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0, greedy: bool = True,
+                pool: CachePool | None = None) -> list[list[tuple[float, bool | None]]]:
     """(mean continuation loss, greedy reproduces it) per sequence of each item: sequences that share
     a stem of ``MIN_STEM`` tokens or more through the cache, the rest in plain forwards; forwards of
     at most ``max_tokens`` padded tokens (0: no bound); ``greedy=False`` skips the argmax (hit None)."""
@@ -223,7 +247,7 @@ def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0,
     flat: dict[int, tuple[float, bool]] = {}
     if cached:
         flat.update(zip(cached, score_cached(model, [seqs[j] for j in cached], [stem_of[j] for j in cached],
-                                             pad_id, max_tokens, greedy)))
+                                             pad_id, max_tokens, greedy, pool)))
     if plain:
         flat.update(zip(plain, score_plain(model, [seqs[j] for j in plain], pad_id, max_tokens, greedy)))
     out, k = [], 0

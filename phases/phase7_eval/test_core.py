@@ -177,6 +177,12 @@ def test_batched_sharing_cases_score_as_one_sequence_at_a_time(core, tiny_model)
     assert [scoring.stems(i) for i in items] == [[20] * 4, [12, 12, 0], [26, 26], [0, 0]]
     got = scoring.score_items(model, items, tok.bos_token_id)
     no_argmax = scoring.score_items(model, items, tok.bos_token_id, greedy=False)   # losses only (not LM items)
+    pool = scoring.CachePool()                    # a reused cache still holds other items' keys: the same bits
+    scoring.score_items(model, items + [[(t[::-1], s, e) for t, s, e in item] for item in items], tok.bos_token_id,
+                        pool=pool)
+    used = pool.cache
+    again = scoring.score_items(model, items, tok.bos_token_id, pool=pool)
+    assert pool.cache is used and str(again) == str(got)        # reused, and the same (str: nan == nan)
     assert [h for r in no_argmax for _, h in r] == [None] * sum(map(len, items))
     assert [x for r in no_argmax for x, _ in r] == pytest.approx([x for r in got for x, _ in r], rel=0, nan_ok=True)
     for item, results in zip(items, got):
