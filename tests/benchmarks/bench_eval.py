@@ -27,8 +27,9 @@ everything for the smoke test; its figures are not the ones to report.
 
 Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``;
 ``--profile TASK`` prints instead where one in-context task's batched scoring spends its time;
-``--ablation`` the batched time with each trick (stems, the last-block skip, length groups) off
-in turn, in CPU seconds, interleaved, best of ``--repeats`` + 1.
+``--ablation`` the batched time with each trick (stems, the last-block skip, length groups,
+batches of ``FORWARDS_PER_BATCH`` forwards) off in turn, in CPU seconds, interleaved, best of
+``--repeats`` + 1.
 What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
 """
 from __future__ import annotations
@@ -231,11 +232,13 @@ def profile_icl(model, tok, tasks, args) -> int:
 def variant(name: str):
     """The batched scorer with one of its tricks switched off (``--ablation``)."""
     from phases.phase1_transformer.layers import Block
-    saved = (scoring.MIN_STEM, scoring.MIN_FILL, Block.forward)
+    saved = (scoring.MIN_STEM, scoring.MIN_FILL, scoring.FORWARDS_PER_BATCH, Block.forward)
     if name == "no stems":                   # every sequence through plain forwards
         scoring.MIN_STEM = 10 ** 9
-    elif name == "no length groups":         # each pass padded to its longest row
+    elif name == "no length groups":         # each forward padded to its longest row
         scoring.MIN_FILL = 0.0
+    elif name == "one forward per batch":    # a batch of items holds batch_tokens tokens, not 8 x
+        scoring.FORWARDS_PER_BATCH = 1
     elif name == "no last-block skip":       # the last block everywhere; only the output layer kept
         full = Block.forward
         Block.forward = lambda self, x, cos, sin, window, ve=None, kv_cache=None, keep=None: (
@@ -243,12 +246,12 @@ def variant(name: str):
     try:
         yield
     finally:
-        scoring.MIN_STEM, scoring.MIN_FILL, Block.forward = saved
+        scoring.MIN_STEM, scoring.MIN_FILL, scoring.FORWARDS_PER_BATCH, Block.forward = saved
 
 
 def ablation(model, tok, tasks, args) -> int:
     """Batched in-context time over the suite with each trick switched off in turn, interleaved, best of N."""
-    names = ["all on", "no stems", "no last-block skip", "no length groups"]
+    names = ["all on", "no stems", "no last-block skip", "no length groups", "one forward per batch"]
     best = {n: {} for n in names}
     for _ in range(args.repeats + 1):
         for n in names:
