@@ -48,7 +48,7 @@ from phases.phase6_inference.kv_cache import KVCache
 Seq = tuple[list[int], int, int]        # (tokens, start, end): score the predictions of tokens[start:end]
 MIN_FILL, MIN_TOKENS = 0.75, 512
 MIN_STEM = 8                            # a shorter common start saves too little to set up the cache for
-FORWARDS_PER_BATCH = 8                  # a batch of items: about this many full forwards (and its KV cache)
+FORWARDS_PER_BATCH = 16                 # a batch of items: about this many full forwards; its stems stay cached
 CHUNK = 1 << 19                         # logits per loss/argmax call: 2 MB of fp32, about a CPU core's L2
 
 

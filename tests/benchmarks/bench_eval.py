@@ -237,7 +237,7 @@ def variant(name: str):
         scoring.MIN_STEM = 10 ** 9
     elif name == "no length groups":         # each forward padded to its longest row
         scoring.MIN_FILL = 0.0
-    elif name == "one forward per batch":    # a batch of items holds batch_tokens tokens, not 8 x
+    elif name == "one forward per batch":    # a batch of items holds batch_tokens tokens, not 16 x
         scoring.FORWARDS_PER_BATCH = 1
     elif name == "no last-block skip":       # the last block everywhere; only the output layer kept
         full = Block.forward
