@@ -69,10 +69,10 @@ def common_length(seqs: list[list[int]], from_end: bool = False) -> int:
 class CachePool:
     """One KV cache reused by the batches of a task; a batch it cannot hold gets a new one, its own size.
 
-    Zeroing a fresh cache for every batch cost about 5% of the batched time (a batch's cache
-    holds every cached sequence whole: hundreds of MB at the demo's size). A reused cache still
-    holds the last batch's keys and values past each row's end; the per-row masks give them
-    weight exactly 0, and they are finite (0 x NaN would not vanish: why a new cache starts zeroed)."""
+    A new cache is zeroed, tens of MB at the demo's size, which the profile showed when every
+    batch made its own. A reused cache still holds the last batch's keys and values past each
+    row's end; the per-row masks give them weight exactly 0, and they are finite (0 x NaN would
+    not vanish: why a new cache starts zeroed)."""
 
     def __init__(self):
         self.cache: KVCache | None = None
@@ -244,7 +244,7 @@ def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0,
     stem_of = [p for item in items for p in stems(item)]
     cached = [j for j, p in enumerate(stem_of) if p >= MIN_STEM]
     plain = [j for j, p in enumerate(stem_of) if p < MIN_STEM]
-    flat: dict[int, tuple[float, bool]] = {}
+    flat: dict[int, tuple[float, bool | None]] = {}
     if cached:
         flat.update(zip(cached, score_cached(model, [seqs[j] for j in cached], [stem_of[j] for j in cached],
                                              pad_id, max_tokens, greedy, pool)))
@@ -260,7 +260,7 @@ def score_items(model, items: list[list[Seq]], pad_id: int, max_tokens: int = 0,
 def batches(items: list[list[Seq]], batch_tokens: int) -> list[list[int]]:
     """Group item indices, longest first, so each batch's sequences hold at most ``FORWARDS_PER_BATCH``
     x ``batch_tokens`` tokens: about that many full forwards of ``batch_tokens``, and a bound on the
-    KV cache of the batch (every cached sequence has a row holding its stem and its rest)."""
+    batch's KV cache (its stems, and the rows of one forward)."""
     budget = FORWARDS_PER_BATCH * batch_tokens
     order = sorted(range(len(items)), key=lambda i: -max(len(t) for t, _, _ in items[i]))
     groups, group, acc = [], [], 0
