@@ -80,29 +80,13 @@ def model_and_tokenizer(args, data_dir: Path, tmp: str):
     return GPT.build(cfg).eval(), tok, f"random init, {how}"
 
 
-CPU_SECONDS: dict[int, float] = {}     # id of a timing -> this process's CPU seconds in its best run
-
-
-def timed(fn, repeats: int = 1):
-    """(result, best wall seconds) of ``fn()`` over ``repeats`` runs; the best run's CPU seconds go to
-    ``CPU_SECONDS`` (on a shared machine, CPU time is the steadier of the two)."""
-    best, out, cpu = float("inf"), None, 0.0
+def timed(*fns, repeats: int = 1) -> list[tuple[object, float, float]]:
+    """Each of ``fns`` timed in turn, ``repeats`` rounds, so a slow spell of a shared machine falls
+    on all of them; per function (result, best wall seconds, CPU seconds of that run: on a shared
+    machine, CPU time is the steadier of the two)."""
+    best = [(None, float("inf"), 0.0) for _ in fns]
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall = time.perf_counter() - t0
-        if wall < best:
-            best, cpu = wall, time.process_time() - c0
-    CPU_SECONDS[len(CPU_SECONDS)] = cpu
-    return out, best
-
-
-def timed_pair(fa, fb, repeats: int) -> list[tuple[object, float, float]]:
-    """``fa`` and ``fb`` timed in turn, ``repeats`` rounds, so a slow spell of a shared machine falls
-    on both; per function (result, best wall seconds, CPU seconds of that run)."""
-    best = [(None, float("inf"), 0.0), (None, float("inf"), 0.0)]
-    for _ in range(repeats):
-        for k, fn in enumerate((fa, fb)):
+        for k, fn in enumerate(fns):
             t0, c0 = time.perf_counter(), time.process_time()
             out = fn()
             wall = time.perf_counter() - t0
@@ -142,9 +126,9 @@ def work_ratio(model, tok, task, items: int) -> tuple[float, float]:
 def bench_icl(model, tok, tasks, args) -> dict:
     per_task, same = [], True
     for t in tasks:
-        (fast, tb, cb), (slow, ts, cs) = timed_pair(
+        (fast, tb, cb), (slow, ts, cs) = timed(
             lambda: core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens),
-            lambda: core.evaluate_task(model, tok, t, None, args.icl_items, 0), args.repeats)
+            lambda: core.evaluate_task(model, tok, t, None, args.icl_items, 0), repeats=args.repeats)
         same &= (fast.n, fast.correct) == (slow.n, slow.correct)
         flops_full, flops_shared = work_ratio(model, tok, t, args.icl_items)
         per_task.append({"task": t.name, "type": t.task_type, "shots": t.num_fewshot, "items": fast.n,
@@ -182,10 +166,9 @@ def bench_generation(model, tok, args) -> dict:
     task = chat_tasks.GSM8K(rows)
     engine = Engine(model, tok)
     kw = dict(max_new_tokens=args.gen_tokens, temperature=0.0, keep_texts=True)
-    batched, tb = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=len(rows), **kw))
-    cb = CPU_SECONDS[len(CPU_SECONDS) - 1]
-    single, ts = timed(lambda: chat_eval.run_generative(engine, tok, task, batch_problems=1, **kw))
-    cs = CPU_SECONDS[len(CPU_SECONDS) - 1]
+    (batched, tb, cb), (single, ts, cs) = timed(
+        lambda: chat_eval.run_generative(engine, tok, task, batch_problems=len(rows), **kw),
+        lambda: chat_eval.run_generative(engine, tok, task, batch_problems=1, **kw))
     return {"gen_problems": len(rows), "gen_source": source, "gen_tokens": args.gen_tokens,
             "gen_problems_per_s": len(rows) / tb, "gen_problems_per_s_sequential": len(rows) / ts,
             "gen_speedup_batched": ts / tb, "gen_cpu_speedup_batched": cs / cb,
@@ -309,7 +292,8 @@ def main() -> int:
         out |= bench_icl(model, tok, suite, args)
         rows, source = mc_rows(data_dir, args.icl_items * 2)
         convs = list(chat_tasks.MMLU(rows))
-        _, tc = timed(lambda: chat_eval.predict_letters(model, tok, convs, args.batch_tokens), args.repeats)
+        [(_, tc, _)] = timed(lambda: chat_eval.predict_letters(model, tok, convs, args.batch_tokens),
+                             repeats=args.repeats)
         out |= {"categorical_items": len(convs), "categorical_source": source, "categorical_items_per_s": len(convs) / tc}
         out |= bench_generation(model, tok, args)
     out |= bench_sandbox(args.sandbox_programs)
