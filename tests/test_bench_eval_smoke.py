@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "tests" / "benchmarks" / "bench_eval.py"
@@ -40,3 +41,13 @@ def test_bench_eval_quick(tmp_path, tiny_corpus) -> None:
     assert result["icl_same_results"] and result["gen_same_outputs"] and result["sandbox_passed"]
     # the batched path never does more matmul work than nanochat's (shared stems, scored positions)
     assert result["icl_work_ratio"] >= 1 and all(t["work_ratio"] >= 1 for t in result["icl_tasks"])
+    assert (result["device"], result["dtype"], result["batch_tokens"]) == ("cpu", "float32", 2048)
+
+
+@pytest.mark.phase7
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_bench_eval_without_cuda_says_so_in_one_line() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: device 'cuda' asked for, but CUDA is not available"

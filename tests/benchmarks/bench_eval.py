@@ -18,19 +18,23 @@
 
 The model has the demo's size (``examples/cpu_demo.toml``: depth 4, width 256, T 256, vocab
 8192), randomly initialised unless ``--run`` names a checkpoint: speed does not depend on
-the weights (generation runs its fixed token count either way). float32 on CPU.
+the weights (generation runs its fixed token count either way). float32 on CPU; ``--device cuda``
+runs both sides on a GPU in the model's compute dtype (bf16 from compute capability 8.0), with
+``--batch-tokens`` 32768 by default, as ``mini-nanochat eval`` uses there.
 
 Last line of stdout: one JSON object with ``icl_items_per_s`` (batched), ``icl_speedup_batched``,
 ``categorical_items_per_s``, ``gen_problems_per_s``, ``gen_speedup_batched``, ``sandbox_ms``,
 ``bare_subprocess_ms``, ``target_met``, the hardware and the settings. ``--quick`` shrinks
 everything for the smoke test; its figures are not the ones to report.
 
-Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N]``;
-``--profile TASK`` prints instead where one in-context task's batched scoring spends its time;
+Run: ``python tests/benchmarks/bench_eval.py [--quick] [--run RUN] [--threads N] [--device cuda]``;
+``--profile TASK`` prints instead where one in-context task's batched scoring spends its time
+(``--profile all``: the whole suite);
 ``--ablation`` the batched time with each trick (stems, the last-block skip, length groups,
 batches of ``FORWARDS_PER_BATCH`` forwards) off in turn, in CPU seconds, interleaved, best of
 ``--repeats`` + 1.
-What it leaves out: GPUs, several ranks (ranks split items; the per-rank speed is this one).
+What it leaves out: several ranks (ranks split items; the per-rank speed is this one); the sandbox and
+tokenisation run on the CPU whatever ``--device`` says.
 """
 from __future__ import annotations
 
@@ -50,22 +54,23 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from phases.common.console import cpu_model  # noqa: E402
+from phases.common.console import cpu_model, run_command  # noqa: E402
 from phases.common.paths import tokenizer_dir  # noqa: E402
 from phases.phase0_tokenizer.bpe import FILENAME, BPETokenizer  # noqa: E402
 from phases.phase0_tokenizer.corpus import ensure_embedded_corpus  # noqa: E402
 from phases.phase0_tokenizer.shards import iter_texts  # noqa: E402
-from phases.phase1_transformer.config import preset  # noqa: E402
+from phases.phase1_transformer.config import preset, resolve_device  # noqa: E402
 from phases.phase1_transformer.model import GPT  # noqa: E402
 from phases.phase6_inference.engine import Engine  # noqa: E402
 from phases.phase7_eval import chat_eval, chat_tasks, core, corpus_suite, sandbox, scoring  # noqa: E402
 from phases.phase7_eval.offline import chat_rows, olmo_root  # noqa: E402
+from phases.phase7_eval.report import hardware  # noqa: E402
 
 
 def model_and_tokenizer(args, data_dir: Path, tmp: str):
     if args.run:
         from phases.phase2_training.checkpoint import load_model
-        model, tok, _ = load_model(args.run)
+        model, tok, _ = load_model(args.run, args.device)
         return model, tok, f"checkpoint {args.run}"
     default = tokenizer_dir()
     if (default / FILENAME).is_file() and not args.quick:
@@ -77,7 +82,7 @@ def model_and_tokenizer(args, data_dir: Path, tmp: str):
         how = f"trained here: vocab {vocab} on {chars:,} chars"
     cfg = preset("cpu-demo", vocab_size=tok.vocab_size, **({"depth": 2} if args.quick else {}))
     torch.manual_seed(0)
-    return GPT.build(cfg).eval(), tok, f"random init, {how}"
+    return GPT.build(cfg, device=args.device).eval(), tok, f"random init, {how}"
 
 
 def timed(*fns, repeats: int = 1) -> list[tuple[object, float, float]]:
@@ -85,10 +90,13 @@ def timed(*fns, repeats: int = 1) -> list[tuple[object, float, float]]:
     on all of them; per function (result, best wall seconds, CPU seconds of that run: on a shared
     machine, CPU time is the steadier of the two)."""
     best = [(None, float("inf"), 0.0) for _ in fns]
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)   # GPU work done before the clock
     for _ in range(repeats):
         for k, fn in enumerate(fns):
+            sync()
             t0, c0 = time.perf_counter(), time.process_time()
             out = fn()
+            sync()
             wall = time.perf_counter() - t0
             if wall < best[k][1]:
                 best[k] = (out, wall, time.process_time() - c0)
@@ -190,14 +198,19 @@ def bench_sandbox(n: int) -> dict:
 
 
 def profile_icl(model, tok, tasks, args) -> int:
-    """Where the batched path's time goes: the op table of one task, and the share of matrix multiplies."""
+    """Where the batched path's time goes: the op table of one task (or ``all``), the shares of matrix
+    multiplies, attention and the vocabulary-wide element-wise work, and the ops' share of the wall time
+    (the rest is Python: preparing items, grouping, the cache's bookkeeping)."""
     from torch.profiler import ProfilerActivity, profile
-    task = next((t for t in tasks if t.name == args.profile), None)
-    if task is None:
-        sys.exit(f"--profile: no task {args.profile!r}; choose one of {', '.join(t.name for t in tasks)}")
-    core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)        # warm-up
+    chosen = tasks if args.profile == "all" else [t for t in tasks if t.name == args.profile]
+    if not chosen:
+        sys.exit(f"--profile: no task {args.profile!r}; choose all or one of {', '.join(t.name for t in tasks)}")
+    run = lambda: [core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens) for t in chosen]  # noqa: E731
+    run()                                                                                 # warm-up
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        core.evaluate_task(model, tok, task, None, args.icl_items, args.batch_tokens)
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
     ops = prof.key_averages()
     print(ops.table(sort_by="self_cpu_time_total", row_limit=15))
     total = sum(e.self_cpu_time_total for e in ops)
@@ -205,9 +218,11 @@ def profile_icl(model, tok, tasks, args) -> int:
     V = model.config.vocab_size        # softcap, softmax, argmax: element-wise work over (K, V) logits
     vocab = sum(e.self_cpu_time_total for e in prof.key_averages(group_by_input_shape=True)
                 if e.key != "aten::mm" and e.input_shapes and e.input_shapes[0][-1:] == [V])
-    print(json.dumps({"profile_task": task.name, "items": args.icl_items, "matmul_share": mm / total,
-                      "vocab_elementwise_share": vocab / total,
-                      "self_cpu_s": total / 1e6, "hardware": cpu_model(), "threads": torch.get_num_threads()}))
+    attention = sum(e.self_cpu_time_total for e in ops if e.key.startswith("aten::_scaled_dot_product"))
+    print(json.dumps({"profile_task": args.profile, "items": args.icl_items * len(chosen), "matmul_share": mm / total,
+                      "attention_share": attention / total, "vocab_elementwise_share": vocab / total,
+                      "self_cpu_s": total / 1e6, "wall_s": wall, "ops_share_of_wall": total / 1e6 / wall,
+                      "hardware": cpu_model(), "threads": torch.get_num_threads()}))
     return 0
 
 
@@ -261,7 +276,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--data", type=Path, default=None, help="corpus folder (default: the embedded corpus)")
     ap.add_argument("--icl-items", type=int, default=100, help="items per in-context task (default 100)")
-    ap.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batched forward (default 2048)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where both sides run")
+    ap.add_argument("--batch-tokens", type=int, default=None,
+                    help="tokens per batched forward (default 2048 on a CPU, 32768 on a GPU)")
     ap.add_argument("--gen-problems", type=int, default=16, help="generative problems (default 16)")
     ap.add_argument("--gen-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     ap.add_argument("--sandbox-programs", type=int, default=20, help="programs for the sandbox timing (default 20)")
@@ -270,12 +287,18 @@ def main() -> int:
     ap.add_argument("--ablation", action="store_true",
                     help="instead: the batched in-context time with each of its tricks switched off in turn")
     ap.add_argument("--profile", metavar="TASK", default=None,
-                    help="instead: print torch.profiler's op table for one in-context task's batched scoring")
+                    help="instead: print torch.profiler's op table for one in-context task's batched scoring "
+                         "(all: the whole suite)")
     args = ap.parse_args()
     if args.quick:
         args.icl_items, args.gen_problems, args.gen_tokens, args.sandbox_programs, args.repeats = 12, 4, 8, 3, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.device = resolve_device(args.device)
+    if args.batch_tokens is None:
+        args.batch_tokens = 32768 if args.device.type == "cuda" else 2048
+    elif args.batch_tokens < 1:
+        sys.exit(f"--batch-tokens must be at least 1, got {args.batch_tokens}")
     data_dir = args.data or Path(ensure_embedded_corpus(show_progress=False).out_dir)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         model, tok, how = model_and_tokenizer(args, data_dir, tmp)
@@ -297,12 +320,16 @@ def main() -> int:
         out |= {"categorical_items": len(convs), "categorical_source": source, "categorical_items_per_s": len(convs) / tc}
         out |= bench_generation(model, tok, args)
     out |= bench_sandbox(args.sandbox_programs)
-    out |= {"hardware": cpu_model(), "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu",
+    gpu = hardware(args.device)["gpu"]
+    out |= {"hardware": gpu or cpu_model(), "cpu": cpu_model(), "threads": torch.get_num_threads(),
+            "dtype": str(model.compute_dtype).removeprefix("torch."), "device": str(args.device),
+            "batch_tokens": args.batch_tokens,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "torch": torch.__version__, "quick": args.quick,
             "target_met": out["icl_speedup_batched"] >= 3 and out["gen_speedup_batched"] >= 3}
     print(f"model: {how} (depth {out['depth']}, width {out['width']}, T {out['sequence_len']}, vocab {out['vocab']}); "
-          f"{out['hardware']}, {out['threads']} thread(s), float32; load average {out['load_average']}")
+          f"{out['hardware']}, {out['threads']} CPU thread(s), {out['dtype']} on {out['device']}; "
+          f"load average {out['load_average']}")
     print("| measurement | batched (ours) | one at a time (nanochat) | speedup (wall) | speedup (CPU time) "
           "| matmul FLOPs, one at a time / batched |")
     print("|---|---|---|---|---|---|")
@@ -326,4 +353,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))          # a bad --device is one error line, not a traceback
