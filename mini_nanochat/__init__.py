@@ -16,7 +16,7 @@ from phases.phase0_tokenizer.shards import iter_texts, list_shards
 from phases.phase1_transformer.config import GPTConfig, compute_dtype, preset
 from phases.phase1_transformer.kv_cache import SimpleKVCache
 from phases.phase1_transformer.model import GPT
-from phases.phase2_training.checkpoint import find_checkpoint, load_model, read_meta
+from phases.phase2_training.load import find_checkpoint, load_model, read_meta
 from phases.phase2_training.recipe import Recipe, Runtime
 from phases.phase3_optimizers.adamw import AdamW
 from phases.phase3_optimizers.muon import MuonAdamW, orthogonalize

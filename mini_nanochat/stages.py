@@ -136,7 +136,7 @@ def _differing(saved: dict, requested: dict, defaults: dict) -> list[str]:
 
 
 def _same_run(a, b) -> bool:
-    from phases.phase2_training.checkpoint import find_checkpoint
+    from phases.phase2_training.load import find_checkpoint
     try:
         return find_checkpoint(str(a)).path.parent.resolve() == find_checkpoint(str(b)).path.parent.resolve()
     except (UserError, OSError):
@@ -252,7 +252,7 @@ def run_eval(ctx, which: str, run_dir: Path, plan: dict) -> Outcome:
 
 # -- chat: a few real exchanges with the final model (rank 0) ----------------------------------------
 def run_chat(ctx, run_dir: Path) -> Outcome:
-    from phases.phase2_training.checkpoint import load_model
+    from phases.phase2_training.load import load_model
     from phases.phase6_inference.engine import Engine, SamplingParams
     from phases.phase6_inference.session import Session
     from phases.phase9_serving.chat import Chat

@@ -230,10 +230,11 @@ def trained_run(tmp_path_factory, tiny_tokenized):
 
 def test_checkpoint_roundtrip(trained_run, tiny_tokenized, capsys):
     from phases.phase2_training import checkpoint as ck
-    meta = ck.read_meta(trained_run)
-    model, tok, _ = ck.load_model(trained_run)                   # what --checkpoint opens
+    from phases.phase2_training import load
+    meta = load.read_meta(trained_run)
+    model, tok, _ = load.load_model(trained_run)                   # what --checkpoint opens
     assert model.config == GPTConfig(**meta["model_config"]) and tok.vocab_size == model.config.vocab_size
-    weights = ck.load_weights(ck.find_checkpoint(trained_run).path)
+    weights = ck.load_weights(load.find_checkpoint(trained_run).path)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
     for spec in (str(trained_run), f"{trained_run}@3", str(trained_run / "checkpoints" / "step_000003")):
         code, out, err = run_tool(capsys, "hello", "--checkpoint", spec, "--json")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_exercises import parse, steps
-from tests.test_impl_option import MERGES, _broken_copy, _pytest, _sabotaged
+from tests.test_impl_option import ENCODE_CHUNK, MERGES, TOKENIZER_FILE, _broken_copy, _pytest, _sabotaged
 
 
 def _run_step(phase: str, step: int, impls: dict[str | None, Path], pythonpath: Path | None = None,
@@ -62,19 +62,21 @@ def test_phase0_step4_negative_ids_decoded_from_the_end_fails(tmp_path):
 
 def test_phase0_step6_load_without_the_missing_file_check_fails(tmp_path):
     # Step 6 slip: load reads the file without checking it exists (an OSError, no "no tokenizer").
-    path = _sabotaged(tmp_path, "phases/phase0_tokenizer/bpe.py",
-                      "        if not path.exists():\n"
-                      "            raise UserError(f\"no tokenizer at {path}; train one with \"\n"
-                      "                            f\"`mini-nanochat tokenizer train --vocab-size 8192`\")\n", "")
-    _fails_at(_run_step("phase0_tokenizer", 6, {None: path}), "test_load_errors_name_the_file")
+    path = _broken_copy(tmp_path,
+                        "    if not path.exists():\n"
+                        "        raise UserError(f\"no tokenizer at {path}; train one with \"\n"
+                        "                        f\"`mini-nanochat tokenizer train --vocab-size 8192`\")\n", "",
+                        reference=TOKENIZER_FILE)
+    _fails_at(_run_step("phase0_tokenizer", 6, {None: path}, tmp_path), "test_load_errors_name_the_file")
 
 
 def test_phase0_step8_rightmost_pair_on_ties_fails(tmp_path):
     # Step 8 slip: the Python encoder merges the rightmost of equal-rank pairs (<=), not tiktoken's
     # leftmost. The golden text catches it (a run of 7 spaces); 300 random texts did not, when checked.
-    path = _sabotaged(tmp_path, "phases/phase0_tokenizer/bpe.py", "(best_rank is None or r < best_rank)",
-                      "(best_rank is None or r <= best_rank)")
-    _fails_at(_run_step("phase0_tokenizer", 8, {None: path}), "test_fast_path_matches_python_on_the_golden_text")
+    path = _broken_copy(tmp_path, "(best_rank is None or r < best_rank)", "(best_rank is None or r <= best_rank)",
+                        reference=ENCODE_CHUNK)
+    _fails_at(_run_step("phase0_tokenizer", 8, {None: path}, tmp_path),
+              "test_fast_path_matches_python_on_the_golden_text")
 
 
 # -- Phase 1: the transformer ------------------------------------------------------------------

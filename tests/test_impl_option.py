@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "phases" / "phase0_tokenizer" / "bpe.py"
 MERGES = REPO / "phases" / "phase0_tokenizer" / "merges.py"   # the reference's merge training
+ENCODE_CHUNK = REPO / "phases" / "phase0_tokenizer" / "encode_chunk.py"   # the reference's merge rule
+TOKENIZER_FILE = REPO / "phases" / "phase0_tokenizer" / "tokenizer_file.py"   # its save and load
 
 
 def _pytest(*args, pythonpath: Path | None = None):
@@ -20,14 +22,16 @@ def _pytest(*args, pythonpath: Path | None = None):
 
 
 def _broken_copy(tmp_path, old: str, new: str, reference: Path = REFERENCE) -> Path:
-    """The learner's tokenizer: a copy of bpe.py, with its training in ``my_merges.py`` beside it
-    (a copy of merges.py) when the sabotage is there; tmp_path goes on PYTHONPATH."""
+    """The learner's tokenizer: a copy of bpe.py. When the sabotage is in a module it imports
+    (``MERGES``: training; ``ENCODE_CHUNK``: the merge rule; ``TOKENIZER_FILE``: save and load), that module's copy goes beside it as
+    ``my_<name>.py`` and the tokenizer imports the copy; tmp_path goes on PYTHONPATH."""
     source = reference.read_text()
     assert old in source, "the reference changed: update the sabotage in this test"
     path = tmp_path / "my_tokenizer.py"
-    if reference == MERGES:
-        (tmp_path / "my_merges.py").write_text(source.replace(old, new, 1))
-        path.write_text(REFERENCE.read_text().replace("from phases.phase0_tokenizer.merges import", "from my_merges import"))
+    if reference != REFERENCE:
+        (tmp_path / f"my_{reference.name}").write_text(source.replace(old, new, 1))
+        path.write_text(REFERENCE.read_text().replace(f"from phases.phase0_tokenizer.{reference.stem} import",
+                                                      f"from my_{reference.stem} import"))
     else:
         path.write_text(source.replace(old, new, 1))
     return path
@@ -50,8 +54,8 @@ def test_broken_training_fails_the_checkpoint(tmp_path):
 
 
 def test_broken_decode_fails_the_checkpoint(tmp_path):
-    path = _broken_copy(tmp_path, 'return data.decode("utf-8", "mini_nanochat.surrogates")',
-                        'return data.decode("utf-8", "replace")')
+    path = _broken_copy(tmp_path, "return bytes_to_text(self.decode_bytes(ids))",
+                        'return self.decode_bytes(ids).decode("utf-8", "replace")')
     r = _pytest("phases/phase0_tokenizer/test_bpe.py", f"--impl={path}", "-q")
     assert r.returncode == 1
     assert "test_roundtrip_edge_cases" in r.stdout and "surrogate" in r.stdout

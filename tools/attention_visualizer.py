@@ -17,7 +17,7 @@ token t spreads its attention (summing to 1) over keys 0..t; the future and keys
 sliding window are masked (blank in the terminal, grey in the pictures).
 
 ``--checkpoint`` takes any run the project trained (a run name, run folder, ``RUN@STEP`` or
-step folder) and opens it with Phase 2's ``checkpoint.load_model``: its weights and the
+step folder) and opens it with Phase 2's ``load.load_model``: its weights and the
 tokenizer it trained with. Without it the model is freshly initialised (``--preset``,
 default cpu-demo), so the maps show random projections, not learned behaviour; the output
 says so. Tokens come from ``--tokenizer DIR`` (default: the run's, else ``<base>/tokenizer``);
@@ -49,7 +49,7 @@ from phases.phase0_tokenizer.visualize import display_width, token_pieces
 from phases.phase1_transformer.config import PRESETS, preset
 from phases.phase1_transformer.layers import attention_mask
 from phases.phase1_transformer.model import GPT
-from phases.phase2_training.checkpoint import load_model
+from phases.phase2_training.load import load_model
 
 DEFAULT_PROMPT = "The cat sat on the mat. The cat"
 RAMP = "·░▒▓█"             # plain-text shades, by sqrt(weight): < .04 < .16 < .36 < .64 <= 1

@@ -31,7 +31,7 @@ import torch
 import _view
 from phases.common.console import UserError, paint, run_command, use_color
 from phases.common.paths import runs_dir
-from phases.phase2_training import checkpoint as ck
+from phases.phase2_training import checkpoint as ck, load
 from phases.phase2_training.metrics import debias
 from phases.phase2_training.recipe import describe_data_state
 from phases.phase5_data.pretrain import PretrainConfig
@@ -52,15 +52,15 @@ def _mtime(path: Path) -> float:
 
 def resolve_checkpoint(spec: str) -> Path:
     """``RUN``, ``RUN@STEP`` or a step_ folder -> the checkpoint folder (valid or not: inspect shows why)."""
-    run, step = ck.split_spec(spec)
+    run, step = load.split_spec(spec)
     path = Path(run).expanduser()
     if path.is_dir() and ck.FOLDER.fullmatch(path.name) and path.parent.name == "checkpoints":
         return path
     if step is not None:
-        return ck.step_folder(run, step)
-    good = [c for c in ck.scan_checkpoints(ck.resolve_run(run), hash=False) if c.ok]
+        return load.step_folder(run, step)
+    good = [c for c in ck.scan_checkpoints(load.resolve_run(run), hash=False) if c.ok]
     if not good:
-        raise UserError(f"{ck.resolve_run(run)} has no valid checkpoint")
+        raise UserError(f"{load.resolve_run(run)} has no valid checkpoint")
     return good[-1].path
 
 
@@ -78,7 +78,7 @@ def cmd_list(args, color: bool) -> None:
              "val_bpb": (c.meta or {}).get("val_bpb"), "problems": c.problems, "path": str(c.path),
              "params": sum(t["numel"] for t in c.header["tensors"]) if c.header else None,
              "bytes": _bytes(c.path), "date": _mtime(c.path)}
-            for run in ck.list_runs(root) for c in ck.scan_checkpoints(run, hash=args.verify)]
+            for run in load.list_runs(root) for c in ck.scan_checkpoints(run, hash=args.verify)]
     bpb = lambda r: r["val_bpb"] if _view.num(r["val_bpb"]) != "-" else math.inf  # noqa: E731
     rows.sort(key={"step": lambda r: (r["run"], r["step"]), "bpb": bpb, "date": lambda r: r["date"],
                    "size": lambda r: -r["bytes"]}[args.sort])
@@ -102,7 +102,7 @@ def cmd_list(args, color: bool) -> None:
 def cmd_du(args, color: bool) -> None:
     root = Path(args.dir).expanduser() if args.dir else runs_dir()
     report = []
-    for run in ck.list_runs(root):
+    for run in load.list_runs(root):
         sizes = {c.path.name: _bytes(c.path) for c in ck.scan_checkpoints(run, hash=False)}
         total = _bytes(run)
         report.append({"run": str(run), "bytes": total, "checkpoints": sizes,
@@ -213,7 +213,7 @@ def weight_changes(wa: dict, wb: dict) -> dict:
 
 def generate_all(path: Path, prompts: list[str], tokens: int, tokenizer: str | None) -> list[str]:
     from phases.phase2_training.evaluate import sample
-    model, tok, _ = ck.load_model(path, dtype=torch.float32, tokenizer=tokenizer)
+    model, tok, _ = load.load_model(path, dtype=torch.float32, tokenizer=tokenizer)
     with torch.no_grad():
         return [text for _, text in sample(model, tok, prompts, max_tokens=tokens)]
 

@@ -81,7 +81,7 @@ UNTRAINED = ("note: untrained weights. The lm_head starts near zero, so every ne
 def load(args) -> tuple[Engine, bool, str]:
     """(engine, trained?, description) for --run or a fresh --preset model."""
     if args.run:
-        from phases.phase2_training.checkpoint import load_model
+        from phases.phase2_training.load import load_model
         model, tok, meta = load_model(args.run, device=args.device)
         return Engine(model, tok), True, f"run {args.run}, step {meta.get('step', '?')}"
     from phases.common.paths import tokenizer_dir

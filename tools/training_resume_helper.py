@@ -33,7 +33,8 @@ import _view
 from phases.common.console import UserError, duration, paint, run_command, use_color
 from phases.common.paths import base_dir, tokenizer_dir
 from phases.phase0_tokenizer.bpe import FILENAME
-from phases.phase2_training.checkpoint import resolve_run, scan_checkpoints
+from phases.phase2_training.checkpoint import scan_checkpoints
+from phases.phase2_training.load import resolve_run
 from phases.phase2_training.metrics import eta_seconds, metrics_path, read_metrics
 from phases.phase2_training.schedule import phase_of
 from phases.phase5_data.pretrain import PretrainConfig, load_config  # the settings `mini-nanochat pretrain` accepts

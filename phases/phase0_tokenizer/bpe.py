@@ -8,16 +8,16 @@ This is the tokenizer every later phase uses. It follows nanochat's tokenizer:
   so both train the same merges;
 - nine special tokens are appended after the merges (``<|bos|>`` … ``<|output_end|>``);
 - encoding follows tiktoken's rule (merge the adjacent pair whose *bytes* have the
-  lowest rank, leftmost first), so the pure-Python encoder and the tiktoken fast path
-  give identical ids. The tokenizer owns its fast path: ``tiktoken_encoding()`` exports
-  the merges to a tiktoken ``Encoding`` (built once), and ``encode`` / ``encode_batch``
-  use it when tiktoken is installed. Only the chunks tiktoken cannot take (a lone surrogate,
+  lowest rank, leftmost first: ``encode_chunk.py``), so the pure-Python encoder and the
+  tiktoken fast path give identical ids. The tokenizer owns its fast path:
+  ``tiktoken_encoding()`` exports the merges to a tiktoken ``Encoding`` (built once), and
+  ``encode`` / ``encode_batch`` use it when tiktoken is installed. Only the chunks tiktoken cannot take (a lone surrogate,
   which it would replace) go to the pure-Python path, so round trips stay exact; whitespace
   runs over ``merges.LONG_RUN`` characters are cut first on both paths (tiktoken's regex
   overflows on a million spaces). ``encode_bytes`` encodes raw bytes (what a user typed or
   piped, invalid UTF-8 included) so that ``decode_bytes`` gives exactly those bytes back.
-  The pure-Python encoder takes O(n log n) on a chunk of n bytes (a heap of candidate
-  pairs), so no input makes it quadratic.
+
+``save`` / ``load`` write and read ``tokenizer.json`` (``tokenizer_file.py``).
 
 What it leaves out: pickled files (we save JSON: loading never executes code; nanochat
 pickles its tiktoken Encoding, we rebuild it from the JSON in well under a second).
@@ -28,17 +28,15 @@ embedded corpus, prints a few encodings and compares the speed of both encoders
 """
 from __future__ import annotations
 
-import codecs
-import heapq
-import json
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from phases.common.console import UserError
-from phases.common.files import atomic_write_text
-from phases.phase0_tokenizer.merges import (SPLIT_PATTERN, check_pattern, count_chunks, cut_long_runs,
-                                            text_to_bytes, train_merges)
+from phases.phase0_tokenizer.encode_chunk import SHORT_CHUNK, encode_chunk, encode_long_chunk
+from phases.phase0_tokenizer.merges import (SPLIT_PATTERN, bytes_to_text, check_pattern, count_chunks,
+                                            cut_long_runs, train_merges)
+from phases.phase0_tokenizer.tokenizer_file import FILENAME, load_tokenizer, save_tokenizer  # noqa: F401  (bpe.FILENAME)
 
 try:
     import tiktoken  # the fast path: optional (pip install tiktoken)
@@ -59,35 +57,6 @@ SPECIAL_TOKEN_PURPOSES = {  # name -> what it is for; their ids follow the merge
 }
 SPECIAL_TOKENS = tuple(SPECIAL_TOKEN_PURPOSES)
 # --8<-- [end:special_tokens]
-
-FORMAT = "mini-nanochat-bpe"
-FORMAT_VERSION = 1
-FILENAME = "tokenizer.json"
-SHORT_CHUNK = 64     # chunks up to this many bytes: the plain merge loop (and its cache); longer: the heap
-
-
-# ---------------------------------------------------------------------------
-# Bytes <-> text. Python strings may hold lone surrogates ("\ud800"), which strict
-# UTF-8 refuses. We encode them with 'surrogatepass' (3 bytes ED A0..BF 80..BF) and
-# decode those bytes back to the same surrogate; any other invalid byte sequence
-# (a token sequence cut in the middle of a character) becomes U+FFFD.
-
-def _surrogate_or_replace(exc: UnicodeError):
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    b, i = exc.object, exc.start
-    if i + 2 < len(b) and b[i] == 0xED and 0xA0 <= b[i + 1] <= 0xBF and 0x80 <= b[i + 2] <= 0xBF:
-        code = ((b[i] & 0x0F) << 12) | ((b[i + 1] & 0x3F) << 6) | (b[i + 2] & 0x3F)
-        return chr(code), i + 3
-    return "\ufffd", exc.end
-
-
-codecs.register_error("mini_nanochat.surrogates", _surrogate_or_replace)
-
-
-def bytes_to_text(data: bytes) -> str:
-    return data.decode("utf-8", "mini_nanochat.surrogates")
-
 
 # ---------------------------------------------------------------------------
 # The tokenizer object
@@ -168,70 +137,14 @@ class BPETokenizer:
         """The regex chunks of ``text``: merges never cross their boundaries."""
         return self._split(text)
 
-    # -- encoding -----------------------------------------------------------
-    # --8<-- [start:encode_chunk]
-    def _encode_chunk(self, data: bytes) -> list[int]:
-        ranks = self.ranks
-        whole = ranks.get(data)
-        if whole is not None:            # the whole chunk is one token (tiktoken does this too)
-            return [whole]
-        parts = [data[i:i + 1] for i in range(len(data))]
-        while len(parts) > 1:
-            # merge the adjacent pair whose concatenation has the lowest rank (leftmost on ties)
-            best_rank, best_i = None, -1
-            for i in range(len(parts) - 1):
-                r = ranks.get(parts[i] + parts[i + 1])
-                if r is not None and (best_rank is None or r < best_rank):
-                    best_rank, best_i = r, i
-            if best_i < 0:
-                break
-            parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-        return [ranks[p] for p in parts]
-    # --8<-- [end:encode_chunk]
-
-    def _encode_long_chunk(self, data: bytes) -> list[int]:
-        """``_encode_chunk``'s result in O(n log n): candidate pairs in a heap keyed (rank, position).
-
-        The same rule (lowest rank first, leftmost on ties): a part is named by the position of
-        its first byte, so "leftmost" is the smallest position; a popped pair that a merge has
-        changed since it was pushed is stale and skipped.
-        """
-        ranks, n = self.ranks, len(data)
-        whole = ranks.get(data)
-        if whole is not None:
-            return [whole]
-        end = list(range(1, n + 1))          # end[i]: end of the part starting at byte i (0: merged away)
-        nxt = list(range(1, n + 1))          # start of the next part (n: none)
-        prev = list(range(-1, n - 1))        # start of the previous part (-1: none)
-        heap = [(r, i) for i in range(n - 1) if (r := ranks.get(data[i:i + 2])) is not None]
-        heapq.heapify(heap)
-        while heap:
-            r, i = heapq.heappop(heap)
-            j = nxt[i]
-            if end[i] == 0 or j >= n or ranks.get(data[i:end[j]]) != r:
-                continue                     # stale: part i was merged away, or a neighbour changed
-            end[i], end[j] = end[j], 0       # part j joins part i
-            k = nxt[i] = nxt[j]
-            if k < n:
-                prev[k] = i
-                if (rk := ranks.get(data[i:end[k]])) is not None:
-                    heapq.heappush(heap, (rk, i))
-            p = prev[i]
-            if p >= 0 and (rp := ranks.get(data[p:end[i]])) is not None:
-                heapq.heappush(heap, (rp, p))
-        out, i = [], 0
-        while i < n:
-            out.append(ranks[data[i:end[i]]])
-            i = nxt[i]
-        return out
-
+    # -- encoding (one chunk: encode_chunk.py) -------------------------------
     def _chunk_ids(self, data: bytes) -> list[int]:
         """The ids of one chunk's bytes; short chunks are cached (frequent words come back often)."""
         if len(data) > SHORT_CHUNK:
-            return self._encode_long_chunk(data)
+            return encode_long_chunk(self.ranks, data)
         got = self._cache.get(data)
         if got is None:
-            got = self._encode_chunk(data)
+            got = encode_chunk(self.ranks, data)
             if len(self._cache) > 200_000:
                 self._cache.clear()          # bound memory; frequent chunks come back quickly
             self._cache[data] = got
@@ -365,46 +278,15 @@ class BPETokenizer:
         a, b = self.merges[token_id - 256]
         return (token_id, self.merge_tree(a), self.merge_tree(b))
 
-    # -- persistence ----------------------------------------------------------
+    # -- persistence: tokenizer_file.py --------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``tokenizer.json`` (atomically) into ``directory`` and return its path."""
-        path = Path(directory) / FILENAME
-        payload = {
-            "format": FORMAT, "version": FORMAT_VERSION, "pattern": self.pattern,
-            "special_tokens": list(self.special_tokens), "vocab_size": self.vocab_size,
-            "merges": [list(m) for m in self.merges],
-        }
-        atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
-        return path
+        return save_tokenizer(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, use_fast: bool = True) -> "BPETokenizer":
-        path = Path(directory)
-        path = path / FILENAME if path.is_dir() else path
-        if not path.exists():
-            raise UserError(f"no tokenizer at {path}; train one with "
-                            f"`mini-nanochat tokenizer train --vocab-size 8192`")
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != FORMAT_VERSION:
-                raise ValueError(f"not a {FORMAT} v{FORMAT_VERSION} file")
-            missing = [k for k in ("merges", "pattern", "special_tokens", "vocab_size") if k not in payload]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}")
-            if not isinstance(payload["merges"], list):
-                raise ValueError("merges must be a list of [left, right] pairs")
-            tok = cls(payload["merges"], pattern=payload["pattern"], special_tokens=payload["special_tokens"],
-                      use_fast=use_fast)
-        except OSError as e:
-            raise UserError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
-        except RecursionError:
-            raise UserError(f"corrupt tokenizer file {path}: JSON nested too deeply") from None
-        except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise UserError(f"corrupt tokenizer file {path}: {e}") from None
-        if tok.vocab_size != payload["vocab_size"]:
-            raise UserError(f"corrupt tokenizer file {path}: vocab_size {payload['vocab_size']!r} does not match "
-                            f"its {len(tok.merges)} merges and {len(tok.special_tokens)} special tokens")
-        return tok
+        """The tokenizer saved in ``directory`` (or that file); a UserError naming the file if it cannot be used."""
+        return load_tokenizer(cls, directory, use_fast)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)})"

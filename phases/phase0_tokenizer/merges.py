@@ -13,7 +13,8 @@ Training happens in two steps:
    so both learn the same merges.
 
 Text becomes bytes with ``text_to_bytes`` (UTF-8, lone surrogates kept with
-``surrogatepass``; ``bpe.bytes_to_text`` turns such bytes back into the same string).
+``surrogatepass``); ``bytes_to_text`` turns such bytes back into the same string (the
+tokenizer decodes with it).
 
 One guard against pathological text: a run of more than ``LONG_RUN`` whitespace characters
 is cut into pieces of ``LONG_RUN`` before splitting (``cut_long_runs``). tiktoken's and
@@ -28,6 +29,7 @@ Run: ``python -m phases.phase0_tokenizer.merges`` learns 10 merges of a short te
 """
 from __future__ import annotations
 
+import codecs
 import heapq
 import itertools
 import os
@@ -67,6 +69,29 @@ def cut_long_runs(text: str) -> list[str]:
 def text_to_bytes(text: str) -> bytes:
     """UTF-8 bytes of ``text``; lone surrogates ("\\ud800") survive as 3 bytes (``surrogatepass``)."""
     return text.encode("utf-8", "surrogatepass")
+
+
+# Bytes -> text, text_to_bytes in reverse. Python strings may hold lone surrogates ("\ud800"),
+# which strict UTF-8 refuses. text_to_bytes writes them with 'surrogatepass' (3 bytes ED A0..BF
+# 80..BF) and this reads those bytes back as the same surrogate; any other invalid byte sequence
+# (a token sequence cut in the middle of a character) becomes U+FFFD.
+
+def _surrogate_or_replace(exc: UnicodeError):
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    b, i = exc.object, exc.start
+    if i + 2 < len(b) and b[i] == 0xED and 0xA0 <= b[i + 1] <= 0xBF and 0x80 <= b[i + 2] <= 0xBF:
+        code = ((b[i] & 0x0F) << 12) | ((b[i + 1] & 0x3F) << 6) | (b[i + 2] & 0x3F)
+        return chr(code), i + 3
+    return "\ufffd", exc.end
+
+
+codecs.register_error("mini_nanochat.surrogates", _surrogate_or_replace)
+
+
+def bytes_to_text(data: bytes) -> str:
+    """``text_to_bytes`` undone: the same string back, lone surrogates included; broken UTF-8 -> U+FFFD."""
+    return data.decode("utf-8", "mini_nanochat.surrogates")
 
 
 # ---------------------------------------------------------------------------

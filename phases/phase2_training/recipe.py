@@ -37,8 +37,10 @@ from phases.common.paths import data_dir
 from phases.phase0_tokenizer.bpe import BPETokenizer
 from phases.phase0_tokenizer.shards import check_folder
 from phases.phase1_transformer.model import GPT
-from phases.phase2_training.config import Plan, TrainConfig, derive as derive_batch
+from phases.phase2_training.config import TrainConfig
 from phases.phase2_training.data import TokenLoader, eval_batches, tokenize_split
+from phases.phase2_training.plan import Plan
+from phases.phase2_training.plan import derive as derive_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
 

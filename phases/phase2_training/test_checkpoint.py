@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from phases.phase2_training import checkpoint as ck
+from phases.phase2_training import load
 
 pytestmark = pytest.mark.phase2
 
@@ -15,16 +16,16 @@ def _weights(run_dir):
 
 def test_load_model_reads_back_what_training_wrote(trainer, tiny_cfg, tmp_path):
     result = trainer.train(tiny_cfg.replace(num_iterations=4, save_every=0), show_progress=False)
-    model, tok, meta = ck.load_model(result.run_dir)
+    model, tok, meta = load.load_model(result.run_dir)
     assert meta["step"] == 4 and not model.training
     step, weights = _weights(result.run_dir)
     assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
     assert tok.vocab_size == model.config.vocab_size
     # the same checkpoint through every way of naming it
     for name in (result.run_dir / "checkpoints", result.run_dir / "checkpoints" / "step_000004"):
-        assert ck.read_meta(name)["step"] == 4
+        assert load.read_meta(name)["step"] == 4
     with pytest.raises(Exception, match="no run or checkpoint"):
-        ck.find_checkpoint(tmp_path / "nowhere")
+        load.find_checkpoint(tmp_path / "nowhere")
 
 
 def test_crash_mid_save_keeps_the_last_good_checkpoint(trainer, tiny_cfg, monkeypatch):
@@ -59,9 +60,9 @@ def test_check_and_find_name_the_problem(trainer, tiny_cfg):
     result = trainer.train(tiny_cfg.replace(num_iterations=8), show_progress=False)
     run = result.run_dir
     assert [c.step for c in ck.scan_checkpoints(run)] == [4, 8] and all(c.ok for c in ck.scan_checkpoints(run))
-    assert ck.find_checkpoint(f"{run}@4").step == 4 and ck.read_meta(run, step=8)["step"] == 8
+    assert load.find_checkpoint(f"{run}@4").step == 4 and load.read_meta(run, step=8)["step"] == 8
     with pytest.raises(Exception, match="no checkpoint at step 5; it has: step_000004, step_000008"):
-        ck.find_checkpoint(run, step=5)
+        load.find_checkpoint(run, step=5)
     optim = run / "checkpoints" / "step_000008" / "optim.pt"
     optim.write_bytes(b"x" * optim.stat().st_size)          # the size recorded in meta.json, not a zip
     report = ck.check_checkpoint(run / "checkpoints" / "step_000008", hash=False)
@@ -69,4 +70,4 @@ def test_check_and_find_name_the_problem(trainer, tiny_cfg):
     optim.write_bytes(b"not a zip")                          # another size: caught before it is opened
     report = ck.check_checkpoint(run / "checkpoints" / "step_000008", hash=False)
     assert len(report.problems) == 1 and "optim.pt: 9 bytes, but" in report.problems[0]
-    assert ck.resolve_run(run / "checkpoints" / "step_000004") == run
+    assert load.resolve_run(run / "checkpoints" / "step_000004") == run

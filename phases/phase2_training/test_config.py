@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from phases.phase2_training.config import TrainConfig, derive, load_config
+from phases.phase2_training.config import TrainConfig, load_config
+from phases.phase2_training.plan import derive
 
 pytestmark = pytest.mark.phase2
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def test_a_flag_and_a_set_that_agree_are_accepted_and_disagreeing_ones_refused()
     import argparse
 
     from phases.common.console import UserError
-    from phases.phase2_training.train import add_training_arguments, config_from_args
+    from phases.phase2_training.cli import add_training_arguments, config_from_args
     parser = argparse.ArgumentParser()
     add_training_arguments(parser)
     for argv in (["--set", "compile=true", "--compile"], ["--set", "num_iterations=1e3", "--num-iterations", "1000"]):

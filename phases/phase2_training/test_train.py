@@ -174,7 +174,7 @@ def test_ctrl_c_says_how_to_continue(monkeypatch):
     """Issue 14 #10: after Ctrl-C, the command that continues the run (the same one, with --resume)."""
     import types
 
-    from phases.phase2_training import train as loop
+    from phases.phase2_training import cli as loop
     monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))   # the installed script
     assert loop.resume_command(["mini-nanochat", "pretrain", "--config", "my run.toml", "--resume"]) == \
         "mini-nanochat pretrain --config 'my run.toml' --resume"

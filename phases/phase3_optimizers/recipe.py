@@ -29,8 +29,9 @@ from phases.common.console import UserError
 from phases.phase1_transformer.config import check_size
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
+from phases.phase2_training import plan as p2plan
 from phases.phase2_training import train as p2train
-from phases.phase2_training.config import Plan
+from phases.phase2_training.plan import Plan
 from phases.phase2_training.recipe import Recipe, Runtime
 from phases.phase3_optimizers.muon import MuonAdamW, iteration_schedule, pick_method, stack_by_shape
 from phases.phase3_optimizers.scaling import REFERENCE_BATCH, Scaling, depth_scaling, reference_config
@@ -222,7 +223,7 @@ def derive(cfg: MuonTrainConfig, vocab_size: int, runtime: Runtime | None = None
                       cfg.num_iterations, cfg.target_flops, cfg.reference_batch_size)
     resolved = cfg.replace(total_batch_size=s.batch, num_iterations=s.iterations)
     world_size = runtime.world_size if runtime is not None else 1
-    base = p2config.derive(resolved, vocab_size, world_size, optimizers=("muon", "adamw"))
+    base = p2plan.derive(resolved, vocab_size, world_size, optimizers=("muon", "adamw"))
     return MuonPlan(resolved, base.model, base.world_size, base.tokens_per_micro, base.total_batch_size,
                     base.grad_accum, base.num_params, base.flops_per_token, scaling=s)
 # --8<-- [end:derive]

@@ -12,6 +12,7 @@ import torch
 
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import checkpoint as ck
+from phases.phase2_training import load
 from phases.phase2_training.metrics import read_metrics
 
 pytestmark = pytest.mark.phase3
@@ -122,7 +123,7 @@ def test_recipe_parts_and_the_applied_learning_rates(recipe, tiny_cfg):
     assert (r.derive, r.make_optimizer, r.set_hparams, r.make_data) == (recipe.derive, recipe.make_optimizer,
                                                                         recipe.set_hparams, make_data)
     result = recipe.train(tiny_cfg.replace(num_iterations=2, eval_every=0, save_every=0), show_progress=False)
-    meta = ck.read_meta(result.run_dir)
+    meta = load.read_meta(result.run_dir)
     plan = recipe.derive(tiny_cfg.replace(num_iterations=2), 512)
     want = {g["name"]: g["initial_lr"] for g in recipe.param_groups(GPT.build(plan.model), plan.config, plan.scaling)}
     assert meta["initial_lrs"] == pytest.approx(want)

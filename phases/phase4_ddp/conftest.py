@@ -85,7 +85,7 @@ for name, path, borrowed in {modules!r}:
 
 LAUNCHER = REGISTER + """\
 from phases.common.console import command
-from phases.phase2_training.train import add_training_arguments, run_training
+from phases.phase2_training.cli import add_training_arguments, run_training
 from phases.phase4_ddp import dist as _reference_dist     # the reference when dist is not swapped
 report_and_exit = (references.get("phases.phase4_ddp.dist") or _reference_dist).report_and_exit
 recipe = sys.modules[{recipe_name!r}]

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from phases.phase2_training import checkpoint as ck
-from phases.phase2_training.config import derive as p2derive
+from phases.phase2_training.plan import derive as p2derive
 from phases.phase2_training.data import TokenLoader, eval_batches
 
 pytestmark = pytest.mark.phase4

@@ -27,8 +27,9 @@ import sys
 
 from phases.common.console import UserError, command, positive_int
 from phases.phase2_training import config as p2config
+from phases.phase2_training.cli import FLAGS, add_training_arguments, config_from_args, run_training
 from phases.phase2_training.recipe import Recipe
-from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, config_from_args, run_training
+from phases.phase2_training.train import RunResult
 from phases.phase3_optimizers import recipe as p3recipe
 from phases.phase4_ddp import recipe as p4recipe
 from phases.phase5_data import recipe as p5recipe

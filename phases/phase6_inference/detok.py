@@ -29,7 +29,7 @@ Run nothing here directly; the engine and the CLI use it.
 """
 from __future__ import annotations
 
-from phases.phase0_tokenizer.bpe import bytes_to_text
+from phases.phase0_tokenizer.merges import bytes_to_text
 
 # The second byte a lead byte accepts (RFC 3629 table 3-7); ED also takes A0..BF, the
 # encoded surrogates the tokenizer round-trips (bpe.py's 'surrogatepass').

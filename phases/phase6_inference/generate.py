@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
     """Load the run's model, generate, print."""
     import torch
 
-    from phases.phase2_training.checkpoint import load_model
+    from phases.phase2_training.load import load_model
     from phases.phase6_inference.engine import Engine, SamplingParams
 
     text = sys.stdin.read() if args.prompt == "-" else args.prompt

@@ -113,7 +113,7 @@ def tiny_run(tiny_world, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run):
-    from phases.phase2_training.checkpoint import load_model
+    from phases.phase2_training.load import load_model
     return load_model(tiny_run["run_dir"])
 
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from phases.common.console import UserError, run_command
-from phases.phase2_training.checkpoint import find_checkpoint, load_model
+from phases.phase2_training.load import find_checkpoint, load_model
 from phases.phase2_training.recipe import Runtime
 from phases.phase4_ddp.dist import DistRuntime, distributed
 from phases.phase7_eval import report

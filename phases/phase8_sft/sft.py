@@ -37,9 +37,11 @@ import torch
 from phases.common.console import UserError
 from phases.phase1_transformer.model import GPT
 from phases.phase2_training import config as p2config
-from phases.phase2_training.checkpoint import find_checkpoint, load_weights
+from phases.phase2_training.checkpoint import load_weights
+from phases.phase2_training.cli import FLAGS, add_training_arguments, run_training
+from phases.phase2_training.load import find_checkpoint
 from phases.phase2_training.recipe import Recipe, Runtime
-from phases.phase2_training.train import FLAGS, RunResult, add_training_arguments, load_tokenizer, run_training
+from phases.phase2_training.train import RunResult, load_tokenizer
 from phases.phase4_ddp import recipe as p4recipe
 from phases.phase5_data.pretrain import PretrainConfig, pretrain_recipe
 from phases.phase8_sft import mixture as mixtures

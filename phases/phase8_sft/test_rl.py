@@ -42,7 +42,7 @@ def test_rl_raises_the_reward_on_a_toy_task(rl, tiny_base, tmp_path):
     result = p4.train(_cfg(rl, tiny_base, tmp_path), show_progress=False, base=recipe)
     rewards = _rewards(result.run_dir)                   # the mean reward of each 4 steps of sampling
     assert len(rewards) == 4 and rewards[-1] > max(0.9, rewards[0] + 0.15), rewards
-    from phases.phase2_training.checkpoint import read_meta
+    from phases.phase2_training.load import read_meta
     assert read_meta(result.run_dir)["stage"] == "rl"
 
 
@@ -75,7 +75,7 @@ def test_rollout_targets_are_only_the_sampled_answer_tokens(rl, chat_tok):
 
 
 def test_policy_is_a_gpt_with_another_loss(rl, tiny_base):
-    from phases.phase2_training.checkpoint import load_model
+    from phases.phase2_training.load import load_model
     gpt, _, _ = load_model(tiny_base["base"])
     policy = rl.Policy.build(gpt.config)
     policy.load_state_dict(gpt.state_dict())

@@ -36,7 +36,8 @@ def test_inherits_the_base_run_and_explicit_settings_win(sft, tiny_base, tmp_pat
 
 
 def test_sft_starts_from_the_base_weights_and_optimizer_state(sft, tiny_base, tmp_path):
-    from phases.phase2_training.checkpoint import find_checkpoint, load_weights
+    from phases.phase2_training.checkpoint import load_weights
+    from phases.phase2_training.load import find_checkpoint
     from phases.phase2_training.recipe import Runtime
     cfg = _cfg(sft, tiny_base, tmp_path)
     rec = sft.recipe()
@@ -58,7 +59,7 @@ def test_sft_lowers_the_assistant_val_bpb_within_a_few_dozen_steps(sft, tiny_bas
     evals = _evals(result.run_dir)
     first, last = evals[0]["val_bpb"], evals[-1]["val_bpb"]
     assert result.step == 30 and last < 0.8 * first, (first, last)
-    from phases.phase2_training.checkpoint import find_checkpoint, read_meta
+    from phases.phase2_training.load import find_checkpoint, read_meta
     meta = read_meta(result.run_dir)                         # Phase 9 serves the newest chat model by stage
     assert meta["stage"] == "sft" and meta["started_from"] == str(find_checkpoint(tiny_base["base"]).path)
     assert "stage" not in read_meta(tiny_base["base"])       # Phase 2's default hook adds nothing

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from phases.common.console import UserError
 from phases.common.paths import runs_dir
-from phases.phase2_training.checkpoint import find_checkpoint, latest_checkpoint
+from phases.phase2_training.checkpoint import latest_checkpoint
+from phases.phase2_training.load import find_checkpoint
 
 DEMO_RUN = "cpu_demo"
 CHAT_STAGES = ("sft", "rl")

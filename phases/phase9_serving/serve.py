@@ -99,7 +99,7 @@ def load(run: str | None, device: str | None):
     """(model, tokenizer, name, is_chat) for ``--run``."""
     import torch
 
-    from phases.phase2_training.checkpoint import load_model
+    from phases.phase2_training.load import load_model
     from phases.phase9_serving.runs import resolve_run
     path, chat, name = resolve_run(run)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

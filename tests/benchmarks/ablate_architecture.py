@@ -40,7 +40,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.phase1_transformer.model import GPT  # noqa: E402
-from phases.phase2_training.config import derive, load_config  # noqa: E402
+from phases.phase2_training.config import load_config  # noqa: E402
+from phases.phase2_training.plan import derive  # noqa: E402
 from phases.phase2_training.recipe import make_adamw  # noqa: E402
 from phases.phase2_training.train import train  # noqa: E402
 

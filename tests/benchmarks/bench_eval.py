@@ -69,7 +69,7 @@ from phases.phase7_eval.report import hardware  # noqa: E402
 
 def model_and_tokenizer(args, data_dir: Path, tmp: str):
     if args.run:
-        from phases.phase2_training.checkpoint import load_model
+        from phases.phase2_training.load import load_model
         model, tok, _ = load_model(args.run, args.device)
         return model, tok, f"checkpoint {args.run}"
     default = tokenizer_dir()

@@ -76,7 +76,7 @@ def build_model(run: str, quick: bool):
     from phases.phase1_transformer.model import GPT
     if not quick:
         try:
-            from phases.phase2_training.checkpoint import load_model
+            from phases.phase2_training.load import load_model
             model, tok, _ = load_model(run)
             return model, tok, f"{run} (trained)"
         except Exception:

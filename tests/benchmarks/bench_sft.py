@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from phases.common.console import cpu_model  # noqa: E402
-from phases.phase2_training.checkpoint import load_model  # noqa: E402
+from phases.phase2_training.load import load_model  # noqa: E402
 from phases.phase2_training.metrics import read_metrics  # noqa: E402
 from phases.phase8_sft import mixture as mixtures  # noqa: E402
 from phases.phase8_sft import rl as p8rl  # noqa: E402
@@ -81,7 +81,7 @@ def median_tok_per_s(run_dir) -> float:
 
 def pretrain_speed(base: str, steps: int, out_dir: Path) -> float:
     """tok/s of pretraining's loop on the base run's model and batch (fresh weights, ``steps`` steps)."""
-    from phases.phase2_training.checkpoint import read_meta
+    from phases.phase2_training.load import read_meta
     from phases.phase5_data.pretrain import load_config, pretrain
     saved = read_meta(base)["train_config"]
     keep = {k: saved[k] for k in p8sft.INHERITED + ("data_dir",) if k in saved}

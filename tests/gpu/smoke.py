@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from phases.common.console import UserError, run_command  # noqa: E402
-from phases.phase2_training.checkpoint import load_model  # noqa: E402
+from phases.phase2_training.load import load_model  # noqa: E402
 from phases.phase2_training.metrics import read_metrics  # noqa: E402
 from phases.phase6_inference.engine import Engine  # noqa: E402
 
