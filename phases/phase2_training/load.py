@@ -169,6 +169,6 @@ if __name__ == "__main__":
         ckpt = find_checkpoint(sys.argv[1])
         model, tok, meta = load_model(ckpt.path)
         print(f"{ckpt.path}: step {ckpt.step}, {sum(p.numel() for p in model.parameters()):,} parameters, "
-              f"vocab {tok.vocab_size:,}, val bpb {meta.get('val_bpb')}")
+              f"vocab {tok.vocab_size:,}, val bpb {float(meta.get('val_bpb', 'nan')):.4f}")
 
     sys.exit(run_command(main))
