@@ -11,10 +11,10 @@ This is the tokenizer every later phase uses. It follows nanochat's tokenizer:
   lowest rank, leftmost first: ``encode_chunk.py``), so the pure-Python encoder and the
   tiktoken fast path give identical ids. The tokenizer owns its fast path:
   ``tiktoken_encoding()`` exports the merges to a tiktoken ``Encoding`` (built once), and
-  ``encode`` / ``encode_batch`` use it when tiktoken is installed. Only the chunks tiktoken cannot take (a lone surrogate,
-  which it would replace) go to the pure-Python path, so round trips stay exact; whitespace
-  runs over ``merges.LONG_RUN`` characters are cut first on both paths (tiktoken's regex
-  overflows on a million spaces). ``encode_bytes`` encodes raw bytes (what a user typed or
+  ``encode`` / ``encode_batch`` use it when tiktoken is installed. Only the chunks tiktoken
+  cannot take (a lone surrogate, which it would replace) go to the pure-Python path, so round
+  trips stay exact; whitespace runs over ``merges.LONG_RUN`` characters are cut first on both
+  paths (tiktoken's regex overflows on a million spaces). ``encode_bytes`` encodes raw bytes (what a user typed or
   piped, invalid UTF-8 included) so that ``decode_bytes`` gives exactly those bytes back.
 
 ``save`` / ``load`` write and read ``tokenizer.json`` (``tokenizer_file.py``).
@@ -36,7 +36,7 @@ from phases.common.console import UserError
 from phases.phase0_tokenizer.encode_chunk import SHORT_CHUNK, encode_chunk, encode_long_chunk
 from phases.phase0_tokenizer.merges import (SPLIT_PATTERN, bytes_to_text, check_pattern, count_chunks,
                                             cut_long_runs, train_merges)
-from phases.phase0_tokenizer.tokenizer_file import FILENAME, load_tokenizer, save_tokenizer  # noqa: F401  (bpe.FILENAME)
+from phases.phase0_tokenizer.tokenizer_file import FILENAME, load_tokenizer, save_tokenizer  # noqa: F401 (re-exported)
 
 try:
     import tiktoken  # the fast path: optional (pip install tiktoken)

@@ -91,4 +91,5 @@ if __name__ == "__main__":
     for word in (b"lower", b"slower", b"lowly"):
         ids = encode_chunk(ranks, word)
         print(f"{word.decode():>7} -> {ids} = {[vocab[i].decode() for i in ids]}")
-    print("the heap agrees:", all(encode_long_chunk(ranks, w) == encode_chunk(ranks, w) for w in (b"lower", b"slowerlowest")))
+    words = (b"lower", b"slowerlowest")
+    print("the heap agrees:", all(encode_long_chunk(ranks, w) == encode_chunk(ranks, w) for w in words))

@@ -1,4 +1,4 @@
-"""The training command line: the flags of ``mini-nanochat pretrain`` (and of SFT and RL) turned into a config and a run.
+"""The training command line: the flags of ``mini-nanochat pretrain`` (SFT, RL) -> a config and a run.
 
 ``add_training_arguments`` adds the flags every training command shares: a TOML file
 (``--config``), ``--set KEY=VALUE`` overrides, dedicated flags for the settings people change

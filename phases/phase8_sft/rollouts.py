@@ -1,4 +1,4 @@
-"""RL's data and model: groups of sampled answers as a loader (``Rollouts``), and a GPT whose loss is the policy gradient (``Policy``).
+"""RL's data and model: sampled answers as a loader (``Rollouts``), a GPT whose loss is the policy gradient.
 
 Phase 2's loop asks its loader for ``(inputs, targets)`` and its model for a loss. RL keeps
 that loop and changes what the two are (``rl.py`` plugs them in through the recipe):

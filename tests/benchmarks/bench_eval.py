@@ -205,7 +205,10 @@ def profile_icl(model, tok, tasks, args) -> int:
     chosen = tasks if args.profile == "all" else [t for t in tasks if t.name == args.profile]
     if not chosen:
         sys.exit(f"--profile: no task {args.profile!r}; choose all or one of {', '.join(t.name for t in tasks)}")
-    run = lambda: [core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens) for t in chosen]  # noqa: E731
+
+    def run():
+        return [core.evaluate_task(model, tok, t, None, args.icl_items, args.batch_tokens) for t in chosen]
+
     run()                                                                                 # warm-up
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         t0 = time.perf_counter()
