@@ -6,7 +6,10 @@ without network sees raw ``\\[ ... \\]`` and no diagram; so the site ships both 
 ``npm pack`` (the ordinary npm client, so a proxy or mirror set in npm's configuration
 is used), checks each tarball against its pinned sha512, and unpacks the files the site
 needs into ``docs/javascripts/vendor/`` (ignored by git), which ``docs/hooks.py`` then
-publishes like any other file under ``docs/``.
+publishes like any other file under ``docs/``. One patch follows the check: the CDN addresses
+compiled into MathJax's speech code as fallbacks (never used: MathJax points the speech engine
+at its own ``sre/`` folder) are rewritten to a scheme no browser fetches, so nothing the site
+ships names another host (``Package.rewrites``).
 
     python docs/assets.py            # fetch what is missing or of another version
     python docs/assets.py --check    # exit 1 unless everything is in place
@@ -48,6 +51,7 @@ class Package:
     strip: str                     # prefix removed from those paths
     entry: str                     # the script the pages load, relative to the package's folder
     licence: str
+    rewrites: tuple[tuple[str, str], ...] = ()   # (old, new) in every .js file, after the integrity check
 
     @property
     def folder(self) -> Path:
@@ -61,7 +65,9 @@ PACKAGES = (
             "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
             ("LICENSE", "es5/tex-mml-chtml.js", "es5/input/", "es5/output/chtml/", "es5/a11y/",
              "es5/ui/", "es5/sre/", "es5/adaptors/"),
-            "es5/", "tex-mml-chtml.js", "Apache-2.0"),
+            "es5/", "tex-mml-chtml.js", "Apache-2.0",
+            # speech-rule-engine's default map URL and two Internet Explorer helpers: dead fallbacks
+            (("https://cdn.jsdelivr.net/npm/", "offline-only:npm/"),)),
     # mermaid 11 (MIT): the self-contained browser build that mkdocs-material uses when it finds
     # a global `mermaid` (it would otherwise load mermaid@11 from a CDN).
     Package("mermaid", "11.17.2",
@@ -89,8 +95,13 @@ def missing() -> list[str]:
     """The packages not in place: absent, of another version, or without their entry point."""
     stamp = _stamp()
     return [f"{p.name}@{p.version}" for p in PACKAGES
-            if stamp.get(p.name) != {"version": p.version, "integrity": p.integrity}
-            or not (p.folder / p.entry).is_file()]
+            if stamp.get(p.name) != _stamp_of(p) or not (p.folder / p.entry).is_file()]
+
+
+def _stamp_of(pkg: Package) -> dict:
+    """What the stamp records of a package in place; a changed patch (its hash) fetches it again."""
+    patch = hashlib.sha256(json.dumps(pkg.rewrites).encode()).hexdigest()[:16] if pkg.rewrites else None
+    return {"version": pkg.version, "integrity": pkg.integrity, "patch": patch}
 
 
 def _integrity(data: bytes) -> str:
@@ -137,7 +148,13 @@ def _unpack(pkg: Package, tarball: Path, dest: Path) -> int:
                 raise AssetError(f"{pkg.name}: unsafe path in tarball: {member.name}")
             target.parent.mkdir(parents=True, exist_ok=True)
             with tar.extractfile(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+                if pkg.rewrites and rel.endswith(".js"):
+                    data = src.read()
+                    for old, new in pkg.rewrites:
+                        data = data.replace(old.encode(), new.encode())
+                    out.write(data)
+                else:
+                    shutil.copyfileobj(src, out)
             count += 1
     return count
 
@@ -158,7 +175,7 @@ def fetch(force: bool = False, log=print) -> list[str]:
             if pkg.folder.exists():
                 shutil.rmtree(pkg.folder)
             os.replace(staging, pkg.folder)   # all or nothing: a crash leaves the old folder or none
-            stamp[pkg.name] = {"version": pkg.version, "integrity": pkg.integrity}
+            stamp[pkg.name] = _stamp_of(pkg)
             (VENDOR / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
             log(f"  {n} files -> {pkg.folder.relative_to(REPO)} ({pkg.licence})")
     return [f"{p.name}@{p.version}" for p in todo]
